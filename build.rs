@@ -1,0 +1,28 @@
+//! Fails early, in one line, when FFmpeg's development files are missing,
+//! instead of letting ffmpeg-sys-next's bindgen step fail with pages of output.
+
+use std::process::Command;
+
+const LIBS: [&str; 4] = ["libavformat", "libavcodec", "libswscale", "libavutil"];
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    let missing: Vec<&str> = LIBS
+        .iter()
+        .copied()
+        .filter(|lib| {
+            !Command::new("pkg-config")
+                .args(["--exists", lib])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        })
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "error: FFmpeg development files not found ({}): run scripts/setup",
+            missing.join(", ")
+        );
+        std::process::exit(1);
+    }
+}

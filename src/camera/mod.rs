@@ -1,0 +1,217 @@
+//! `camflow camera`: a simulated network camera, the fixture for protocols
+//! that have no real peer to test against.
+//!
+//! EvoStream over WebSocket: each client gets its own stream from frame 0:
+//! the init segment in a MOOV message (tag 250), then per frame a fragment
+//! as PBT begin (249), video buffer (252), the moof in three MOOF pieces
+//! (251), the MDAT header (254) and PBT end (255) — the order the forum
+//! thread in the seeds observed — paced at the stream's real frame rate.
+
+pub mod pattern;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::cli::CameraFault;
+use crate::packet::Chunk;
+use crate::pipeline::synth::{self, SynthSettings, Timed};
+use crate::proto::bmff;
+
+/// The path the camera serves; anything else gets 404, as a real server would.
+pub const PATH: &str = "/live";
+
+/// The 4 player-specific bytes EvoStream puts before the init segment.
+const MOOV_EXTRA: [u8; 4] = [0xf1, 0x42, 0xc0, 0x1e];
+
+#[derive(Debug, Clone)]
+pub struct CameraSettings {
+    pub synth: SynthSettings,
+    pub fault: Option<CameraFault>,
+    pub fault_after: u64,
+}
+
+/// One EvoStream message: tag, 3-byte big-endian length, body.
+pub fn message(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut m = Vec::with_capacity(4 + len);
+    m.push(tag);
+    m.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
+    for p in parts {
+        m.extend_from_slice(p);
+    }
+    m
+}
+
+/// The messages that carry one fMP4 fragment (moof + mdat).
+pub fn fragment_messages(frag: &[u8]) -> Option<Vec<Vec<u8>>> {
+    // Everything before the mdat is "moof" to EvoStream.
+    let mut off = 0usize;
+    let (mdat_at, mdat_hdr) = loop {
+        let h = bmff::parse_header(frag.get(off..)?).ok()??;
+        if &h.kind == b"mdat" {
+            break (off, h.header_len);
+        }
+        off = off.checked_add(usize::try_from(h.size).ok()?)?;
+    };
+    let moof = frag.get(..mdat_at)?;
+    let header = frag.get(mdat_at..mdat_at + mdat_hdr)?;
+    let video = frag.get(mdat_at + mdat_hdr..)?;
+    let third = moof.len() / 3;
+    Some(vec![
+        message(249, &[]),
+        message(252, &[video]),
+        message(251, &[&moof[..third]]),
+        message(251, &[&moof[third..2 * third]]),
+        message(251, &[&moof[2 * third..]]),
+        message(254, &[header]),
+        message(255, &[]),
+    ])
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    settings: Arc<CameraSettings>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let s = settings.clone();
+                tokio::spawn(async move {
+                    match client(stream, peer, s).await {
+                        Ok(n) => eprintln!("camera: {peer}: sent {n} frames"),
+                        Err(e) => eprintln!("camera: {peer}: {e}"),
+                    }
+                });
+            }
+            Err(e) => {
+                eprintln!("camera: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn client(
+    stream: TcpStream,
+    peer: SocketAddr,
+    s: Arc<CameraSettings>,
+) -> anyhow::Result<u64> {
+    let _ = stream.set_nodelay(true);
+    let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        if req.uri().path() == PATH {
+            Ok(resp)
+        } else {
+            let mut r = ErrorResponse::new(Some(format!("no stream at {}\n", req.uri().path())));
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            Err(r)
+        }
+    };
+    let mut ws = tokio_tungstenite::accept_hdr_async(stream, check_path).await?;
+    eprintln!("camera: {peer}: connected");
+
+    if s.fault == Some(CameraFault::Garbage) {
+        ws.send(Message::binary(
+            b"<html>this is not a video stream</html>".to_vec(),
+        ))
+        .await?;
+        ws.close(None).await?;
+        return Ok(0);
+    }
+
+    let (tx, mut rx) = mpsc::channel::<Timed>(8);
+    let stop = Arc::new(AtomicBool::new(false));
+    let synth_stop = stop.clone();
+    let synth_settings = s.synth.clone();
+    let worker = std::thread::Builder::new()
+        .name("camflow-synth".into())
+        .spawn(move || synth::run(&synth_settings, tx, synth_stop))?;
+    // Stop the encoder however this client ends.
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _stop_guard = StopOnDrop(stop);
+
+    let start = Instant::now();
+    let mut frags = 0u64;
+    while let Some(Timed { chunk, at }) = rx.recv().await {
+        match chunk {
+            Chunk::Init(init) => {
+                ws.send(Message::binary(message(250, &[&MOOV_EXTRA, &init])))
+                    .await?;
+            }
+            Chunk::Fragment(frag) => {
+                tokio::time::sleep_until(start + Duration::from_secs_f64(at.max(0.0))).await;
+                let msgs = fragment_messages(&frag)
+                    .ok_or_else(|| anyhow::anyhow!("muxer produced a fragment without mdat"))?;
+                let faulty = frags == s.fault_after;
+                match s.fault {
+                    Some(CameraFault::DropMidFragment) if faulty => {
+                        for m in msgs.into_iter().take(2) {
+                            ws.send(Message::binary(m)).await?;
+                        }
+                        // Drop the TCP connection: no close frame.
+                        drop(ws);
+                        return Ok(frags);
+                    }
+                    Some(CameraFault::Truncated) if faulty => {
+                        let m = &msgs[1];
+                        ws.send(Message::binary(m[..m.len() / 2].to_vec())).await?;
+                        ws.close(None).await?;
+                        return Ok(frags);
+                    }
+                    Some(CameraFault::Oversized) if faulty => {
+                        ws.send(Message::binary(vec![252, 0xff, 0xff, 0xff, 0, 0, 0, 0]))
+                            .await?;
+                        ws.close(None).await?;
+                        return Ok(frags);
+                    }
+                    Some(CameraFault::OutOfOrder) if faulty => {
+                        // The begin tag last: the fragment cannot be rebuilt.
+                        let mut msgs = msgs;
+                        msgs.rotate_left(1);
+                        for m in msgs {
+                            ws.send(Message::binary(m)).await?;
+                        }
+                    }
+                    _ => {
+                        for m in msgs {
+                            ws.send(Message::binary(m)).await?;
+                        }
+                    }
+                }
+                frags += 1;
+            }
+        }
+    }
+    match worker.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => anyhow::bail!("{e}"),
+        Err(_) => anyhow::bail!("encoder thread panicked"),
+    }
+    ws.close(None).await?;
+    // Let the close handshake finish so the client sees a clean end.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        use futures_util::StreamExt;
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    Ok(frags)
+}

@@ -1,0 +1,175 @@
+//! Command-line interface: the clap structs, nothing else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::source::{SourceOptions, WsFraming};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "camflow",
+    version,
+    about = "Get video out of network cameras: numpy frames, clean MP4 files and more",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Decode a source into BGR frames (numpy .npy files) plus a CSV index.
+    Decode(DecodeArgs),
+    /// Save the stream as received, without re-encoding, as an MP4 file.
+    Record(RecordArgs),
+    /// Describe a source: protocol, container, codec, size, frame rate.
+    Probe(ProbeArgs),
+    /// Run a simulated camera that serves a test pattern or a file.
+    Camera(CameraArgs),
+}
+
+/// Options shared by every command that reads a source.
+#[derive(Debug, Args, Clone)]
+pub struct SourceArgs {
+    /// What to read: a file path, `-` for stdin, or a ws:// / wss:// URL.
+    pub source: String,
+
+    /// Connect and read timeout, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub timeout: f64,
+
+    /// Add a request header, `Name: value` (repeatable). Sites often check Origin and User-Agent.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
+    /// Send this text message after the WebSocket connects (repeatable).
+    #[arg(long = "ws-send", value_name = "TEXT")]
+    pub ws_send: Vec<String>,
+
+    /// How WebSocket binary messages are framed: `auto` recognises EvoStream framing
+    /// from the first message; `raw` takes every message as plain fMP4 bytes.
+    #[arg(long = "ws-framing", value_name = "MODE", default_value_t = WsFraming::Auto)]
+    pub ws_framing: WsFraming,
+
+    /// Largest message or fragment accepted from the network, in bytes.
+    #[arg(long = "max-message-bytes", value_name = "BYTES", default_value_t = crate::source::DEFAULT_MAX_MESSAGE)]
+    pub max_message_bytes: usize,
+}
+
+impl SourceArgs {
+    pub fn options(&self) -> anyhow::Result<SourceOptions> {
+        SourceOptions::from_args(self)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DecodeArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Folder for frame_NNNNNN.npy files and frames.csv (created if missing).
+    #[arg(long = "frames-dir", value_name = "DIR")]
+    pub frames_dir: PathBuf,
+
+    /// Stop after this many frames.
+    #[arg(long = "max-frames", value_name = "N")]
+    pub max_frames: Option<u64>,
+
+    /// Stop after this many seconds of stream time.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+
+    /// Keep at most F frames per second of stream time (frames are dropped, never duplicated).
+    #[arg(long, value_name = "F")]
+    pub fps: Option<f64>,
+
+    /// No progress display or log lines; errors only.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Output MP4 file.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Stop after this many seconds of stream time.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+
+    /// No progress display or log lines; errors only.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CameraProtocol {
+    /// Fragmented MP4 inside EvoStream's tagged framing, over a WebSocket.
+    EvostreamWs,
+}
+
+/// Misbehaviours the simulated camera can put on, to test clients against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CameraFault {
+    /// Close the TCP connection in the middle of a fragment, without a close frame.
+    DropMidFragment,
+    /// Send a message shorter than its header declares.
+    Truncated,
+    /// Send a message header declaring the largest possible length.
+    Oversized,
+    /// Send bytes that are neither EvoStream-framed nor fMP4 as the first message.
+    Garbage,
+    /// Send a fragment's messages out of order (a recoverable fault).
+    OutOfOrder,
+}
+
+#[derive(Debug, Args)]
+pub struct CameraArgs {
+    /// Protocol to serve.
+    #[arg(long, value_enum, default_value_t = CameraProtocol::EvostreamWs)]
+    pub protocol: CameraProtocol,
+
+    /// Address to listen on; port 0 picks a free port. The URL is printed on stdout.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+
+    /// Serve this video file (H.264 is sent as is, anything else is encoded) instead of the test pattern.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["size", "fps"])]
+    pub input: Option<PathBuf>,
+
+    /// Test pattern size, WIDTHxHEIGHT.
+    #[arg(long, value_name = "WxH")]
+    pub size: Option<String>,
+
+    /// Test pattern frame rate.
+    #[arg(long)]
+    pub fps: Option<f64>,
+
+    /// End each client's stream normally after this many frames (default: endless for the pattern).
+    #[arg(long, value_name = "N")]
+    pub frames: Option<u64>,
+
+    /// Misbehave on purpose, for testing clients.
+    #[arg(long, value_enum)]
+    pub fault: Option<CameraFault>,
+
+    /// With --fault: how many good fragments to send first.
+    #[arg(long = "fault-after", value_name = "N", default_value_t = 5)]
+    pub fault_after: u64,
+}

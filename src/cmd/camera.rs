@@ -1,0 +1,76 @@
+//! `camflow camera`: runs the simulated camera until Ctrl-C.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use tokio::net::TcpListener;
+
+use crate::camera::{self, CameraSettings};
+use crate::cli::{CameraArgs, CameraProtocol};
+use crate::pipeline::synth::SynthSettings;
+use crate::shutdown::Shutdown;
+
+pub fn parse_size(s: &str) -> anyhow::Result<(u32, u32)> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| anyhow!("--size {s:?} is not WIDTHxHEIGHT"))?;
+    let w: u32 = w
+        .trim()
+        .parse()
+        .map_err(|_| anyhow!("--size {s:?}: bad width"))?;
+    let h: u32 = h
+        .trim()
+        .parse()
+        .map_err(|_| anyhow!("--size {s:?}: bad height"))?;
+    // H.264 in 4:2:0 wants even sizes; the counter band wants some room.
+    if w < 32 || h < 32 || w > 7680 || h > 4320 || w % 2 != 0 || h % 2 != 0 {
+        bail!("--size {s:?}: width and height must be even, from 32x32 to 7680x4320");
+    }
+    Ok((w, h))
+}
+
+pub async fn run(args: CameraArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    let (width, height) = parse_size(args.size.as_deref().unwrap_or("640x480"))?;
+    let fps = args.fps.unwrap_or(25.0);
+    if !(fps.is_finite() && (0.1..=240.0).contains(&fps)) {
+        bail!("--fps must be between 0.1 and 240");
+    }
+    if let Some(input) = &args.input {
+        if !input.is_file() {
+            bail!("{}: no such file", input.display());
+        }
+    }
+    let settings = Arc::new(CameraSettings {
+        synth: SynthSettings {
+            input: args.input.clone(),
+            width,
+            height,
+            fps,
+            frames: args.frames,
+        },
+        fault: args.fault,
+        fault_after: args.fault_after,
+    });
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let url = match args.protocol {
+        CameraProtocol::EvostreamWs => format!("ws://{addr}{}", camera::PATH),
+    };
+    // The URL is the first line on stdout, for scripts and tests to read.
+    let mut out = std::io::stdout();
+    writeln!(out, "{url}")?;
+    out.flush()?;
+    eprintln!(
+        "camera: serving {} on {url} (Ctrl-C to stop)",
+        match &args.input {
+            Some(p) => p.display().to_string(),
+            None => format!("a {width}x{height} test pattern at {fps} fps"),
+        }
+    );
+    camera::serve(listener, settings, shutdown.subscribe()).await;
+    Ok(ExitCode::SUCCESS)
+}

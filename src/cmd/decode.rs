@@ -1,0 +1,115 @@
+//! `camflow decode`: a source → BGR frames as .npy files plus frames.csv.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+
+use crate::cli::DecodeArgs;
+use crate::pipeline::decode::{self, BgrFrame, DecodeSettings};
+use crate::pipeline::{self, input::InputSource, PipelineError};
+use crate::progress::Progress;
+use crate::shutdown::Shutdown;
+use crate::sink::npy::NpyDirWriter;
+use crate::source::{self, SourceSpec};
+
+/// Frames between the decoder and the writer: two or three let file writes
+/// overlap with decoding; more would only hold memory (6 MB each at 1080p).
+const FRAME_QUEUE: usize = 3;
+
+pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    let opts = args.source.options()?;
+    let name = opts.spec.display_name();
+    if args.max_frames == Some(0) {
+        bail!("--max-frames must be at least 1");
+    }
+    if let Some(f) = args.fps {
+        if !(f.is_finite() && f > 0.0) {
+            bail!("--fps must be a positive number");
+        }
+    }
+    if let Some(d) = args.duration {
+        if !(d.is_finite() && d > 0.0) {
+            bail!("--duration must be a positive number of seconds");
+        }
+    }
+    let mut writer = NpyDirWriter::create(&args.frames_dir)
+        .map_err(|e| anyhow!("{name}: cannot write frames: {e}"))?;
+
+    let chunks = source::spawn_receiver(&opts, shutdown.subscribe());
+    let net_stats = chunks.as_ref().map(|c| c.stats.clone());
+    let input = match (chunks, &opts.spec) {
+        (Some(c), _) => InputSource::Chunks(pipeline::input::ChunkFeed::new(c.rx)),
+        (None, SourceSpec::Stdin) => InputSource::Stdin,
+        (None, SourceSpec::File(p)) => InputSource::Path(p.clone()),
+        (None, SourceSpec::WebSocket(_)) => bail!("{name}: no receiver for this source"),
+    };
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let settings = DecodeSettings {
+        max_frames: args.max_frames,
+        duration: args.duration,
+        fps: args.fps,
+    };
+
+    let (frame_tx, frame_rx) = mpsc::sync_channel::<BgrFrame>(FRAME_QUEUE);
+    let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
+    let stop = shutdown.flag();
+    let counter = bytes_read.clone();
+    let decoder = pipeline::spawn("camflow-decode", move || {
+        decode::run(input, &settings, stop, counter, frame_tx, pool_rx)
+    })
+    .context("cannot start the decode thread")?;
+
+    let quiet = args.quiet;
+    let dir = args.frames_dir.clone();
+    let writer_thread = pipeline::spawn("camflow-npy", move || {
+        let mut progress = Progress::new(quiet, "frames");
+        let received = || match &net_stats {
+            Some(s) => s.bytes(),
+            None => bytes_read.load(Ordering::Relaxed),
+        };
+        let mut written = 0u64;
+        for frame in frame_rx {
+            if let Err(e) = writer.write(&frame) {
+                progress.finish(&format!("wrote {written} frames before the error"));
+                return Err(e);
+            }
+            written += 1;
+            progress.update(written, received());
+            let _ = pool_tx.send(frame.data);
+        }
+        progress.finish(&format!(
+            "wrote {written} frames to {} in {:.1} s",
+            dir.display(),
+            progress.elapsed().as_secs_f64()
+        ));
+        Ok(written)
+    })
+    .context("cannot start the writer thread")?;
+
+    let decoded = join(decoder).await?;
+    let written = join(writer_thread).await?;
+    if let Err(e) = written {
+        bail!("{name}: cannot write frames: {e}");
+    }
+    match decoded {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(PipelineError::Source(e)) => {
+            Err(anyhow!("{name}: {}", source::redact_text(&e.0, &opts.spec)))
+        }
+        Err(e) => Err(anyhow!(
+            "{name}: {}",
+            source::redact_text(&e.to_string(), &opts.spec)
+        )),
+    }
+}
+
+/// Waits for an OS thread without blocking a tokio worker.
+pub async fn join<T: Send + 'static>(h: std::thread::JoinHandle<T>) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(move || h.join())
+        .await
+        .context("join")?
+        .map_err(|_| anyhow!("internal error: a worker thread panicked"))
+}

@@ -1,0 +1,127 @@
+//! `camflow record`: the stream as received, not re-encoded, as MP4.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+
+use crate::cli::RecordArgs;
+use crate::cmd::decode::join;
+use crate::packet::Chunk;
+use crate::pipeline::{self, input::InputSource, remux};
+use crate::progress::Progress;
+use crate::shutdown::Shutdown;
+use crate::sink::fmp4_file::Fmp4FileWriter;
+use crate::source::{self, SourceSpec};
+
+pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    let opts = args.source.options()?;
+    let name = opts.spec.display_name();
+    if let Some(d) = args.duration {
+        if !(d.is_finite() && d > 0.0) {
+            bail!("--duration must be a positive number of seconds");
+        }
+    }
+    if let Some(parent) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            bail!(
+                "{name}: cannot write {}: no such folder",
+                args.output.display()
+            );
+        }
+    }
+    let out = args.output.clone();
+    let quiet = args.quiet;
+    let duration = args.duration;
+
+    if let Some(mut chunks) = source::spawn_receiver(&opts, shutdown.subscribe()) {
+        // fMP4 from the network: written exactly as received, on a thread of
+        // its own because file writes block.
+        let stats = chunks.stats.clone();
+        let worker = pipeline::spawn("camflow-record", move || {
+            let mut w = Fmp4FileWriter::new(&out);
+            let mut progress = Progress::new(quiet, "fragments");
+            let mut source_err = None;
+            while let Some(item) = chunks.rx.blocking_recv() {
+                let res = match item {
+                    Ok(Chunk::Init(b)) => w.init(b).map(|_| true),
+                    Ok(Chunk::Fragment(b)) => w.fragment(&b, duration),
+                    Err(e) => {
+                        source_err = Some(e);
+                        break;
+                    }
+                };
+                match res {
+                    Ok(true) => progress.update(w.fragments, stats.bytes()),
+                    Ok(false) => break,
+                    Err(e) => {
+                        progress.finish(&format!(
+                            "recorded {} fragments before the error",
+                            w.fragments
+                        ));
+                        return Err(anyhow!("{e}"));
+                    }
+                }
+            }
+            chunks.rx.close();
+            w.finish().map_err(|e| anyhow!("{e}"))?;
+            if w.has_output() {
+                progress.finish(&format!(
+                    "recorded {} fragments ({:.1} s) to {}",
+                    w.fragments,
+                    w.seconds,
+                    out.display()
+                ));
+            }
+            match source_err {
+                Some(e) if w.has_output() => Err(anyhow!(
+                    "{e} ({} fragments before it are in {})",
+                    w.fragments,
+                    out.display()
+                )),
+                Some(e) => Err(anyhow!("{e}")),
+                None if !w.has_output() => {
+                    Err(anyhow!("the stream ended before any video arrived"))
+                }
+                None => Ok(()),
+            }
+        })
+        .context("cannot start the record thread")?;
+        return match join(worker).await? {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) => Err(anyhow!(
+                "{name}: {}",
+                source::redact_text(&format!("{e:#}"), &opts.spec)
+            )),
+        };
+    }
+
+    let input = match &opts.spec {
+        SourceSpec::Stdin => InputSource::Stdin,
+        SourceSpec::File(p) => InputSource::Path(p.clone()),
+        SourceSpec::WebSocket(_) => bail!("{name}: no receiver for this source"),
+    };
+    let stop = shutdown.flag();
+    let bytes = Arc::new(AtomicU64::new(0));
+    let counter = bytes.clone();
+    let worker = pipeline::spawn("camflow-remux", move || {
+        let mut progress = Progress::new(quiet, "packets");
+        let r = remux::run(&input, &out, duration, stop, counter);
+        if let Ok(s) = &r {
+            progress.update(s.packets, bytes.load(Ordering::Relaxed));
+            progress.finish(&format!(
+                "recorded {} video frames ({:.1} s) to {}",
+                s.video_frames,
+                s.seconds,
+                out.display()
+            ));
+        }
+        r
+    })
+    .context("cannot start the remux thread")?;
+    match join(worker).await? {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(anyhow!("{name}: {e}")),
+    }
+}

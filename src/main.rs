@@ -1,0 +1,48 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use camflow::cli::{Cli, Command};
+use camflow::shutdown::Shutdown;
+use camflow::{cmd, pipeline};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = pipeline::init() {
+        eprintln!("camflow: cannot initialise FFmpeg: {e}");
+        return ExitCode::FAILURE;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("camflow-tokio")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("camflow: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        let shutdown = Shutdown::new();
+        shutdown.listen_for_signals();
+        match cli.command {
+            Command::Decode(a) => cmd::decode::run(a, shutdown).await,
+            Command::Record(a) => cmd::record::run(a, shutdown).await,
+            Command::Probe(a) => cmd::probe::run(a, shutdown).await,
+            Command::Camera(a) => cmd::camera::run(a, shutdown).await,
+        }
+    });
+    // Receivers may still be winding down; none of them holds data we need.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the source, then what went wrong.
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("camflow: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Demux → decode → BGR, on the libav thread. Frames leave through a bounded
+//! channel to the sink's thread, so file writes overlap with decoding; their
+//! buffers come back through the pool and are reused.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ffmpeg::codec::threading;
+use ffmpeg::format::Pixel;
+use ffmpeg::software::scaling;
+use ffmpeg::util::frame::Video;
+use ffmpeg::Rational;
+use ffmpeg_next as ffmpeg;
+
+use super::input::{self, InputSource};
+use super::PipelineError;
+
+#[derive(Debug, Clone, Default)]
+pub struct DecodeSettings {
+    pub max_frames: Option<u64>,
+    pub duration: Option<f64>,
+    pub fps: Option<f64>,
+}
+
+/// One decoded frame, packed BGR (`width * 3` bytes per row, no padding).
+pub struct BgrFrame {
+    pub index: u64,
+    pub pts_seconds: Option<f64>,
+    pub received_unix: f64,
+    pub width: u32,
+    pub height: u32,
+    pub keyframe: bool,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DecodeSummary {
+    pub frames: u64,
+    pub dropped_by_fps: u64,
+    /// The command stopped before the stream's end (a limit, Ctrl-C, or the
+    /// sink hung up).
+    pub stopped_early: bool,
+}
+
+/// Keeps at most `fps` frames per second of stream time: a frame is kept
+/// when it falls into a later 1/fps slot than the last kept one. Drops,
+/// never duplicates.
+pub struct RateLimiter {
+    fps: f64,
+    last_slot: Option<i64>,
+}
+
+impl RateLimiter {
+    pub fn new(fps: f64) -> Self {
+        RateLimiter {
+            fps,
+            last_slot: None,
+        }
+    }
+
+    /// `t` is seconds since the first frame.
+    pub fn keep(&mut self, t: f64) -> bool {
+        // The small bias keeps a 25 fps stream at exactly 5 of every 5 slots
+        // when asked for 5 fps despite rounding in the timestamps.
+        let slot = (t * self.fps + 1e-6).floor() as i64;
+        match self.last_slot {
+            Some(last) if slot <= last => false,
+            _ => {
+                self.last_slot = Some(slot);
+                true
+            }
+        }
+    }
+}
+
+struct Run<'a> {
+    settings: &'a DecodeSettings,
+    out: &'a SyncSender<BgrFrame>,
+    pool: &'a Receiver<Vec<u8>>,
+    stop: &'a AtomicBool,
+    limiter: Option<RateLimiter>,
+    first_pts: Option<f64>,
+    summary: DecodeSummary,
+    scaler: Option<(scaling::Context, Pixel, u32, u32)>,
+    done: bool,
+}
+
+/// Runs the whole decode. Returns when the stream ends, a limit is hit,
+/// `stop` is set, or the sink hangs up (then `stopped_early`).
+pub fn run(
+    src: InputSource,
+    settings: &DecodeSettings,
+    stop: Arc<AtomicBool>,
+    bytes_read: Arc<AtomicU64>,
+    out: SyncSender<BgrFrame>,
+    pool: Receiver<Vec<u8>>,
+) -> Result<DecodeSummary, PipelineError> {
+    let mut run = Run {
+        settings,
+        out: &out,
+        pool: &pool,
+        stop: &stop,
+        limiter: settings.fps.map(RateLimiter::new),
+        first_pts: None,
+        summary: DecodeSummary::default(),
+        scaler: None,
+        done: false,
+    };
+    loop {
+        let result = run.session(&src, &stop, &bytes_read);
+        if let Err(e) = result {
+            if let InputSource::Chunks(feed) = &src {
+                if let Some(se) = feed.error() {
+                    return Err(PipelineError::Source(se));
+                }
+            }
+            return Err(e);
+        }
+        if run.done {
+            run.summary.stopped_early = true;
+            break;
+        }
+        // A network stream that sent a new init segment goes on with a new
+        // demuxer; frame numbering simply continues.
+        match &src {
+            InputSource::Chunks(feed) if feed.next_session() => continue,
+            _ => break,
+        }
+    }
+    if let InputSource::Chunks(feed) = &src {
+        feed.close();
+        if !run.done {
+            if let Some(se) = feed.error() {
+                return Err(PipelineError::Source(se));
+            }
+        }
+    }
+    Ok(run.summary)
+}
+
+impl Run<'_> {
+    fn session(
+        &mut self,
+        src: &InputSource,
+        stop: &Arc<AtomicBool>,
+        bytes_read: &Arc<AtomicU64>,
+    ) -> Result<(), PipelineError> {
+        let mut ictx = input::open(src, stop.clone(), bytes_read.clone())
+            .map_err(|e| PipelineError::Open(e.to_string()))?;
+        let stream = ictx
+            .streams()
+            .best(ffmpeg::media::Type::Video)
+            .ok_or(PipelineError::NoVideo)?;
+        let index = stream.index();
+        let time_base = stream.time_base();
+        let mut ctx = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
+            .map_err(|e| PipelineError::Decoder(e.to_string()))?;
+        ctx.set_threading(threading::Config {
+            kind: threading::Type::Frame,
+            count: 0,
+            ..Default::default()
+        });
+        ctx.set_time_base(time_base);
+        let mut decoder = ctx
+            .decoder()
+            .video()
+            .map_err(|e| PipelineError::Decoder(e.to_string()))?;
+        let count_packets = matches!(src, InputSource::Path(_));
+
+        let mut packet = ffmpeg::Packet::empty();
+        let mut frame = Video::empty();
+        let mut corrupt = 0u32;
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                self.done = true;
+                break;
+            }
+            match packet.read(&mut ictx) {
+                Ok(()) => {}
+                Err(ffmpeg::Error::Eof) => break,
+                Err(ffmpeg::Error::Exit) => {
+                    // Interrupted by Ctrl-C.
+                    self.done = true;
+                    break;
+                }
+                // A demuxer resyncs past one corrupt packet; many in a row
+                // means the input is not what it claims to be.
+                Err(ffmpeg::Error::InvalidData) if corrupt < 100 => {
+                    corrupt += 1;
+                    continue;
+                }
+                Err(e) => {
+                    if let InputSource::Chunks(feed) = src {
+                        if let Some(se) = feed.error() {
+                            return Err(PipelineError::Source(se));
+                        }
+                    }
+                    return Err(PipelineError::Read(e.to_string()));
+                }
+            }
+            if count_packets {
+                bytes_read.fetch_add(packet.size() as u64, Ordering::Relaxed);
+            }
+            if packet.stream() != index {
+                continue;
+            }
+            // A bad packet from the network costs a frame, not the run.
+            if decoder.send_packet(&packet).is_err() {
+                continue;
+            }
+            self.receive(&mut decoder, &mut frame, time_base)?;
+            if self.done {
+                break;
+            }
+        }
+        if !self.done {
+            let _ = decoder.send_eof();
+            self.receive(&mut decoder, &mut frame, time_base)?;
+        }
+        Ok(())
+    }
+
+    fn receive(
+        &mut self,
+        decoder: &mut ffmpeg::decoder::Video,
+        frame: &mut Video,
+        time_base: Rational,
+    ) -> Result<(), PipelineError> {
+        while !self.done && decoder.receive_frame(frame).is_ok() {
+            self.handle(frame, time_base)?;
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, frame: &Video, time_base: Rational) -> Result<(), PipelineError> {
+        let received_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let pts = frame.timestamp().map(|t| t as f64 * f64::from(time_base));
+        if let Some(p) = pts {
+            let first = *self.first_pts.get_or_insert(p);
+            let t = p - first;
+            if let Some(d) = self.settings.duration {
+                if t >= d {
+                    self.done = true;
+                    return Ok(());
+                }
+            }
+            if let Some(l) = self.limiter.as_mut() {
+                if !l.keep(t) {
+                    self.summary.dropped_by_fps += 1;
+                    return Ok(());
+                }
+            }
+        }
+        let (w, h) = (frame.width(), frame.height());
+        let fmt = frame.format();
+        if w == 0 || h == 0 || fmt == Pixel::None {
+            return Ok(());
+        }
+        let rebuild = match &self.scaler {
+            Some((_, f, sw, sh)) => *f != fmt || *sw != w || *sh != h,
+            None => true,
+        };
+        if rebuild {
+            let ctx =
+                scaling::Context::get(fmt, w, h, Pixel::BGR24, w, h, scaling::Flags::BILINEAR)
+                    .map_err(|e| {
+                        PipelineError::Decoder(format!("no converter from {fmt:?}: {e}"))
+                    })?;
+            self.scaler = Some((ctx, fmt, w, h));
+        }
+        let Some((scaler, ..)) = self.scaler.as_mut() else {
+            return Ok(());
+        };
+        let len = w as usize * h as usize * 3;
+        let mut buf = self.pool.try_recv().unwrap_or_default();
+        buf.resize(len, 0);
+        scale_into(scaler, frame, &mut buf, w as usize * 3)?;
+
+        let out = BgrFrame {
+            index: self.summary.frames,
+            pts_seconds: pts,
+            received_unix,
+            width: w,
+            height: h,
+            keyframe: frame.is_key(),
+            data: buf,
+        };
+        if self.out.send(out).is_err() {
+            // The sink stopped (its own error, reported by the command).
+            self.done = true;
+            return Ok(());
+        }
+        self.summary.frames += 1;
+        if self
+            .settings
+            .max_frames
+            .is_some_and(|m| self.summary.frames >= m)
+        {
+            self.done = true;
+        }
+        Ok(())
+    }
+}
+
+/// Converts straight into our packed buffer: one pass, no intermediate
+/// frame and no row-by-row copy afterwards.
+fn scale_into(
+    scaler: &mut scaling::Context,
+    frame: &Video,
+    buf: &mut [u8],
+    stride: usize,
+) -> Result<(), PipelineError> {
+    let h = frame.height() as usize;
+    if buf.len() < stride * h {
+        return Err(PipelineError::Decoder("frame buffer too small".into()));
+    }
+    let dst: [*mut u8; 4] = [
+        buf.as_mut_ptr(),
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+    ];
+    let dst_stride: [i32; 4] = [stride as i32, 0, 0, 0];
+    // SAFETY: the scaler was built for this frame's format and size; `dst`
+    // holds `stride * h` bytes, exactly what BGR24 at this size needs.
+    let ret = unsafe {
+        let f = frame.as_ptr();
+        ffmpeg::ffi::sws_scale(
+            scaler.as_mut_ptr(),
+            (*f).data.as_ptr() as *const *const u8,
+            (*f).linesize.as_ptr(),
+            0,
+            h as i32,
+            dst.as_ptr(),
+            dst_stride.as_ptr(),
+        )
+    };
+    if ret < 0 {
+        return Err(PipelineError::Decoder(format!(
+            "pixel conversion failed: {}",
+            ffmpeg::Error::from(ret)
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateLimiter;
+
+    #[test]
+    fn rate_limiter_keeps_five_of_twenty_five() {
+        let mut l = RateLimiter::new(5.0);
+        let kept = (0..250).filter(|i| l.keep(*i as f64 / 25.0)).count();
+        assert_eq!(kept, 50);
+    }
+
+    #[test]
+    fn rate_limiter_never_duplicates_a_slow_stream() {
+        let mut l = RateLimiter::new(30.0);
+        let kept = (0..100).filter(|i| l.keep(*i as f64 / 10.0)).count();
+        assert_eq!(kept, 100);
+    }
+}

@@ -1,0 +1,192 @@
+//! Opening a source for libavformat: a path it reads itself, stdin, or a
+//! receiver's chunks through a custom AVIO reader (never a temp file or a
+//! subprocess).
+
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Buf, Bytes};
+use ffmpeg::format::context::{Input, StreamIo};
+use ffmpeg_next as ffmpeg;
+use tokio::sync::mpsc;
+
+use crate::packet::Chunk;
+use crate::source::SourceError;
+
+/// What the libav thread reads from.
+pub enum InputSource {
+    Path(PathBuf),
+    Stdin,
+    Chunks(ChunkFeed),
+}
+
+/// The receiving end of a network receiver, shared between the AVIO reader
+/// (which libav owns) and the pipeline (which needs to know why it ended and
+/// whether a new init segment is waiting).
+#[derive(Clone)]
+pub struct ChunkFeed {
+    inner: Arc<Mutex<FeedState>>,
+}
+
+struct FeedState {
+    rx: mpsc::Receiver<Result<Chunk, SourceError>>,
+    cur: Bytes,
+    /// An init segment that arrived after media: it starts the next session.
+    next_init: Option<Bytes>,
+    session_has_data: bool,
+    ended: bool,
+    error: Option<SourceError>,
+}
+
+impl ChunkFeed {
+    pub fn new(rx: mpsc::Receiver<Result<Chunk, SourceError>>) -> Self {
+        ChunkFeed {
+            inner: Arc::new(Mutex::new(FeedState {
+                rx,
+                cur: Bytes::new(),
+                next_init: None,
+                session_has_data: false,
+                ended: false,
+                error: None,
+            })),
+        }
+    }
+
+    /// The receiver's error, if it ended with one.
+    pub fn error(&self) -> Option<SourceError> {
+        self.inner.lock().ok().and_then(|s| s.error.clone())
+    }
+
+    /// Moves to the next session (a new init segment) if one is waiting.
+    pub fn next_session(&self) -> bool {
+        let Ok(mut s) = self.inner.lock() else {
+            return false;
+        };
+        match s.next_init.take() {
+            Some(init) => {
+                s.cur = init;
+                s.session_has_data = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops reading: the receiver sees its channel close and hangs up.
+    pub fn close(&self) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.rx.close();
+            s.ended = true;
+            s.cur = Bytes::new();
+        }
+    }
+
+    fn reader(&self) -> ChunkReader {
+        ChunkReader { feed: self.clone() }
+    }
+}
+
+/// `Read` over a [`ChunkFeed`]: blocks the libav thread (never a tokio
+/// worker) until the receiver has bytes. Returns end-of-file at the end of
+/// the stream and also where a new init segment begins, so that each
+/// session gets a fresh demuxer.
+struct ChunkReader {
+    feed: ChunkFeed,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Ok(mut s) = self.feed.inner.lock() else {
+            return Err(io::Error::other("input state poisoned"));
+        };
+        loop {
+            if !s.cur.is_empty() {
+                let n = buf.len().min(s.cur.len());
+                buf[..n].copy_from_slice(&s.cur[..n]);
+                s.cur.advance(n);
+                return Ok(n);
+            }
+            if s.ended || s.next_init.is_some() {
+                return Ok(0);
+            }
+            match s.rx.blocking_recv() {
+                None => {
+                    s.ended = true;
+                    return Ok(0);
+                }
+                Some(Err(e)) => {
+                    let msg = e.0.clone();
+                    s.error = Some(e);
+                    s.ended = true;
+                    return Err(io::Error::other(msg));
+                }
+                Some(Ok(Chunk::Init(b))) => {
+                    if s.session_has_data {
+                        s.next_init = Some(b);
+                        return Ok(0);
+                    }
+                    s.session_has_data = true;
+                    s.cur = b;
+                }
+                Some(Ok(Chunk::Fragment(b))) => {
+                    s.session_has_data = true;
+                    s.cur = b;
+                }
+            }
+        }
+    }
+}
+
+/// Counts bytes passing through a reader (progress for stdin).
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// AVIO buffer: large enough for few callbacks per 1080p frame.
+const AVIO_BUFFER: usize = 256 * 1024;
+
+/// Opens the input and reads stream info. `stop` aborts a stalled open.
+pub fn open(
+    src: &InputSource,
+    stop: Arc<AtomicBool>,
+    bytes_read: Arc<AtomicU64>,
+) -> Result<Input, ffmpeg::Error> {
+    match src {
+        InputSource::Path(p) => ffmpeg::format::input(p),
+        InputSource::Stdin => {
+            let reader = CountingReader {
+                inner: io::stdin(),
+                count: bytes_read,
+            };
+            let io = StreamIo::from_read_with_capacity(reader, AVIO_BUFFER)?;
+            ffmpeg::format::input_from_stream_with_interrupt(io, None, None, move || {
+                stop.load(Ordering::Relaxed)
+            })
+        }
+        InputSource::Chunks(feed) => {
+            let io = StreamIo::from_read_with_capacity(feed.reader(), AVIO_BUFFER)?;
+            // The receiver only hands over fMP4, so say so: probing a live
+            // stream for its format would only add latency.
+            let mut opts = ffmpeg::Dictionary::new();
+            opts.set("probesize", "1048576");
+            opts.set("analyzeduration", "1000000");
+            ffmpeg::format::input_from_stream_with_interrupt(
+                io,
+                Some("stream.mp4"),
+                Some(opts),
+                move || stop.load(Ordering::Relaxed),
+            )
+        }
+    }
+}

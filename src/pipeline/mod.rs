@@ -1,0 +1,50 @@
+//! The only code that touches libav (ffmpeg-next). Everything here runs on
+//! named OS threads, fed through bounded channels, never on tokio workers.
+
+pub mod decode;
+pub mod input;
+pub mod probe;
+pub mod remux;
+pub mod synth;
+
+use crate::source::SourceError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The receiver failed; its message is the one the user needs.
+    #[error("{0}")]
+    Source(SourceError),
+    #[error("cannot open the input: {0}")]
+    Open(String),
+    #[error("the input has no video stream")]
+    NoVideo,
+    #[error("decoder: {0}")]
+    Decoder(String),
+    #[error("reading the input: {0}")]
+    Read(String),
+    #[error("{0}")]
+    Output(String),
+}
+
+/// Sets libav's own logging: quiet unless asked for, because camflow reports
+/// problems itself, in one line.
+pub fn init() -> Result<(), ffmpeg_next::Error> {
+    ffmpeg_next::init()?;
+    let level = match std::env::var("CAMFLOW_AV_LOG").as_deref() {
+        Ok("debug") => ffmpeg_next::util::log::Level::Debug,
+        Ok("info") => ffmpeg_next::util::log::Level::Info,
+        Ok("warning") => ffmpeg_next::util::log::Level::Warning,
+        Ok("error") => ffmpeg_next::util::log::Level::Error,
+        _ => ffmpeg_next::util::log::Level::Quiet,
+    };
+    ffmpeg_next::util::log::set_level(level);
+    Ok(())
+}
+
+/// Spawns a named OS thread for libav or disk work.
+pub fn spawn<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    std::thread::Builder::new().name(name.to_string()).spawn(f)
+}

@@ -1,0 +1,424 @@
+//! The simulated camera's video: the test pattern encoded with libx264, or a
+//! file (H.264 copied as is, anything else encoded), muxed by libavformat
+//! into fragmented MP4 in memory, one fragment per frame, cut into
+//! [`Chunk`]s. Runs on its own OS thread per client; the bounded channel to
+//! the client's sender paces it.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ffmpeg::format::context::{Output, StreamIo};
+use ffmpeg::format::Pixel;
+use ffmpeg::software::scaling;
+use ffmpeg::util::frame::Video;
+use ffmpeg::{codec, encoder, Dictionary, Packet, Rational};
+use ffmpeg_next as ffmpeg;
+
+use tokio::sync::mpsc::Sender;
+
+use super::PipelineError;
+use crate::camera::pattern;
+use crate::packet::Chunk;
+use crate::proto::fmp4;
+
+#[derive(Debug, Clone)]
+pub struct SynthSettings {
+    pub input: Option<PathBuf>,
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
+    pub frames: Option<u64>,
+}
+
+/// A chunk and when to send it, in seconds from the stream's start.
+pub struct Timed {
+    pub chunk: Chunk,
+    pub at: f64,
+}
+
+fn err(what: &str) -> impl FnOnce(ffmpeg::Error) -> PipelineError + '_ {
+    move |e| PipelineError::Output(format!("{what}: {e}"))
+}
+
+/// `Write` that gathers the muxer's output for the fMP4 assembler.
+#[derive(Clone, Default)]
+struct Collector(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Collector {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut v = self
+            .0
+            .lock()
+            .map_err(|_| io::Error::other("collector poisoned"))?;
+        v.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An fMP4 muxer writing to memory, flushed to a fragment per packet.
+struct Fmp4Mux {
+    octx: Output,
+    collected: Collector,
+    asm: fmp4::Assembler,
+    /// Send times of packets whose fragments have not come out yet.
+    times: std::collections::VecDeque<f64>,
+}
+
+impl Fmp4Mux {
+    fn new() -> Result<Self, PipelineError> {
+        let collected = Collector::default();
+        let io = StreamIo::from_write(collected.clone()).map_err(err("muxer I/O"))?;
+        let octx = ffmpeg::format::output_to_stream(io, None, Some("mp4")).map_err(err("muxer"))?;
+        Ok(Fmp4Mux {
+            octx,
+            collected,
+            asm: fmp4::Assembler::new(64 << 20),
+            times: Default::default(),
+        })
+    }
+
+    fn header(&mut self, out: &Sender<Timed>) -> Result<bool, PipelineError> {
+        let mut opts = Dictionary::new();
+        // frag_custom: a fragment is cut when we flush (a NULL packet), so
+        // each frame leaves at once, as a live camera's would.
+        opts.set("movflags", "empty_moov+default_base_moof+frag_custom");
+        self.octx
+            .write_header_with(opts)
+            .map_err(err("muxer header"))?;
+        self.drain(out)
+    }
+
+    fn write(&mut self, pkt: &Packet, at: f64, out: &Sender<Timed>) -> Result<bool, PipelineError> {
+        pkt.write(&mut self.octx).map_err(err("muxing"))?;
+        self.times.push_back(at);
+        // SAFETY: the context is open and its header written; a NULL packet
+        // asks the mov muxer (AVFMT_ALLOW_FLUSH) to close the fragment, and
+        // avio_flush pushes the AVIO buffer into the collector.
+        unsafe {
+            let ctx = self.octx.as_mut_ptr();
+            ffmpeg::ffi::av_write_frame(ctx, std::ptr::null_mut());
+            ffmpeg::ffi::avio_flush((*ctx).pb);
+        }
+        self.drain(out)
+    }
+
+    fn finish(&mut self, out: &Sender<Timed>) -> Result<bool, PipelineError> {
+        self.octx.write_trailer().map_err(err("muxer trailer"))?;
+        self.drain(out)
+    }
+
+    /// Hands every complete chunk to the client; false if it hung up.
+    fn drain(&mut self, out: &Sender<Timed>) -> Result<bool, PipelineError> {
+        let bytes = match self.collected.0.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(_) => return Err(PipelineError::Output("collector poisoned".into())),
+        };
+        self.asm.feed(&bytes);
+        while let Some(chunk) = self
+            .asm
+            .next_chunk()
+            .map_err(|e| PipelineError::Output(e.to_string()))?
+        {
+            let at = match chunk {
+                Chunk::Init(_) => 0.0,
+                Chunk::Fragment(_) => self.times.pop_front().unwrap_or(0.0),
+            };
+            if out.blocking_send(Timed { chunk, at }).is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn x264(
+    width: u32,
+    height: u32,
+    time_base: Rational,
+    frame_rate: Rational,
+) -> Result<(encoder::Video, ffmpeg::Codec), PipelineError> {
+    let codec = encoder::find_by_name("libx264")
+        .ok_or_else(|| PipelineError::Output("this FFmpeg has no libx264 encoder".into()))?;
+    let mut enc = codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(err("encoder"))?;
+    enc.set_width(width);
+    enc.set_height(height);
+    enc.set_format(Pixel::YUV420P);
+    enc.set_time_base(time_base);
+    enc.set_frame_rate(Some(frame_rate));
+    // A keyframe every second: a client joining or recovering waits at most that.
+    let gop = (f64::from(frame_rate).round() as u32).max(1);
+    enc.set_gop(gop);
+    enc.set_flags(codec::Flags::GLOBAL_HEADER);
+    let mut opts = Dictionary::new();
+    opts.set("preset", "ultrafast");
+    opts.set("tune", "zerolatency");
+    // High quality, so the pattern's colours survive for clients to check.
+    opts.set("crf", "12");
+    let enc = enc.open_with(opts).map_err(err("opening libx264"))?;
+    Ok((enc, codec))
+}
+
+fn add_stream(
+    octx: &mut Output,
+    codec: ffmpeg::Codec,
+    params: codec::Parameters,
+    time_base: Rational,
+) -> Result<(), PipelineError> {
+    let mut ost = octx.add_stream(codec).map_err(err("muxer stream"))?;
+    ost.set_parameters(params);
+    ost.set_time_base(time_base);
+    // SAFETY: plain field write on the stream's own parameters; the mp4
+    // muxer picks the right tag itself when it is 0.
+    unsafe {
+        (*ost.parameters().as_mut_ptr()).codec_tag = 0;
+    }
+    Ok(())
+}
+
+/// Produces the stream until it ends, `stop` is set, or the client hangs up.
+pub fn run(
+    s: &SynthSettings,
+    out: Sender<Timed>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), PipelineError> {
+    match &s.input {
+        None => pattern_stream(s, &out, &stop),
+        Some(path) => file_stream(path, s.frames, &out, &stop),
+    }
+}
+
+fn pattern_stream(
+    s: &SynthSettings,
+    out: &Sender<Timed>,
+    stop: &AtomicBool,
+) -> Result<(), PipelineError> {
+    let rate = Rational::from(s.fps);
+    let tb = rate.invert();
+    let (mut enc, codec) = x264(s.width, s.height, tb, rate)?;
+    let mut mux = Fmp4Mux::new()?;
+    add_stream(&mut mux.octx, codec, codec::Parameters::from(&enc), tb)?;
+    if !mux.header(out)? {
+        return Ok(());
+    }
+    let ost_tb = mux.octx.stream(0).map(|st| st.time_base()).unwrap_or(tb);
+    let mut bgr = Video::new(Pixel::BGR24, s.width, s.height);
+    let mut yuv = Video::new(Pixel::YUV420P, s.width, s.height);
+    let mut sws = scaling::Context::get(
+        Pixel::BGR24,
+        s.width,
+        s.height,
+        Pixel::YUV420P,
+        s.width,
+        s.height,
+        scaling::Flags::BILINEAR,
+    )
+    .map_err(err("converter"))?;
+    let mut pkt = Packet::empty();
+    let mut index = 0u64;
+    let mut open = true;
+    while open && !stop.load(Ordering::Relaxed) && s.frames.is_none_or(|n| index < n) {
+        let stride = bgr.stride(0);
+        pattern::draw(bgr.data_mut(0), stride, s.width, s.height, index);
+        sws.run(&bgr, &mut yuv).map_err(err("converting"))?;
+        yuv.set_pts(Some(index as i64));
+        enc.send_frame(&yuv).map_err(err("encoding"))?;
+        index += 1;
+        while open && enc.receive_packet(&mut pkt).is_ok() {
+            let at = pkt.pts().unwrap_or(0) as f64 * f64::from(tb);
+            // One frame long: a fragment of one sample gets its duration
+            // from the packet, and without it the next fragment would start
+            // at the same time.
+            pkt.set_duration(1);
+            pkt.rescale_ts(tb, ost_tb);
+            pkt.set_stream(0);
+            open = mux.write(&pkt, at, out)?;
+        }
+    }
+    if open {
+        enc.send_eof().map_err(err("encoding"))?;
+        while open && enc.receive_packet(&mut pkt).is_ok() {
+            let at = pkt.pts().unwrap_or(0) as f64 * f64::from(tb);
+            // One frame long: a fragment of one sample gets its duration
+            // from the packet, and without it the next fragment would start
+            // at the same time.
+            pkt.set_duration(1);
+            pkt.rescale_ts(tb, ost_tb);
+            pkt.set_stream(0);
+            open = mux.write(&pkt, at, out)?;
+        }
+    }
+    if open {
+        mux.finish(out)?;
+    }
+    Ok(())
+}
+
+fn file_stream(
+    path: &std::path::Path,
+    frames: Option<u64>,
+    out: &Sender<Timed>,
+    stop: &AtomicBool,
+) -> Result<(), PipelineError> {
+    let mut ictx = ffmpeg::format::input(path).map_err(|e| PipelineError::Open(e.to_string()))?;
+    let ist = ictx
+        .streams()
+        .best(ffmpeg::media::Type::Video)
+        .ok_or(PipelineError::NoVideo)?;
+    let ist_index = ist.index();
+    let ist_tb = ist.time_base();
+    let params = ist.parameters();
+    let copy = params.id() == codec::Id::H264;
+    let mut rate = ist.avg_frame_rate();
+    if rate.numerator() <= 0 || rate.denominator() <= 0 {
+        rate = Rational::new(25, 1);
+    }
+    let mut mux = Fmp4Mux::new()?;
+    // Copying keeps the file's own time base; encoding uses ticks of 1/90000.
+    let mut transcode = None;
+    if copy {
+        add_stream(
+            &mut mux.octx,
+            encoder::find(codec::Id::None)
+                .ok_or_else(|| PipelineError::Output("no codec".into()))?,
+            params,
+            ist_tb,
+        )?;
+    } else {
+        let mut dctx = codec::context::Context::from_parameters(params)
+            .map_err(|e| PipelineError::Decoder(e.to_string()))?;
+        dctx.set_time_base(ist_tb);
+        let dec = dctx
+            .decoder()
+            .video()
+            .map_err(|e| PipelineError::Decoder(e.to_string()))?;
+        let (enc, codec) = x264(dec.width(), dec.height(), ist_tb, rate)?;
+        add_stream(&mut mux.octx, codec, codec::Parameters::from(&enc), ist_tb)?;
+        transcode = Some((dec, enc));
+    }
+    if !mux.header(out)? {
+        return Ok(());
+    }
+    let ost_tb = mux
+        .octx
+        .stream(0)
+        .map(|st| st.time_base())
+        .unwrap_or(ist_tb);
+    let mut first: Option<i64> = None;
+    let mut sent = 0u64;
+    // One frame in the input's ticks, for packets that come without a duration.
+    let frame_ticks = (f64::from(rate.invert()) / f64::from(ist_tb))
+        .round()
+        .max(1.0) as i64;
+    let mut open = true;
+    let mut pkt = Packet::empty();
+    let mut frame = Video::empty();
+    let mut yuv = Video::empty();
+    let mut sws: Option<scaling::Context> = None;
+
+    // Sends one packet whose timestamps are in `ist_tb`.
+    let mut emit =
+        |p: &mut Packet, mux: &mut Fmp4Mux, sent: &mut u64| -> Result<bool, PipelineError> {
+            let ts = p.dts().or(p.pts()).unwrap_or(0);
+            let base = *first.get_or_insert(ts);
+            let at = (ts - base) as f64 * f64::from(ist_tb);
+            if p.duration() <= 0 {
+                p.set_duration(frame_ticks);
+            }
+            p.rescale_ts(ist_tb, ost_tb);
+            p.set_stream(0);
+            p.set_position(-1);
+            *sent += 1;
+            mux.write(p, at, out)
+        };
+
+    loop {
+        if !open || stop.load(Ordering::Relaxed) || frames.is_some_and(|n| sent >= n) {
+            break;
+        }
+        match pkt.read(&mut ictx) {
+            Ok(()) => {}
+            Err(ffmpeg::Error::Eof) => break,
+            Err(e) => return Err(PipelineError::Read(e.to_string())),
+        }
+        if pkt.stream() != ist_index {
+            continue;
+        }
+        match transcode.as_mut() {
+            None => open = emit(&mut pkt, &mut mux, &mut sent)?,
+            Some((dec, enc)) => {
+                if dec.send_packet(&pkt).is_err() {
+                    continue;
+                }
+                while open && dec.receive_frame(&mut frame).is_ok() {
+                    open = encode_one(&frame, &mut sws, &mut yuv, enc, &mut |ep| {
+                        emit(ep, &mut mux, &mut sent)
+                    })?;
+                }
+            }
+        }
+    }
+    if open {
+        if let Some((dec, enc)) = transcode.as_mut() {
+            let _ = dec.send_eof();
+            while open && dec.receive_frame(&mut frame).is_ok() {
+                open = encode_one(&frame, &mut sws, &mut yuv, enc, &mut |ep| {
+                    emit(ep, &mut mux, &mut sent)
+                })?;
+            }
+            enc.send_eof().map_err(err("encoding"))?;
+            let mut ep = Packet::empty();
+            while open && enc.receive_packet(&mut ep).is_ok() {
+                open = emit(&mut ep, &mut mux, &mut sent)?;
+            }
+        }
+    }
+    if open {
+        mux.finish(out)?;
+    }
+    Ok(())
+}
+
+/// Converts one decoded frame to YUV 4:2:0, encodes it and passes each
+/// packet on; false once the client hung up.
+fn encode_one(
+    frame: &Video,
+    sws: &mut Option<scaling::Context>,
+    yuv: &mut Video,
+    enc: &mut encoder::Video,
+    emit: &mut dyn FnMut(&mut Packet) -> Result<bool, PipelineError>,
+) -> Result<bool, PipelineError> {
+    if sws.is_none() {
+        *sws = Some(
+            scaling::Context::get(
+                frame.format(),
+                frame.width(),
+                frame.height(),
+                Pixel::YUV420P,
+                enc.width(),
+                enc.height(),
+                scaling::Flags::BILINEAR,
+            )
+            .map_err(err("converter"))?,
+        );
+    }
+    if let Some(conv) = sws.as_mut() {
+        conv.run(frame, yuv).map_err(err("converting"))?;
+    }
+    yuv.set_pts(frame.timestamp());
+    enc.send_frame(yuv).map_err(err("encoding"))?;
+    let mut ep = Packet::empty();
+    while enc.receive_packet(&mut ep).is_ok() {
+        if !emit(&mut ep)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}

@@ -1,0 +1,79 @@
+//! Progress on stderr: a live line when stderr is a terminal, a plain log
+//! line every few seconds otherwise, nothing with `-q`.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+const LOG_EVERY: Duration = Duration::from_secs(5);
+const DRAW_EVERY: Duration = Duration::from_millis(200);
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    log: bool,
+    start: Instant,
+    last: Instant,
+    unit: &'static str,
+}
+
+impl Progress {
+    /// `unit` names what is counted ("frames", "fragments").
+    pub fn new(quiet: bool, unit: &'static str) -> Self {
+        let now = Instant::now();
+        let tty = std::io::stderr().is_terminal();
+        let bar = (!quiet && tty).then(|| {
+            let b = ProgressBar::new_spinner();
+            if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}") {
+                b.set_style(style);
+            }
+            b
+        });
+        Progress {
+            bar,
+            log: !quiet && !tty,
+            start: now,
+            last: now,
+            unit,
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn line(&self, count: u64, bytes: u64) -> String {
+        let secs = self.start.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 { count as f64 / secs } else { 0.0 };
+        format!(
+            "{count} {}, {rate:.1}/s, {:.2} MB received, {secs:.1} s elapsed",
+            self.unit,
+            bytes as f64 / 1e6
+        )
+    }
+
+    /// Cheap to call per frame: draws at most a few times a second.
+    pub fn update(&mut self, count: u64, bytes: u64) {
+        let now = Instant::now();
+        if let Some(bar) = &self.bar {
+            if now.duration_since(self.last) >= DRAW_EVERY {
+                self.last = now;
+                bar.set_message(self.line(count, bytes));
+                bar.tick();
+            }
+        } else if self.log && now.duration_since(self.last) >= LOG_EVERY {
+            self.last = now;
+            eprintln!("camflow: {}", self.line(count, bytes));
+        }
+    }
+
+    /// Clears the live line and prints the summary (unless quiet).
+    pub fn finish(&mut self, summary: &str) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+            eprintln!("camflow: {summary}");
+        } else if self.log {
+            eprintln!("camflow: {summary}");
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Pure parsers: no I/O, no tokio, no libav, no logging.
+
+pub mod bmff;
+pub mod evostream;
+pub mod fmp4;

@@ -1,0 +1,135 @@
+//! Records a clean fMP4 chunk stream to a file exactly as received: the init
+//! segment, then every fragment in order. A fragmented MP4 is a complete MP4
+//! after every fragment, so whatever was written before a fault plays.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::proto::bmff::{self, InitInfo};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(
+        "the stream sent a different init segment (its parameters changed); \
+         {path} holds everything before it"
+    )]
+    InitChanged { path: PathBuf },
+    #[error("a fragment arrived before the init segment")]
+    NoInit,
+}
+
+pub struct Fmp4FileWriter {
+    path: PathBuf,
+    file: Option<File>,
+    init: Option<(Bytes, InitInfo)>,
+    /// Bytes known to be whole: the file is cut back to this on a failed write.
+    good_len: u64,
+    first_time: Option<f64>,
+    pub fragments: u64,
+    /// Stream time covered so far, seconds.
+    pub seconds: f64,
+}
+
+impl Fmp4FileWriter {
+    pub fn new(path: &Path) -> Self {
+        Fmp4FileWriter {
+            path: path.to_path_buf(),
+            file: None,
+            init: None,
+            good_len: 0,
+            first_time: None,
+            fragments: 0,
+            seconds: 0.0,
+        }
+    }
+
+    fn io(&self) -> impl FnOnce(io::Error) -> RecordError + '_ {
+        |source| RecordError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Writes all of `data` or, on failure, cuts the file back so that it
+    /// ends after the last whole fragment.
+    fn append(&mut self, data: &[u8]) -> Result<(), RecordError> {
+        let Some(file) = self.file.as_mut() else {
+            return Err(RecordError::NoInit);
+        };
+        match file.write_all(data) {
+            Ok(()) => {
+                self.good_len += data.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = file.set_len(self.good_len);
+                Err(self.io()(e))
+            }
+        }
+    }
+
+    /// The file is created when the init segment arrives, so a source that
+    /// fails before sending video leaves no empty file behind.
+    pub fn init(&mut self, init: Bytes) -> Result<(), RecordError> {
+        if let Some((cur, _)) = &self.init {
+            if *cur == init {
+                return Ok(());
+            }
+            return Err(RecordError::InitChanged {
+                path: self.path.clone(),
+            });
+        }
+        let info = bmff::parse_init(&init).unwrap_or_default();
+        self.file = Some(File::create(&self.path).map_err(self.io())?);
+        self.append(&init)?;
+        self.init = Some((init, info));
+        Ok(())
+    }
+
+    /// Start time of a fragment's video in seconds, when the boxes say.
+    pub fn fragment_time(&self, frag: &[u8]) -> Option<f64> {
+        let (_, info) = self.init.as_ref()?;
+        let f = bmff::parse_fragment_with_init(frag, info).ok()?;
+        f.trafs.iter().find_map(|t| {
+            let track = info.track(t.track_id)?;
+            if track.handler.as_bytes() != b"vide" || track.timescale == 0 {
+                return None;
+            }
+            Some(t.base_media_decode_time? as f64 / f64::from(track.timescale))
+        })
+    }
+
+    /// Appends a fragment unless it starts at or past `duration` seconds of
+    /// stream time; returns false then (the recording is complete).
+    pub fn fragment(&mut self, frag: &[u8], duration: Option<f64>) -> Result<bool, RecordError> {
+        if let Some(t) = self.fragment_time(frag) {
+            let first = *self.first_time.get_or_insert(t);
+            if duration.is_some_and(|d| t - first >= d) {
+                return Ok(false);
+            }
+            self.seconds = t - first;
+        }
+        self.append(frag)?;
+        self.fragments += 1;
+        Ok(true)
+    }
+
+    pub fn finish(&mut self) -> Result<(), RecordError> {
+        if let Some(f) = self.file.as_mut() {
+            f.flush().map_err(|source| RecordError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    pub fn has_output(&self) -> bool {
+        self.file.is_some()
+    }
+}

@@ -1,0 +1,113 @@
+//! Frames as numpy `.npy` files plus a CSV index.
+//!
+//! Each frame is written as `.frame_NNNNNN.npy.tmp` and renamed into place,
+//! so a script polling the folder for `*.npy` never sees half a file; its
+//! CSV row is written (and flushed) only after the rename, so every row
+//! names a complete file.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use ndarray::ArrayView3;
+use ndarray_npy::WriteNpyExt;
+
+use crate::pipeline::decode::BgrFrame;
+
+pub const CSV_NAME: &str = "frames.csv";
+pub const CSV_HEADER: &str = "frame,file,pts_seconds,received_unix_seconds,width,height,keyframe";
+
+pub struct NpyDirWriter {
+    dir: PathBuf,
+    csv: BufWriter<File>,
+}
+
+/// Errors name the file they concern.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct SinkError {
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+fn at(path: &Path) -> impl FnOnce(io::Error) -> SinkError + '_ {
+    move |source| SinkError {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl NpyDirWriter {
+    /// Creates the folder if needed and starts a new `frames.csv`.
+    pub fn create(dir: &Path) -> Result<Self, SinkError> {
+        fs::create_dir_all(dir).map_err(at(dir))?;
+        let csv_path = dir.join(CSV_NAME);
+        let file = File::create(&csv_path).map_err(at(&csv_path))?;
+        let mut csv = BufWriter::new(file);
+        writeln!(csv, "{CSV_HEADER}").map_err(at(&csv_path))?;
+        csv.flush().map_err(at(&csv_path))?;
+        Ok(NpyDirWriter {
+            dir: dir.to_path_buf(),
+            csv,
+        })
+    }
+
+    pub fn file_name(index: u64) -> String {
+        format!("frame_{index:06}.npy")
+    }
+
+    /// Writes one frame and its index row. On error nothing partial is left:
+    /// the temporary file is removed and no row is written.
+    pub fn write(&mut self, f: &BgrFrame) -> Result<(), SinkError> {
+        let name = Self::file_name(f.index);
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let dst = self.dir.join(&name);
+        if let Err(e) = write_npy(&tmp, f) {
+            let _ = fs::remove_file(&tmp);
+            return Err(SinkError {
+                path: dst,
+                source: e,
+            });
+        }
+        if let Err(e) = fs::rename(&tmp, &dst) {
+            let _ = fs::remove_file(&tmp);
+            return Err(SinkError {
+                path: dst,
+                source: e,
+            });
+        }
+        let pts = f.pts_seconds.map(|p| format!("{p:.6}")).unwrap_or_default();
+        let csv_path = self.dir.join(CSV_NAME);
+        writeln!(
+            self.csv,
+            "{},{},{},{:.6},{},{},{}",
+            f.index,
+            name,
+            pts,
+            f.received_unix,
+            f.width,
+            f.height,
+            u8::from(f.keyframe)
+        )
+        .and_then(|_| self.csv.flush())
+        .map_err(at(&csv_path))
+    }
+}
+
+fn write_npy(path: &Path, f: &BgrFrame) -> io::Result<()> {
+    let shape = (f.height as usize, f.width as usize, 3);
+    let len = shape.0 * shape.1 * 3;
+    let data = f
+        .data
+        .get(..len)
+        .ok_or_else(|| io::Error::other("frame buffer shorter than its size"))?;
+    let view = ArrayView3::from_shape(shape, data).map_err(io::Error::other)?;
+    // No BufWriter: ndarray-npy writes the header, then the whole C-order
+    // slice in one call, which is what we want for multi-megabyte frames.
+    let file = File::create(path)?;
+    view.write_npy(&file).map_err(|e| match e {
+        ndarray_npy::WriteNpyError::Io(io) => io,
+        other => io::Error::other(other),
+    })?;
+    Ok(())
+}

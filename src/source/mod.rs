@@ -1,0 +1,279 @@
+//! Receivers: each owns its sockets, speaks one protocol and emits a clean
+//! stream for the pipeline. Files and stdin need no receiver: libavformat
+//! reads them itself.
+
+pub mod ws;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use url::Url;
+
+use crate::cli::SourceArgs;
+use crate::packet::Chunk;
+use crate::proto::evostream;
+
+/// Default bound on one network message or fragment. A 1080p H.264 keyframe
+/// is rarely over 1 MiB; EvoStream's 3-byte length field tops out at 16 MiB.
+pub const DEFAULT_MAX_MESSAGE: usize = 8 << 20;
+
+/// Chunks in flight between a receiver and the libav thread: enough to ride
+/// out a slow disk for a moment, small enough that memory stays bounded.
+pub const CHUNK_QUEUE: usize = 64;
+
+/// How WebSocket binary messages carry the video.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WsFraming {
+    /// Recognise the framing from the first binary message.
+    #[default]
+    Auto,
+    /// EvoStream media server: tagged messages around fMP4 pieces.
+    Evostream,
+    /// Every binary message is plain fMP4 bytes.
+    Raw,
+}
+
+impl fmt::Display for WsFraming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WsFraming::Auto => "auto",
+            WsFraming::Evostream => "evostream",
+            WsFraming::Raw => "raw",
+        })
+    }
+}
+
+impl FromStr for WsFraming {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(WsFraming::Auto),
+            "evostream" => Ok(WsFraming::Evostream),
+            "raw" => Ok(WsFraming::Raw),
+            _ => Err(format!(
+                "unknown framing {s:?} (expected auto, evostream or raw)"
+            )),
+        }
+    }
+}
+
+/// Where the video comes from.
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    File(PathBuf),
+    Stdin,
+    WebSocket(Url),
+}
+
+impl SourceSpec {
+    pub fn parse(s: &str) -> Result<SourceSpec, String> {
+        if s == "-" {
+            return Ok(SourceSpec::Stdin);
+        }
+        if let Some((scheme, _)) = s.split_once("://") {
+            let scheme = scheme.to_ascii_lowercase();
+            return match scheme.as_str() {
+                "ws" | "wss" => {
+                    let url = Url::parse(s).map_err(|e| format!("not a valid URL: {e}"))?;
+                    if url.host_str().is_none_or(str::is_empty) {
+                        return Err("the URL has no host".into());
+                    }
+                    Ok(SourceSpec::WebSocket(url))
+                }
+                "file" => Url::parse(s)
+                    .ok()
+                    .and_then(|u| u.to_file_path().ok())
+                    .map(SourceSpec::File)
+                    .ok_or_else(|| "not a valid file:// URL".to_string()),
+                _ => Err(format!(
+                    "unknown scheme {scheme:?} (camflow reads files, `-` for stdin, ws:// and wss://)"
+                )),
+            };
+        }
+        Ok(SourceSpec::File(PathBuf::from(s)))
+    }
+
+    /// Protocol name, as `probe` shows it.
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            SourceSpec::File(_) => "file",
+            SourceSpec::Stdin => "stdin",
+            SourceSpec::WebSocket(u) if u.scheme() == "wss" => "wss",
+            SourceSpec::WebSocket(_) => "ws",
+        }
+    }
+
+    /// The name used in messages: never contains a password.
+    pub fn display_name(&self) -> String {
+        match self {
+            SourceSpec::File(p) => p.display().to_string(),
+            SourceSpec::Stdin => "stdin".into(),
+            SourceSpec::WebSocket(u) => redact(u),
+        }
+    }
+}
+
+/// The URL as text with any password replaced.
+pub fn redact(url: &Url) -> String {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    u.to_string()
+}
+
+/// Removes `user:password@` from anything that looks like a URL inside `text`.
+/// Error texts from lower layers sometimes quote the URL they were given.
+pub fn redact_text(text: &str, spec: &SourceSpec) -> String {
+    match spec {
+        SourceSpec::WebSocket(u) => match u.password() {
+            Some(p) if !p.is_empty() => text.replace(p, "***"),
+            _ => text.to_string(),
+        },
+        _ => text.to_string(),
+    }
+}
+
+/// Source settings, checked.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    pub spec: SourceSpec,
+    pub timeout: Duration,
+    pub headers: Vec<(String, String)>,
+    pub ws_send: Vec<String>,
+    pub ws_framing: WsFraming,
+    pub max_message: usize,
+}
+
+impl SourceOptions {
+    pub fn from_args(a: &SourceArgs) -> anyhow::Result<SourceOptions> {
+        let spec = SourceSpec::parse(&a.source)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", redact_arg(&a.source)))?;
+        if !(a.timeout.is_finite() && a.timeout > 0.0) {
+            anyhow::bail!("--timeout must be a positive number of seconds");
+        }
+        let mut headers = Vec::new();
+        for h in &a.headers {
+            let (name, value) = h
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("header {h:?} is not `Name: value`"))?;
+            let name = name.trim();
+            if name.is_empty() {
+                anyhow::bail!("header {h:?} has no name");
+            }
+            headers.push((name.to_string(), value.trim().to_string()));
+        }
+        if a.max_message_bytes < 1024 {
+            anyhow::bail!("--max-message-bytes must be at least 1024");
+        }
+        Ok(SourceOptions {
+            spec,
+            timeout: Duration::from_secs_f64(a.timeout),
+            headers,
+            ws_send: a.ws_send.clone(),
+            ws_framing: a.ws_framing,
+            max_message: a.max_message_bytes,
+        })
+    }
+}
+
+/// Best-effort password removal for a source argument that failed to parse.
+fn redact_arg(s: &str) -> String {
+    match Url::parse(s) {
+        Ok(u) => redact(&u),
+        Err(_) => s.to_string(),
+    }
+}
+
+/// What a receiver has seen, shared with progress display and `probe`.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    /// Bytes received from the network (payload, before de-framing).
+    pub bytes: AtomicU64,
+    /// The framing recognised on a WebSocket source.
+    pub framing: Mutex<Option<WsFraming>>,
+    /// EvoStream de-framer counters, when that framing is in use.
+    pub evostream: Mutex<Option<evostream::Stats>>,
+}
+
+impl SourceStats {
+    pub fn add_bytes(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// Error a receiver ends with. The message names the problem; the command
+/// adds the source's (redacted) name in front.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct SourceError(pub String);
+
+/// A running network receiver: clean chunks arrive on `rx`; the channel
+/// closes after the last one, an `Err` item first if the receiver failed.
+pub struct ChunkStream {
+    pub rx: mpsc::Receiver<Result<Chunk, SourceError>>,
+    pub stats: Arc<SourceStats>,
+}
+
+/// Starts the receiver for a network source on the current tokio runtime.
+/// Returns `None` for sources libavformat reads itself (files, stdin).
+pub fn spawn_receiver(
+    opts: &SourceOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Option<ChunkStream> {
+    match &opts.spec {
+        SourceSpec::WebSocket(url) => {
+            let (tx, rx) = mpsc::channel(CHUNK_QUEUE);
+            let stats = Arc::new(SourceStats::default());
+            tokio::spawn(ws::run(
+                url.clone(),
+                opts.clone(),
+                tx,
+                stats.clone(),
+                shutdown,
+            ));
+            Some(ChunkStream { rx, stats })
+        }
+        SourceSpec::File(_) | SourceSpec::Stdin => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_scheme_is_named() {
+        let e = SourceSpec::parse("foo://bar/x").unwrap_err();
+        assert!(e.contains("unknown scheme \"foo\""), "{e}");
+    }
+
+    #[test]
+    fn password_is_redacted() {
+        let u = Url::parse("wss://me:s3cret@example.com:8420/x.vod?progressive").unwrap();
+        let s = redact(&u);
+        assert!(!s.contains("s3cret"), "{s}");
+        assert!(s.contains("me:***@example.com"), "{s}");
+    }
+
+    #[test]
+    fn dash_is_stdin_and_plain_text_is_a_path() {
+        assert!(matches!(SourceSpec::parse("-"), Ok(SourceSpec::Stdin)));
+        assert!(matches!(
+            SourceSpec::parse("a/b.mp4"),
+            Ok(SourceSpec::File(_))
+        ));
+        assert!(matches!(
+            SourceSpec::parse("WS://127.0.0.1:1/live"),
+            Ok(SourceSpec::WebSocket(_))
+        ));
+    }
+}

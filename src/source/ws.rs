@@ -1,0 +1,297 @@
+//! WebSocket receiver (`ws://`, `wss://`): the one place that owns the
+//! socket. Binary messages go through the EvoStream de-framer or the raw fMP4
+//! assembler (both sans-IO, in `proto`), and clean chunks go to the pipeline.
+
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
+use url::Url;
+
+use super::{SourceError, SourceOptions, SourceStats, WsFraming};
+use crate::packet::Chunk;
+use crate::proto::{bmff, evostream, fmp4};
+
+type Tx = mpsc::Sender<Result<Chunk, SourceError>>;
+
+/// Runs until the server ends the stream, an error, the consumer hanging up,
+/// or shutdown. Errors are sent down the channel as the last item.
+pub async fn run(
+    url: Url,
+    opts: SourceOptions,
+    tx: Tx,
+    stats: Arc<SourceStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let result = tokio::select! {
+        r = session(&url, &opts, &tx, &stats) => r,
+        _ = shutdown.wait_for(|stop| *stop) => Ok(()),
+        _ = tx.closed() => Ok(()),
+    };
+    if let Err(e) = result {
+        let _ = tx.send(Err(e)).await;
+    }
+}
+
+fn err(msg: impl Into<String>) -> SourceError {
+    SourceError(msg.into())
+}
+
+/// Words for a tungstenite error, without repeating the URL.
+fn describe(e: &tungstenite::Error) -> String {
+    use tungstenite::error::ProtocolError;
+    use tungstenite::Error as E;
+    match e {
+        E::Io(io) => format!("cannot connect: {io}"),
+        E::Tls(t) => format!("TLS failure: {t}"),
+        E::Http(resp) => {
+            let status = resp.status();
+            format!(
+                "the server refused the WebSocket upgrade: HTTP {} {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            )
+            .trim_end()
+            .to_string()
+        }
+        E::Url(u) => format!("bad WebSocket URL: {u}"),
+        E::Capacity(c) => format!("message too large: {c}"),
+        E::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            "the connection was dropped without a WebSocket close".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+fn build_request(
+    url: &Url,
+    opts: &SourceOptions,
+) -> Result<tungstenite::handshake::client::Request, SourceError> {
+    // Credentials in the URL become Basic auth; the URL sent carries none.
+    let mut clean = url.clone();
+    let user = url.username().to_string();
+    let pass = url.password().map(str::to_string);
+    let _ = clean.set_username("");
+    let _ = clean.set_password(None);
+    let mut req = clean
+        .as_str()
+        .into_client_request()
+        .map_err(|e| err(describe(&e)))?;
+    if !user.is_empty() || pass.is_some() {
+        let token = base64_encode(format!("{user}:{}", pass.unwrap_or_default()).as_bytes());
+        let v = HeaderValue::from_str(&format!("Basic {token}"))
+            .map_err(|_| err("credentials cannot be sent in a header"))?;
+        req.headers_mut().insert("authorization", v);
+    }
+    for (name, value) in &opts.headers {
+        let n = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| err(format!("bad header name {name:?}")))?;
+        let v = HeaderValue::from_str(value)
+            .map_err(|_| err(format!("bad value for header {name}")))?;
+        req.headers_mut().insert(n, v);
+    }
+    Ok(req)
+}
+
+/// What the de-framing side of one connection holds.
+enum Framer {
+    Undecided,
+    Evo(evostream::Deframer),
+    Raw(fmp4::Assembler),
+}
+
+impl Framer {
+    fn in_fragment(&self) -> bool {
+        match self {
+            Framer::Undecided => false,
+            Framer::Evo(d) => d.in_fragment() || !d.is_clean(),
+            Framer::Raw(a) => a.in_fragment(),
+        }
+    }
+}
+
+fn hex_prefix(data: &[u8]) -> String {
+    data.iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn session(
+    url: &Url,
+    opts: &SourceOptions,
+    tx: &Tx,
+    stats: &SourceStats,
+) -> Result<(), SourceError> {
+    let req = build_request(url, opts)?;
+    // tungstenite's own limits sit a little above ours so that the
+    // de-framer, which knows what the bytes are, reports the problem.
+    let limit = opts.max_message + 64;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    let secs = opts.timeout.as_secs_f64();
+    let (mut ws, _resp) = timeout(
+        opts.timeout,
+        tokio_tungstenite::connect_async_tls_with_config(req, Some(config), true, None),
+    )
+    .await
+    .map_err(|_| err(format!("no answer within {secs} s while connecting")))?
+    .map_err(|e| err(describe(&e)))?;
+
+    for text in &opts.ws_send {
+        ws.send(Message::text(text.as_str()))
+            .await
+            .map_err(|e| err(describe(&e)))?;
+    }
+
+    let mut framer = match opts.ws_framing {
+        WsFraming::Auto => Framer::Undecided,
+        WsFraming::Evostream => Framer::Evo(evostream::Deframer::new(opts.max_message)),
+        WsFraming::Raw => Framer::Raw(fmp4::Assembler::new(opts.max_message)),
+    };
+    if opts.ws_framing != WsFraming::Auto {
+        set_framing(stats, opts.ws_framing);
+    }
+
+    loop {
+        let msg = match timeout(opts.timeout, ws.next()).await {
+            Err(_) => {
+                let mid = if framer.in_fragment() {
+                    " (in the middle of a fragment)"
+                } else {
+                    ""
+                };
+                return Err(err(format!("no data for {secs} s{mid}")));
+            }
+            Ok(None) => {
+                return Err(err(if framer.in_fragment() {
+                    "the connection was dropped in the middle of a fragment"
+                } else {
+                    "the connection was dropped without a WebSocket close"
+                }));
+            }
+            Ok(Some(Err(e))) => {
+                let mut m = describe(&e);
+                if framer.in_fragment() {
+                    m.push_str(" (in the middle of a fragment)");
+                }
+                return Err(err(m));
+            }
+            Ok(Some(Ok(m))) => m,
+        };
+        match msg {
+            Message::Binary(data) => {
+                stats.add_bytes(data.len());
+                if matches!(framer, Framer::Undecided) {
+                    framer = if evostream::looks_like_evostream(&data) {
+                        set_framing(stats, WsFraming::Evostream);
+                        Framer::Evo(evostream::Deframer::new(opts.max_message))
+                    } else if bmff::looks_like_bmff(&data) {
+                        set_framing(stats, WsFraming::Raw);
+                        Framer::Raw(fmp4::Assembler::new(opts.max_message))
+                    } else {
+                        return Err(err(format!(
+                            "the stream is neither EvoStream-framed nor fMP4 (first bytes: {})",
+                            hex_prefix(&data)
+                        )));
+                    };
+                }
+                match &mut framer {
+                    Framer::Evo(d) => {
+                        d.feed(&data);
+                        loop {
+                            let item = d.next_item();
+                            if let Ok(mut slot) = stats.evostream.lock() {
+                                *slot = Some(d.stats().clone());
+                            }
+                            match item.map_err(|e| err(e.to_string()))? {
+                                Some(evostream::Item::Init(b)) => send(tx, Chunk::Init(b)).await?,
+                                Some(evostream::Item::Fragment(b)) => {
+                                    send(tx, Chunk::Fragment(b)).await?
+                                }
+                                None => break,
+                            }
+                        }
+                        d.end_of_message().map_err(|e| err(e.to_string()))?;
+                    }
+                    Framer::Raw(a) => {
+                        a.feed(&data);
+                        while let Some(c) = a.next_chunk().map_err(|e| err(e.to_string()))? {
+                            send(tx, c).await?;
+                        }
+                    }
+                    Framer::Undecided => {}
+                }
+            }
+            Message::Close(_) => {
+                // A clean end. A fragment cut short by it is dropped: it
+                // cannot be decoded, and everything before it was whole.
+                return Ok(());
+            }
+            // Text is for the site's player (the thread's server answers
+            // "ping"); pings are answered by tungstenite itself.
+            Message::Text(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
+    }
+}
+
+fn set_framing(stats: &SourceStats, f: WsFraming) {
+    if let Ok(mut slot) = stats.framing.lock() {
+        *slot = Some(f);
+    }
+}
+
+async fn send(tx: &Tx, chunk: Chunk) -> Result<(), SourceError> {
+    // A closed channel means the consumer has all it wants; `run` notices
+    // through `tx.closed()` and ends quietly.
+    if tx.send(Ok(chunk)).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    Ok(())
+}
+
+/// Standard base64 (RFC 4648 §4) for one Basic auth header; too small a
+/// need to add a crate for.
+fn base64_encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(i.as_bytes()), o);
+        }
+    }
+}
