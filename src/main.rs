@@ -8,6 +8,8 @@ use camflow::{cmd, pipeline};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // wss:// needs a process-wide crypto provider; ring is the one built in.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     if let Err(e) = pipeline::init() {
         eprintln!("camflow: cannot initialise FFmpeg: {e}");
         return ExitCode::FAILURE;

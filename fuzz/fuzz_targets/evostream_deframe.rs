@@ -48,7 +48,9 @@ fn check_item(item: &Item, max: usize) {
         Item::Init(init) => {
             assert!(init.len() <= max);
             let first = bmff::boxes(init).next();
-            assert!(matches!(first, Some(Ok(b)) if matches!(&b.header.kind, b"ftyp" | b"styp" | b"moov")));
+            assert!(
+                matches!(first, Some(Ok(b)) if matches!(&b.header.kind, b"ftyp" | b"styp" | b"moov"))
+            );
         }
         Item::Fragment(frag) => {
             assert!(frag.len() <= max);
@@ -65,7 +67,10 @@ fn check_item(item: &Item, max: usize) {
 fn check_stats(d: &Deframer, fed: usize, items: &[Item], failed: bool) {
     let s = d.stats();
     assert_eq!(s.messages, s.tags.values().sum::<u64>());
-    let fragments = items.iter().filter(|i| matches!(i, Item::Fragment(_))).count();
+    let fragments = items
+        .iter()
+        .filter(|i| matches!(i, Item::Fragment(_)))
+        .count();
     assert_eq!(s.fragments, fragments as u64);
     assert!(s.bytes >= 4 * s.messages);
     if !failed {

@@ -1,6 +1,149 @@
-pub async fn run(
-    _a: crate::cli::ProbeArgs,
-    _s: crate::shutdown::Shutdown,
-) -> anyhow::Result<std::process::ExitCode> {
-    todo!()
+//! `camflow probe`: protocol, container, codec, size, frame rate; for an
+//! EvoStream stream also how many messages of each tag were seen.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use serde::Serialize;
+
+use crate::cli::ProbeArgs;
+use crate::cmd::decode::join;
+use crate::pipeline::probe::ContainerReport;
+use crate::pipeline::{self, input::ChunkFeed, input::InputSource, PipelineError};
+use crate::proto::evostream;
+use crate::shutdown::Shutdown;
+use crate::source::{self, SourceSpec};
+
+#[derive(Debug, Serialize)]
+struct Report {
+    source: String,
+    protocol: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    framing: Option<String>,
+    #[serde(flatten)]
+    container: ContainerReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    received_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evostream_tags: Option<BTreeMap<String, u64>>,
+}
+
+/// A tag's number and what the EvoStream player calls it.
+fn tag_name(tag: u8) -> String {
+    let name = match tag {
+        evostream::TAG_MOOV => "moov",
+        evostream::TAG_BEGIN => "begin",
+        evostream::TAG_VIDEO => "video",
+        evostream::TAG_MOOF => "moof",
+        evostream::TAG_MDAT => "mdat",
+        evostream::TAG_END => "end",
+        _ => "unknown",
+    };
+    format!("{tag} {name}")
+}
+
+pub async fn run(args: ProbeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    let opts = args.source.options()?;
+    let name = opts.spec.display_name();
+    let chunks = source::spawn_receiver(&opts, shutdown.subscribe());
+    let stats = chunks.as_ref().map(|c| c.stats.clone());
+    let input = match (chunks, &opts.spec) {
+        (Some(c), _) => InputSource::Chunks(ChunkFeed::new(c.rx)),
+        (None, SourceSpec::Stdin) => InputSource::Stdin,
+        (None, SourceSpec::File(p)) => InputSource::Path(p.clone()),
+        (None, SourceSpec::WebSocket(_)) => bail!("{name}: no receiver for this source"),
+    };
+    let stop = shutdown.flag();
+    let worker = pipeline::spawn("camflow-probe", move || {
+        let r = pipeline::probe::run(&input, stop, Arc::new(AtomicU64::new(0)));
+        let r = match (r, &input) {
+            // The receiver's error explains a failed open better than libav's.
+            (Err(e), InputSource::Chunks(feed)) => {
+                Err(feed.error().map(PipelineError::Source).unwrap_or(e))
+            }
+            (r, _) => r,
+        };
+        if let InputSource::Chunks(feed) = &input {
+            feed.close();
+        }
+        r
+    })
+    .context("cannot start the probe thread")?;
+    let container = join(worker).await?.map_err(|e| {
+        anyhow!(
+            "{name}: {}",
+            source::redact_text(&e.to_string(), &opts.spec)
+        )
+    })?;
+
+    let framing = stats
+        .as_ref()
+        .and_then(|s| s.framing.lock().ok().and_then(|f| *f))
+        .map(|f| f.to_string());
+    let evostream_tags = stats.as_ref().and_then(|s| {
+        s.evostream.lock().ok().and_then(|e| {
+            e.as_ref()
+                .map(|e| e.tags.iter().map(|(t, n)| (tag_name(*t), *n)).collect())
+        })
+    });
+    let mut container = container;
+    if stats.is_some() {
+        // A live stream has no duration; libav only saw what it read so far.
+        container.duration_seconds = None;
+    }
+    let report = Report {
+        source: name,
+        protocol: opts.spec.protocol(),
+        framing,
+        container,
+        received_bytes: stats.as_ref().map(|s| s.bytes()),
+        evostream_tags,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_text(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_text(r: &Report) {
+    println!("source:     {}", r.source);
+    println!("protocol:   {}", r.protocol);
+    if let Some(f) = &r.framing {
+        println!("framing:    {f}");
+    }
+    println!(
+        "container:  {} ({})",
+        r.container.container, r.container.container_long
+    );
+    if let Some(d) = r.container.duration_seconds {
+        println!("duration:   {d:.3} s");
+    }
+    for s in &r.container.streams {
+        let mut parts = vec![format!("{} {}", s.kind, s.codec)];
+        if let (Some(w), Some(h)) = (s.width, s.height) {
+            parts.push(format!("{w}x{h}"));
+        }
+        if let Some(f) = s.fps {
+            parts.push(format!("{f:.3} fps"));
+        }
+        if let Some(p) = &s.pixel_format {
+            parts.push(p.clone());
+        }
+        if let Some(sr) = s.sample_rate {
+            parts.push(format!("{sr} Hz"));
+        }
+        println!("stream {}:   {}", s.index, parts.join(", "));
+    }
+    if let Some(b) = r.received_bytes {
+        println!("received:   {b} bytes");
+    }
+    if let Some(tags) = &r.evostream_tags {
+        let list: Vec<String> = tags.iter().map(|(t, n)| format!("{t} ×{n}")).collect();
+        println!("evostream:  {}", list.join(", "));
+    }
 }

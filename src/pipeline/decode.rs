@@ -172,6 +172,7 @@ impl Run<'_> {
         let mut packet = ffmpeg::Packet::empty();
         let mut frame = Video::empty();
         let mut corrupt = 0u32;
+        let mut failure = None;
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 self.done = true;
@@ -192,12 +193,15 @@ impl Run<'_> {
                     continue;
                 }
                 Err(e) => {
-                    if let InputSource::Chunks(feed) = src {
-                        if let Some(se) = feed.error() {
-                            return Err(PipelineError::Source(se));
-                        }
-                    }
-                    return Err(PipelineError::Read(e.to_string()));
+                    // Decode what already arrived before reporting.
+                    failure = Some(match src {
+                        InputSource::Chunks(feed) => feed
+                            .error()
+                            .map(PipelineError::Source)
+                            .unwrap_or_else(|| PipelineError::Read(e.to_string())),
+                        _ => PipelineError::Read(e.to_string()),
+                    });
+                    break;
                 }
             }
             if count_packets {
@@ -219,7 +223,10 @@ impl Run<'_> {
             let _ = decoder.send_eof();
             self.receive(&mut decoder, &mut frame, time_base)?;
         }
-        Ok(())
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     fn receive(

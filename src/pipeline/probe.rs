@@ -1,1 +1,97 @@
+//! What libavformat finds in a source: container, streams, codecs, sizes,
+//! frame rates.
 
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+
+use ffmpeg::media;
+use ffmpeg_next as ffmpeg;
+use serde::Serialize;
+
+use super::input::{self, InputSource};
+use super::PipelineError;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamReport {
+    pub index: usize,
+    pub kind: String,
+    pub codec: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixel_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerReport {
+    pub container: String,
+    pub container_long: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+    pub streams: Vec<StreamReport>,
+}
+
+fn rate(r: ffmpeg::Rational) -> Option<f64> {
+    (r.numerator() > 0 && r.denominator() > 0).then(|| f64::from(r))
+}
+
+pub fn run(
+    src: &InputSource,
+    stop: Arc<AtomicBool>,
+    bytes: Arc<AtomicU64>,
+) -> Result<ContainerReport, PipelineError> {
+    let ictx = input::open(src, stop, bytes).map_err(|e| PipelineError::Open(e.to_string()))?;
+    let fmt = ictx.format();
+    let mut streams = Vec::new();
+    for st in ictx.streams() {
+        let par = st.parameters();
+        let kind = par.medium();
+        let id = par.id();
+        let mut r = StreamReport {
+            index: st.index(),
+            kind: format!("{kind:?}").to_lowercase(),
+            codec: id.name().to_string(),
+            width: None,
+            height: None,
+            fps: None,
+            pixel_format: None,
+            sample_rate: None,
+        };
+        if let Ok(ctx) = ffmpeg::codec::context::Context::from_parameters(par) {
+            match kind {
+                media::Type::Video => {
+                    if let Ok(v) = ctx.decoder().video() {
+                        r.width = Some(v.width()).filter(|w| *w > 0);
+                        r.height = Some(v.height()).filter(|h| *h > 0);
+                        let pf = v.format();
+                        if pf != ffmpeg::format::Pixel::None {
+                            r.pixel_format = Some(format!("{pf:?}").to_lowercase());
+                        }
+                    }
+                    r.fps = rate(st.avg_frame_rate()).or_else(|| rate(st.rate()));
+                }
+                media::Type::Audio => {
+                    if let Ok(a) = ctx.decoder().audio() {
+                        r.sample_rate = Some(a.rate()).filter(|r| *r > 0);
+                    }
+                }
+                _ => {}
+            }
+        }
+        streams.push(r);
+    }
+    let duration = ictx.duration();
+    Ok(ContainerReport {
+        container: fmt.name().to_string(),
+        container_long: fmt.description().to_string(),
+        duration_seconds: (duration > 0)
+            .then(|| duration as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE)),
+        streams,
+    })
+}

@@ -44,9 +44,17 @@ fn err(msg: impl Into<String>) -> SourceError {
 
 /// Words for a tungstenite error, without repeating the URL.
 fn describe(e: &tungstenite::Error) -> String {
+    use std::io::ErrorKind;
     use tungstenite::error::ProtocolError;
     use tungstenite::Error as E;
     match e {
+        // tokio-rustls reports handshake failures as I/O errors.
+        E::Io(io)
+            if matches!(io.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof)
+                || io.to_string().contains("tls") =>
+        {
+            format!("TLS failure: {io}")
+        }
         E::Io(io) => format!("cannot connect: {io}"),
         E::Tls(t) => format!("TLS failure: {t}"),
         E::Http(resp) => {
@@ -130,9 +138,9 @@ async fn session(
     stats: &SourceStats,
 ) -> Result<(), SourceError> {
     let req = build_request(url, opts)?;
-    // tungstenite's own limits sit a little above ours so that the
-    // de-framer, which knows what the bytes are, reports the problem.
-    let limit = opts.max_message + 64;
+    // tungstenite's own limits sit above ours so that the de-framer, which
+    // knows what the bytes are, reports the problem in its own words.
+    let limit = opts.max_message.saturating_add(64 * 1024);
     let config = WebSocketConfig::default()
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
