@@ -122,6 +122,9 @@ pub struct ProbeArgs {
 pub enum CameraProtocol {
     /// Fragmented MP4 inside EvoStream's tagged framing, over a WebSocket.
     EvostreamWs,
+    /// Plain fragmented MP4 over a WebSocket: one binary message per init
+    /// segment or fragment, as many browser players' servers send it.
+    Fmp4Ws,
 }
 
 /// Misbehaviours the simulated camera can put on, to test clients against.

@@ -67,13 +67,18 @@ impl Progress {
         }
     }
 
-    /// Clears the live line and prints the summary (unless quiet).
-    pub fn finish(&mut self, summary: &str) {
+    /// Clears the live line. The command prints the outcome itself: a
+    /// summary on success, or its one-line error.
+    pub fn clear(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
-            eprintln!("camflow: {summary}");
-        } else if self.log {
-            eprintln!("camflow: {summary}");
+        }
+    }
+
+    /// A summary line on success (unless quiet).
+    pub fn summary(quiet: bool, text: &str) {
+        if !quiet {
+            eprintln!("camflow: {text}");
         }
     }
 }

@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::cli::CameraFault;
+use crate::cli::{CameraFault, CameraProtocol};
 use crate::packet::Chunk;
 use crate::pipeline::synth::{self, SynthSettings, Timed};
 use crate::proto::bmff;
@@ -36,6 +36,7 @@ const MOOV_EXTRA: [u8; 4] = [0xf1, 0x42, 0xc0, 0x1e];
 #[derive(Debug, Clone)]
 pub struct CameraSettings {
     pub synth: SynthSettings,
+    pub protocol: CameraProtocol,
     pub fault: Option<CameraFault>,
     pub fault_after: u64,
 }
@@ -112,6 +113,8 @@ async fn client(
     s: Arc<CameraSettings>,
 ) -> anyhow::Result<u64> {
     let _ = stream.set_nodelay(true);
+    // The callback's signature is tungstenite's; its error type is not ours to shrink.
+    #[allow(clippy::result_large_err)]
     let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() == PATH {
             Ok(resp)
@@ -152,6 +155,14 @@ async fn client(
     let start = Instant::now();
     let mut frags = 0u64;
     while let Some(Timed { chunk, at }) = rx.recv().await {
+        if s.protocol == CameraProtocol::Fmp4Ws {
+            if let Chunk::Fragment(_) = chunk {
+                tokio::time::sleep_until(start + Duration::from_secs_f64(at.max(0.0))).await;
+                frags += 1;
+            }
+            ws.send(Message::binary(chunk.bytes().clone())).await?;
+            continue;
+        }
         match chunk {
             Chunk::Init(init) => {
                 ws.send(Message::binary(message(250, &[&MOOV_EXTRA, &init])))

@@ -25,7 +25,7 @@ pub fn parse_size(s: &str) -> anyhow::Result<(u32, u32)> {
         .parse()
         .map_err(|_| anyhow!("--size {s:?}: bad height"))?;
     // H.264 in 4:2:0 wants even sizes; the counter band wants some room.
-    if w < 32 || h < 32 || w > 7680 || h > 4320 || w % 2 != 0 || h % 2 != 0 {
+    if w < 32 || h < 32 || w > 7680 || h > 4320 || !w.is_multiple_of(2) || !h.is_multiple_of(2) {
         bail!("--size {s:?}: width and height must be even, from 32x32 to 7680x4320");
     }
     Ok((w, h))
@@ -50,6 +50,7 @@ pub async fn run(args: CameraArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             fps,
             frames: args.frames,
         },
+        protocol: args.protocol,
         fault: args.fault,
         fault_after: args.fault_after,
     });
@@ -58,7 +59,9 @@ pub async fn run(args: CameraArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let url = match args.protocol {
-        CameraProtocol::EvostreamWs => format!("ws://{addr}{}", camera::PATH),
+        CameraProtocol::EvostreamWs | CameraProtocol::Fmp4Ws => {
+            format!("ws://{addr}{}", camera::PATH)
+        }
     };
     // The URL is the first line on stdout, for scripts and tests to read.
     let mut out = std::io::stdout();

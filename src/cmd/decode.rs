@@ -38,6 +38,7 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     let mut writer = NpyDirWriter::create(&args.frames_dir)
         .map_err(|e| anyhow!("{name}: cannot write frames: {e}"))?;
 
+    let started = std::time::Instant::now();
     let chunks = source::spawn_receiver(&opts, shutdown.subscribe());
     let net_stats = chunks.as_ref().map(|c| c.stats.clone());
     let input = match (chunks, &opts.spec) {
@@ -63,7 +64,6 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     .context("cannot start the decode thread")?;
 
     let quiet = args.quiet;
-    let dir = args.frames_dir.clone();
     let writer_thread = pipeline::spawn("camflow-npy", move || {
         let mut progress = Progress::new(quiet, "frames");
         let received = || match &net_stats {
@@ -73,34 +73,51 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         let mut written = 0u64;
         for frame in frame_rx {
             if let Err(e) = writer.write(&frame) {
-                progress.finish(&format!("wrote {written} frames before the error"));
-                return Err(e);
+                progress.clear();
+                return (written, Err(e));
             }
             written += 1;
             progress.update(written, received());
             let _ = pool_tx.send(frame.data);
         }
-        progress.finish(&format!(
-            "wrote {written} frames to {} in {:.1} s",
-            dir.display(),
-            progress.elapsed().as_secs_f64()
-        ));
-        Ok(written)
+        progress.clear();
+        (written, Ok(()))
     })
     .context("cannot start the writer thread")?;
 
     let decoded = join(decoder).await?;
-    let written = join(writer_thread).await?;
-    if let Err(e) = written {
-        bail!("{name}: cannot write frames: {e}");
+    let (written, write_result) = join(writer_thread).await?;
+    let before = if written > 0 {
+        format!(" ({written} frames written before it)")
+    } else {
+        String::new()
+    };
+    if let Err(e) = write_result {
+        bail!("{name}: cannot write frames: {e}{before}");
     }
     match decoded {
-        Ok(_) => Ok(ExitCode::SUCCESS),
-        Err(PipelineError::Source(e)) => {
-            Err(anyhow!("{name}: {}", source::redact_text(&e.0, &opts.spec)))
+        Ok(s) => {
+            let dropped = if s.dropped_by_fps > 0 {
+                format!(", {} dropped by --fps", s.dropped_by_fps)
+            } else {
+                String::new()
+            };
+            Progress::summary(
+                args.quiet,
+                &format!(
+                    "wrote {written} frames to {}{dropped} in {:.1} s",
+                    args.frames_dir.display(),
+                    started.elapsed().as_secs_f64()
+                ),
+            );
+            Ok(ExitCode::SUCCESS)
         }
+        Err(PipelineError::Source(e)) => Err(anyhow!(
+            "{name}: {}{before}",
+            source::redact_text(&e.0, &opts.spec)
+        )),
         Err(e) => Err(anyhow!(
-            "{name}: {}",
+            "{name}: {}{before}",
             source::redact_text(&e.to_string(), &opts.spec)
         )),
     }

@@ -56,23 +56,24 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
                     Ok(true) => progress.update(w.fragments, stats.bytes()),
                     Ok(false) => break,
                     Err(e) => {
-                        progress.finish(&format!(
-                            "recorded {} fragments before the error",
-                            w.fragments
-                        ));
+                        progress.clear();
                         return Err(anyhow!("{e}"));
                     }
                 }
             }
             chunks.rx.close();
+            progress.clear();
             w.finish().map_err(|e| anyhow!("{e}"))?;
-            if w.has_output() {
-                progress.finish(&format!(
-                    "recorded {} fragments ({:.1} s) to {}",
-                    w.fragments,
-                    w.seconds,
-                    out.display()
-                ));
+            if w.has_output() && source_err.is_none() {
+                Progress::summary(
+                    quiet,
+                    &format!(
+                        "recorded {} fragments ({:.1} s) to {}",
+                        w.fragments,
+                        w.seconds,
+                        out.display()
+                    ),
+                );
             }
             match source_err {
                 Some(e) if w.has_output() => Err(anyhow!(
@@ -108,14 +109,18 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     let worker = pipeline::spawn("camflow-remux", move || {
         let mut progress = Progress::new(quiet, "packets");
         let r = remux::run(&input, &out, duration, stop, counter);
+        progress.update(0, bytes.load(Ordering::Relaxed));
+        progress.clear();
         if let Ok(s) = &r {
-            progress.update(s.packets, bytes.load(Ordering::Relaxed));
-            progress.finish(&format!(
-                "recorded {} video frames ({:.1} s) to {}",
-                s.video_frames,
-                s.seconds,
-                out.display()
-            ));
+            Progress::summary(
+                quiet,
+                &format!(
+                    "recorded {} video frames ({:.1} s) to {}",
+                    s.video_frames,
+                    s.seconds,
+                    out.display()
+                ),
+            );
         }
         r
     })

@@ -295,7 +295,8 @@ impl Deframer {
             TAG_MOOV => self.on_moov(pos, body)?,
             TAG_BEGIN => {
                 // A begin inside a fragment means its end was lost; what was
-                // collected cannot be completed.
+                // collected cannot be completed. (The body, empty in every
+                // capture, carries nothing we need and is ignored.)
                 self.drop_open();
                 self.open = Some(Fragment::new(pos));
                 Step::Continue
@@ -505,7 +506,10 @@ fn init_payload(mut body: BytesMut) -> Result<Bytes, &'static str> {
         return Err("the moov header is too short for its 4 extra bytes");
     }
     body.advance(MOOV_EXTRA);
-    let init = body.freeze();
+    // Copied (it is small) rather than sliced: the consumer keeps the init
+    // segment for the whole session, and a slice would pin the receive
+    // buffer it came from.
+    let init = Bytes::copy_from_slice(&body);
     let mut walk = bmff::boxes(&init);
     match walk.next() {
         Some(Ok(first)) if matches!(&first.header.kind, b"ftyp" | b"styp" | b"moov") => {}

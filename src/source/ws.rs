@@ -43,15 +43,14 @@ fn err(msg: impl Into<String>) -> SourceError {
 }
 
 /// Words for a tungstenite error, without repeating the URL.
-fn describe(e: &tungstenite::Error) -> String {
+fn describe(e: &tungstenite::Error, tls: bool) -> String {
     use std::io::ErrorKind;
     use tungstenite::error::ProtocolError;
     use tungstenite::Error as E;
     match e {
         // tokio-rustls reports handshake failures as I/O errors.
         E::Io(io)
-            if matches!(io.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof)
-                || io.to_string().contains("tls") =>
+            if tls && matches!(io.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof) =>
         {
             format!("TLS failure: {io}")
         }
@@ -89,7 +88,7 @@ fn build_request(
     let mut req = clean
         .as_str()
         .into_client_request()
-        .map_err(|e| err(describe(&e)))?;
+        .map_err(|e| err(describe(&e, url.scheme() == "wss")))?;
     if !user.is_empty() || pass.is_some() {
         let token = base64_encode(format!("{user}:{}", pass.unwrap_or_default()).as_bytes());
         let v = HeaderValue::from_str(&format!("Basic {token}"))
@@ -151,12 +150,12 @@ async fn session(
     )
     .await
     .map_err(|_| err(format!("no answer within {secs} s while connecting")))?
-    .map_err(|e| err(describe(&e)))?;
+    .map_err(|e| err(describe(&e, url.scheme() == "wss")))?;
 
     for text in &opts.ws_send {
         ws.send(Message::text(text.as_str()))
             .await
-            .map_err(|e| err(describe(&e)))?;
+            .map_err(|e| err(describe(&e, url.scheme() == "wss")))?;
     }
 
     let mut framer = match opts.ws_framing {
@@ -186,7 +185,7 @@ async fn session(
                 }));
             }
             Ok(Some(Err(e))) => {
-                let mut m = describe(&e);
+                let mut m = describe(&e, url.scheme() == "wss");
                 if framer.in_fragment() {
                     m.push_str(" (in the middle of a fragment)");
                 }

@@ -1,0 +1,208 @@
+//! Every bad input ends with a non-zero exit and one line naming the source
+//! (password removed) and the problem; never a panic or a hang; frames
+//! written before a fault stay complete and indexed.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn decode_err(url: &str, extra: &[&str]) -> (std::process::Output, tempfile::TempDir) {
+    let dir = tempdir();
+    let mut args = vec!["decode", url, "--frames-dir", path_str(dir.path())];
+    args.extend_from_slice(extra);
+    let out = camflow_run(&args);
+    (out, dir)
+}
+
+#[test]
+fn unknown_scheme() {
+    let (out, _d) = decode_err("gopher://127.0.0.1/cam", &[]);
+    assert_one_line_error(&out, "gopher://127.0.0.1/cam", "unknown scheme");
+}
+
+#[test]
+fn unreachable_host_connection_refused() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("ws://127.0.0.1:{port}/live");
+    let (out, _d) = decode_err(&url, &[]);
+    assert_one_line_error(&out, &url, "cannot connect");
+}
+
+#[test]
+fn silent_server_times_out() {
+    // Accepts TCP (the kernel does) but never answers the upgrade.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/live", listener.local_addr().unwrap());
+    let start = Instant::now();
+    let (out, _d) = decode_err(&url, &["--timeout", "1"]);
+    assert_one_line_error(&out, &url, "no answer within 1 s");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    drop(listener);
+}
+
+#[test]
+fn tls_failure_against_a_plain_server() {
+    let cam = Camera::start(&["--size", "320x240"]);
+    let url = cam.url.replace("ws://", "wss://");
+    let (out, _d) = decode_err(&url, &[]);
+    assert_one_line_error(&out, &url, "TLS");
+}
+
+#[test]
+fn http_error_on_the_upgrade() {
+    let cam = Camera::start(&["--size", "320x240"]);
+    let url = cam.url.replace("/live", "/no-such-camera");
+    let (out, _d) = decode_err(&url, &[]);
+    assert_one_line_error(&out, &url, "HTTP 404");
+}
+
+#[test]
+fn password_never_shown() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("ws://admin:hunter2@127.0.0.1:{port}/live");
+    let (out, _d) = decode_err(&url, &[]);
+    let line = assert_one_line_error(&out, "admin:***@127.0.0.1", "cannot connect");
+    assert!(!line.contains("hunter2"), "{line}");
+}
+
+#[test]
+fn neither_evostream_nor_fmp4() {
+    let cam = Camera::start(&["--fault", "garbage"]);
+    let (out, dir) = decode_err(&cam.url, &[]);
+    assert_one_line_error(&out, &cam.url, "neither EvoStream-framed nor fMP4");
+    assert_eq!(assert_frames_complete(dir.path()), 0);
+}
+
+fn fault_keeps_earlier_frames(fault: &str, what: &str) {
+    let cam = Camera::start(&[
+        "--size",
+        "320x240",
+        "--fps",
+        "50",
+        "--fault",
+        fault,
+        "--fault-after",
+        "12",
+    ]);
+    let (out, dir) = decode_err(&cam.url, &[]);
+    assert_one_line_error(&out, &cam.url, what);
+    // Every fragment before the fault was whole: all 12 frames are there.
+    assert_eq!(assert_frames_complete(dir.path()), 12);
+}
+
+#[test]
+fn connection_dropped_mid_fragment() {
+    fault_keeps_earlier_frames("drop-mid-fragment", "in the middle of a fragment");
+}
+
+#[test]
+fn truncated_message() {
+    fault_keeps_earlier_frames(
+        "truncated",
+        "websocket message ended inside message tag 252",
+    );
+}
+
+#[test]
+fn oversized_message() {
+    fault_keeps_earlier_frames("oversized", "over the 8388608-byte limit");
+}
+
+#[test]
+fn message_over_a_configured_limit() {
+    let cam = Camera::start(&["--size", "320x240"]);
+    let (out, _d) = decode_err(&cam.url, &["--max-message-bytes", "1024"]);
+    assert_one_line_error(&out, &cam.url, "over the 1024-byte limit");
+}
+
+#[test]
+fn record_keeps_whole_fragments_before_a_drop() {
+    let cam = Camera::start(&[
+        "--size",
+        "320x240",
+        "--fps",
+        "50",
+        "--fault",
+        "drop-mid-fragment",
+        "--fault-after",
+        "12",
+    ]);
+    let dir = tempdir();
+    let mp4 = dir.path().join("partial.mp4");
+    let out = camflow_run(&["record", &cam.url, "-o", path_str(&mp4)]);
+    assert_one_line_error(&out, &cam.url, "in the middle of a fragment");
+    assert_eq!(ffprobe_frames(&mp4), 12);
+    ffmpeg_decodes_cleanly(&mp4);
+}
+
+#[test]
+fn unwritable_frames_dir() {
+    let cam = Camera::start(&["--size", "320x240"]);
+    // A regular file where the folder should be: fails even for root.
+    let dir = tempdir();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let target = file.join("frames");
+    let out = camflow_run(&["decode", &cam.url, "--frames-dir", path_str(&target)]);
+    assert_one_line_error(&out, &cam.url, "not a directory");
+}
+
+#[test]
+fn missing_file() {
+    let out = camflow_run(&[
+        "decode",
+        "/no/such/video.mp4",
+        "--frames-dir",
+        "/tmp/unused",
+    ]);
+    assert_one_line_error(&out, "/no/such/video.mp4", "no such file");
+}
+
+#[test]
+fn full_disk_keeps_complete_frames_only() {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !is_root {
+        eprintln!(
+            "full_disk_keeps_complete_frames_only needs root to mount a small tmpfs; skipped"
+        );
+        return;
+    }
+    let dir = tempdir();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs", path_str(&mnt)])
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+
+    let cam = Camera::start(&["--size", "320x240", "--fps", "50"]);
+    let out = camflow_run(&["decode", &cam.url, "--frames-dir", path_str(&mnt)]);
+    assert_one_line_error(&out, &cam.url, "no space left");
+    // 230 KB frames in 1 MiB: a few fit, each complete and indexed.
+    let n = assert_frames_complete(&mnt);
+    assert!((1..=4).contains(&n), "{n} frames");
+}

@@ -1,0 +1,255 @@
+//! Helpers for end-to-end tests: run the real camflow binary against real
+//! peers on loopback (the built-in camera, ffmpeg, ffprobe, numpy).
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn camflow() -> &'static str {
+    env!("CARGO_BIN_EXE_camflow")
+}
+
+/// Debian's python3, which has numpy (the `python3` on PATH may be another).
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// A running `camflow camera`, killed when dropped.
+pub struct Camera {
+    child: Child,
+    pub url: String,
+}
+
+impl Camera {
+    pub fn start(args: &[&str]) -> Camera {
+        let mut child = Command::new(camflow())
+            .arg("camera")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start camflow camera");
+        let stdout = child.stdout.take().expect("camera stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read camera URL");
+        let url = line.trim().to_string();
+        assert!(url.starts_with("ws://"), "camera printed {url:?}");
+        Camera { child, url }
+    }
+}
+
+impl Drop for Camera {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a command to completion, killing it after `limit` (a hang is a
+/// failure, reported as such).
+pub fn run_limited(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{cmd:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out_t.join().unwrap_or_default(),
+        stderr: err_t.join().unwrap_or_default(),
+    }
+}
+
+pub fn camflow_run(args: &[&str]) -> Output {
+    run_limited(Command::new(camflow()).args(args), Duration::from_secs(120))
+}
+
+/// Asserts a clean failure: non-zero exit, exactly one line on stderr that
+/// names `source` and contains `what`, and no panic.
+pub fn assert_one_line_error(out: &Output, source: &str, what: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "want one line, got: {stderr}");
+    assert!(
+        lines[0].contains(source),
+        "{:?} does not name {source}",
+        lines[0]
+    );
+    assert!(
+        lines[0].to_lowercase().contains(&what.to_lowercase()),
+        "{:?} does not say {what:?}",
+        lines[0]
+    );
+    lines[0].to_string()
+}
+
+pub fn python(script: &str, args: &[&str]) -> String {
+    let out = run_limited(
+        Command::new(PYTHON).arg("-c").arg(script).args(args),
+        Duration::from_secs(120),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "python failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Rows of frames.csv (header checked), as field vectors.
+pub fn csv_rows(dir: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(dir.join("frames.csv")).expect("frames.csv");
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("frame,file,pts_seconds,received_unix_seconds,width,height,keyframe")
+    );
+    lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+/// Every row names a complete, loadable frame file; no temporary file is
+/// left; rows are numbered 0.. in order. Returns the row count.
+pub fn assert_frames_complete(dir: &Path) -> usize {
+    let rows = csv_rows(dir);
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r.len(), 7, "row {r:?}");
+        assert_eq!(r[0], i.to_string());
+        assert_eq!(r[1], format!("frame_{i:06}.npy"));
+    }
+    for e in std::fs::read_dir(dir).expect("read dir") {
+        let name = e.expect("entry").file_name().to_string_lossy().to_string();
+        assert!(!name.ends_with(".tmp"), "temporary file left: {name}");
+    }
+    if !rows.is_empty() {
+        let out = python(
+            "import sys, csv, numpy as np\n\
+             d = sys.argv[1]\n\
+             for r in csv.DictReader(open(d + '/frames.csv')):\n\
+             \x20   a = np.load(d + '/' + r['file'])\n\
+             \x20   assert a.shape == (int(r['height']), int(r['width']), 3), a.shape\n\
+             \x20   assert a.dtype == np.uint8 and a.flags['C_CONTIGUOUS']\n\
+             print('ok')",
+            &[dir.to_str().expect("utf-8 path")],
+        );
+        assert_eq!(out.trim(), "ok");
+    }
+    rows.len()
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A small H.264 test file made by the ffmpeg CLI (the reference, never
+/// called by camflow itself).
+pub fn make_h264_file(dir: &Path, name: &str, size: &str, seconds: u32) -> PathBuf {
+    let path = dir.join(name);
+    let out = run_limited(
+        Command::new("ffmpeg").args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=25"),
+            "-t",
+            &seconds.to_string(),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            path_str(&path),
+        ]),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// ffprobe's count of decodable video frames, and whether decoding it
+/// printed any error.
+pub fn ffprobe_frames(path: &Path) -> u64 {
+    let out = run_limited(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            path_str(path),
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "ffprobe failed");
+    assert!(
+        out.stderr.is_empty(),
+        "ffprobe reported errors: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("frame count")
+}
+
+pub fn ffmpeg_decodes_cleanly(path: &Path) {
+    let out = run_limited(
+        Command::new("ffmpeg").args(["-v", "error", "-i", path_str(path), "-f", "null", "-"]),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "ffmpeg reported decode errors: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,381 @@
+//! End to end over loopback: the built-in camera (EvoStream WebSocket and
+//! raw fMP4 WebSocket), files and stdin, checked by numpy, ffprobe and the
+//! ffmpeg CLI.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// Checks the test pattern in every frame: BGR bar colours and the frame
+/// counter equal to the frame's index (nothing lost, repeated or reordered).
+const PATTERN_CHECK: &str = r#"
+import sys, csv, numpy as np
+d, first = sys.argv[1], int(sys.argv[2])
+rows = list(csv.DictReader(open(d + '/frames.csv')))
+bars = [(0, 0, 255), (0, 255, 0), (255, 0, 0), (255, 255, 255)]  # red green blue white, BGR
+for i, r in enumerate(rows):
+    a = np.load(d + '/' + r['file'])
+    h, w, _ = a.shape
+    assert a.dtype == np.uint8 and a.flags['C_CONTIGUOUS']
+    for k, want in enumerate(bars):
+        got = a[h // 4, w * k // 4 + w // 8].astype(int)
+        assert np.abs(got - np.array(want)).max() <= 12, (i, k, got, want)
+    y = (h - h // 8 + h) // 2
+    n = 0
+    for c in range(16):
+        n = (n << 1) | int(a[y, (2 * c + 1) * w // 32, 1] > 128)
+    assert n == first + i, ('frame', i, 'shows counter', n)
+print(len(rows))
+"#;
+
+#[test]
+fn evostream_camera_to_decode_gives_bgr_frames_numpy_loads() {
+    let cam = Camera::start(&["--frames", "60", "--size", "320x240"]);
+    let dir = tempdir();
+    let out = camflow_run(&[
+        "decode",
+        &cam.url,
+        "--frames-dir",
+        path_str(dir.path()),
+        "--max-frames",
+        "40",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(assert_frames_complete(dir.path()), 40);
+    let n = python(PATTERN_CHECK, &[path_str(dir.path()), "0"]);
+    assert_eq!(n.trim(), "40");
+    let rows = csv_rows(dir.path());
+    assert_eq!(rows[0][4], "320");
+    assert_eq!(rows[0][5], "240");
+    assert_eq!(rows[0][6], "1", "the first frame is a keyframe");
+    assert_eq!(rows[1][2], "0.040000", "pts of frame 1 at 25 fps");
+}
+
+#[test]
+fn evostream_clean_close_ends_decode_with_exit_0_and_every_frame() {
+    let cam = Camera::start(&["--frames", "30", "--size", "320x240", "--fps", "50"]);
+    let dir = tempdir();
+    let out = camflow_run(&["decode", &cam.url, "--frames-dir", path_str(dir.path())]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(assert_frames_complete(dir.path()), 30);
+    let n = python(PATTERN_CHECK, &[path_str(dir.path()), "0"]);
+    assert_eq!(n.trim(), "30");
+}
+
+#[test]
+fn evostream_camera_to_record_ffprobe_counts_every_frame() {
+    let cam = Camera::start(&["--frames", "50", "--size", "320x240", "--fps", "50"]);
+    let dir = tempdir();
+    let mp4 = dir.path().join("out.mp4");
+    let out = camflow_run(&["record", &cam.url, "-o", path_str(&mp4)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(ffprobe_frames(&mp4), 50);
+    ffmpeg_decodes_cleanly(&mp4);
+    // The recording decodes back to the same pattern, frame for frame.
+    let frames = tempdir();
+    let out = camflow_run(&[
+        "decode",
+        path_str(&mp4),
+        "--frames-dir",
+        path_str(frames.path()),
+    ]);
+    assert!(out.status.success());
+    assert_eq!(
+        python(PATTERN_CHECK, &[path_str(frames.path()), "0"]).trim(),
+        "50"
+    );
+}
+
+#[test]
+fn record_duration_stops_at_stream_time() {
+    let cam = Camera::start(&["--size", "320x240", "--fps", "50"]);
+    let dir = tempdir();
+    let mp4 = dir.path().join("two-seconds.mp4");
+    let out = camflow_run(&["record", &cam.url, "-o", path_str(&mp4), "--duration", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(ffprobe_frames(&mp4), 50);
+}
+
+#[test]
+fn raw_fmp4_websocket_is_recognised_without_framing() {
+    let cam = Camera::start(&[
+        "--protocol",
+        "fmp4-ws",
+        "--frames",
+        "20",
+        "--size",
+        "320x240",
+    ]);
+    let dir = tempdir();
+    let out = camflow_run(&["decode", &cam.url, "--frames-dir", path_str(dir.path())]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        python(PATTERN_CHECK, &[path_str(dir.path()), "0"]).trim(),
+        "20"
+    );
+    // Forcing EvoStream framing on plain fMP4 is refused clearly.
+    let cam = Camera::start(&[
+        "--protocol",
+        "fmp4-ws",
+        "--frames",
+        "20",
+        "--size",
+        "320x240",
+    ]);
+    let out = camflow_run(&[
+        "decode",
+        &cam.url,
+        "--frames-dir",
+        path_str(dir.path()),
+        "--ws-framing",
+        "evostream",
+    ]);
+    assert_one_line_error(&out, &cam.url, "evostream");
+}
+
+#[test]
+fn fps_limit_keeps_at_most_f_frames_per_stream_second() {
+    let cam = Camera::start(&["--frames", "50", "--size", "320x240", "--fps", "50"]);
+    let dir = tempdir();
+    let out = camflow_run(&[
+        "decode",
+        &cam.url,
+        "--frames-dir",
+        path_str(dir.path()),
+        "--fps",
+        "5",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = csv_rows(dir.path());
+    assert_eq!(rows.len(), 5, "1 s of stream at --fps 5");
+    let pts: Vec<f64> = rows.iter().map(|r| r[2].parse().unwrap()).collect();
+    for w in pts.windows(2) {
+        assert!(w[1] - w[0] >= 0.19, "frames kept too close: {pts:?}");
+    }
+}
+
+#[test]
+fn duration_limit_counts_stream_time() {
+    let cam = Camera::start(&["--size", "320x240", "--fps", "50"]);
+    let dir = tempdir();
+    let out = camflow_run(&[
+        "decode",
+        &cam.url,
+        "--frames-dir",
+        path_str(dir.path()),
+        "--duration",
+        "0.5",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(assert_frames_complete(dir.path()), 25);
+}
+
+#[test]
+fn out_of_order_fragment_is_dropped_and_the_stream_goes_on() {
+    let cam = Camera::start(&[
+        "--frames",
+        "40",
+        "--size",
+        "320x240",
+        "--fps",
+        "50",
+        "--fault",
+        "out-of-order",
+        "--fault-after",
+        "10",
+    ]);
+    let dir = tempdir();
+    let out = camflow_run(&["decode", &cam.url, "--frames-dir", path_str(dir.path())]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One fragment (one frame) could not be rebuilt; the rest arrive.
+    assert_eq!(assert_frames_complete(dir.path()), 39);
+}
+
+#[test]
+fn probe_names_protocol_codec_size_rate_and_evostream_tags() {
+    let cam = Camera::start(&["--size", "320x240"]);
+    let out = camflow_run(&["probe", &cam.url, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["protocol"], "ws");
+    assert_eq!(v["framing"], "evostream");
+    let s = &v["streams"][0];
+    assert_eq!(s["codec"], "h264");
+    assert_eq!(s["width"], 320);
+    assert_eq!(s["height"], 240);
+    assert_eq!(s["fps"], 25.0);
+    let tags = v["evostream_tags"].as_object().expect("tags");
+    assert_eq!(tags["250 moov"], 1);
+    let begins = tags["249 begin"].as_u64().unwrap();
+    assert!(begins >= 1);
+    assert_eq!(
+        tags["251 moof"].as_u64().unwrap(),
+        3 * tags["255 end"].as_u64().unwrap()
+    );
+
+    let text = camflow_run(&["probe", &cam.url]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("video h264, 320x240, 25.000 fps"), "{text}");
+}
+
+/// Reads `ffmpeg -i FILE -f rawvideo -pix_fmt bgr24 -` and compares it with
+/// camflow's .npy frames.
+const COMPARE_WITH_FFMPEG: &str = r#"
+import sys, csv, subprocess, numpy as np
+src, d, w, h = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+raw = subprocess.run(['ffmpeg', '-v', 'error', '-i', src, '-f', 'rawvideo', '-pix_fmt', 'bgr24', '-'],
+                     check=True, capture_output=True).stdout
+ref = np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
+rows = list(csv.DictReader(open(d + '/frames.csv')))
+assert len(rows) == len(ref), (len(rows), len(ref))
+worst = 0.0
+for r, want in zip(rows, ref):
+    got = np.load(d + '/' + r['file'])
+    mad = np.abs(got.astype(int) - want.astype(int)).mean()
+    worst = max(worst, mad)
+assert worst <= 1.0, worst
+print(len(rows), worst)
+"#;
+
+#[test]
+fn file_decode_equals_ffmpeg_cli_frame_for_frame() {
+    let dir = tempdir();
+    let src = make_h264_file(dir.path(), "src.mp4", "352x288", 2);
+    let frames = dir.path().join("frames");
+    let out = camflow_run(&["decode", path_str(&src), "--frames-dir", path_str(&frames)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(assert_frames_complete(&frames), 50);
+    let res = python(
+        COMPARE_WITH_FFMPEG,
+        &[path_str(&src), path_str(&frames), "352", "288"],
+    );
+    assert!(res.starts_with("50 "), "{res}");
+}
+
+#[test]
+fn stdin_is_a_source() {
+    let dir = tempdir();
+    // MPEG-TS, because MP4 read from a pipe needs its moov first.
+    let src = dir.path().join("src.ts");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=25",
+            "-t",
+            "1",
+        ])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+        ])
+        .arg(&src)
+        .status()
+        .expect("ffmpeg");
+    assert!(made.success());
+    let frames = dir.path().join("frames");
+    let out = run_limited(
+        Command::new(camflow())
+            .args(["decode", "-", "--frames-dir", path_str(&frames)])
+            .stdin(Stdio::from(std::fs::File::open(&src).unwrap())),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(assert_frames_complete(&frames), 25);
+}
+
+#[test]
+fn record_of_a_file_is_a_stream_copy() {
+    let dir = tempdir();
+    let src = make_h264_file(dir.path(), "src.mp4", "320x240", 2);
+    let dst = dir.path().join("copy.mp4");
+    let out = camflow_run(&["record", path_str(&src), "-o", path_str(&dst)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(ffprobe_frames(&dst), 50);
+    ffmpeg_decodes_cleanly(&dst);
+}
+
+#[test]
+fn ctrl_c_finishes_cleanly_with_every_written_frame_indexed() {
+    let cam = Camera::start(&["--size", "320x240"]);
+    let dir = tempdir();
+    let mut child = Command::new(camflow())
+        .args(["decode", &cam.url, "--frames-dir", path_str(dir.path())])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no exit after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    let n = assert_frames_complete(dir.path());
+    assert!(n >= 10, "only {n} frames in 1.5 s");
+}
