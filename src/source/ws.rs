@@ -215,8 +215,11 @@ async fn session(
                         d.feed(&data);
                         loop {
                             let item = d.next_item();
-                            if let Ok(mut slot) = stats.evostream.lock() {
-                                *slot = Some(d.stats().clone());
+                            if !matches!(item, Ok(Some(_))) {
+                                // Once per WebSocket message is often enough.
+                                if let Ok(mut slot) = stats.evostream.lock() {
+                                    *slot = Some(d.stats().clone());
+                                }
                             }
                             match item.map_err(|e| err(e.to_string()))? {
                                 Some(evostream::Item::Init(b)) => send(tx, Chunk::Init(b)).await?,
