@@ -7,6 +7,13 @@ const LIBS: [&str; 4] = ["libavformat", "libavcodec", "libswscale", "libavutil"]
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    for var in [
+        "PKG_CONFIG_PATH",
+        "PKG_CONFIG_LIBDIR",
+        "PKG_CONFIG_SYSROOT_DIR",
+    ] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
     let missing: Vec<&str> = LIBS
         .iter()
         .copied()
