@@ -175,4 +175,14 @@ pub struct CameraArgs {
     /// With --fault: how many good fragments to send first.
     #[arg(long = "fault-after", value_name = "N", default_value_t = 5)]
     pub fault_after: u64,
+
+    /// Refuse the WebSocket upgrade (HTTP 403) unless the request carries this
+    /// header, `Name: value`, as sites that check Origin do.
+    #[arg(long = "require-header", value_name = "NAME: VALUE")]
+    pub require_header: Option<String>,
+
+    /// Send nothing until the client sends this text message (the site in the
+    /// seeds waits for "ping").
+    #[arg(long = "expect-text", value_name = "TEXT")]
+    pub expect_text: Option<String>,
 }

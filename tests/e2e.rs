@@ -379,3 +379,90 @@ fn ctrl_c_finishes_cleanly_with_every_written_frame_indexed() {
     let n = assert_frames_complete(dir.path());
     assert!(n >= 10, "only {n} frames in 1.5 s");
 }
+
+#[test]
+fn site_that_checks_origin_and_waits_for_ping() {
+    let cam = Camera::start(&[
+        "--frames",
+        "10",
+        "--size",
+        "320x240",
+        "--require-header",
+        "Origin: https://example.org",
+        "--expect-text",
+        "ping",
+    ]);
+    let dir = tempdir();
+    let d = path_str(dir.path());
+    // No Origin: the upgrade is refused.
+    let out = camflow_run(&["decode", &cam.url, "--frames-dir", d]);
+    assert_one_line_error(&out, &cam.url, "HTTP 403");
+    // Origin but no "ping": the server sends nothing, the read times out.
+    let origin = ["-H", "Origin: https://example.org"];
+    let mut args = vec!["decode", &cam.url, "--frames-dir", d, "--timeout", "1"];
+    args.extend(origin);
+    assert_one_line_error(&camflow_run(&args), &cam.url, "no data for 1 s");
+    // Both: the stream flows.
+    args.extend(["--ws-send", "ping"]);
+    let out = camflow_run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(assert_frames_complete(dir.path()), 10);
+}
+
+#[test]
+fn camera_serves_a_file_copying_h264_and_encoding_anything_else() {
+    let dir = tempdir();
+    let h264 = make_h264_file(dir.path(), "h264.mp4", "320x240", 1);
+    let mpeg4 = dir.path().join("mpeg4.avi");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-t",
+            "1",
+        ])
+        .args(["-c:v", "mpeg4"])
+        .arg(&mpeg4)
+        .status()
+        .expect("ffmpeg");
+    assert!(made.success());
+    for (src, copied) in [(h264, true), (mpeg4, false)] {
+        let cam = Camera::start(&["--input", path_str(&src)]);
+        let mp4 = dir.path().join("rec.mp4");
+        let out = camflow_run(&["record", &cam.url, "-o", path_str(&mp4)]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(ffprobe_frames(&mp4), 25, "{}", src.display());
+        ffmpeg_decodes_cleanly(&mp4);
+        let probe = camflow_run(&["probe", path_str(&mp4), "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&probe.stdout).expect("json");
+        assert_eq!(v["streams"][0]["codec"], "h264");
+        if copied {
+            // Stream copy: the very same H.264 bytes as the source.
+            let a = Command::new("ffmpeg")
+                .args(["-v", "error", "-i"])
+                .arg(&src)
+                .args(["-c", "copy", "-f", "h264", "-"])
+                .output()
+                .unwrap();
+            let b = Command::new("ffmpeg")
+                .args(["-v", "error", "-i"])
+                .arg(&mp4)
+                .args(["-c", "copy", "-f", "h264", "-"])
+                .output()
+                .unwrap();
+            assert!(a.stdout == b.stdout, "H.264 was not copied byte for byte");
+        }
+    }
+}

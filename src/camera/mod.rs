@@ -39,6 +39,8 @@ pub struct CameraSettings {
     pub protocol: CameraProtocol,
     pub fault: Option<CameraFault>,
     pub fault_after: u64,
+    pub require_header: Option<(String, String)>,
+    pub expect_text: Option<String>,
 }
 
 /// One EvoStream message: tag, 3-byte big-endian length, body.
@@ -116,16 +118,38 @@ async fn client(
     // The callback's signature is tungstenite's; its error type is not ours to shrink.
     #[allow(clippy::result_large_err)]
     let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        if req.uri().path() == PATH {
-            Ok(resp)
-        } else {
+        if req.uri().path() != PATH {
             let mut r = ErrorResponse::new(Some(format!("no stream at {}\n", req.uri().path())));
             *r.status_mut() = StatusCode::NOT_FOUND;
-            Err(r)
+            return Err(r);
         }
+        if let Some((name, value)) = &s.require_header {
+            let got = req
+                .headers()
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok());
+            if got != Some(value.as_str()) {
+                let mut r = ErrorResponse::new(Some(format!("{name} not allowed\n")));
+                *r.status_mut() = StatusCode::FORBIDDEN;
+                return Err(r);
+            }
+        }
+        Ok(resp)
     };
     let mut ws = tokio_tungstenite::accept_hdr_async(stream, check_path).await?;
     eprintln!("camera: {peer}: connected");
+
+    if let Some(want) = &s.expect_text {
+        use futures_util::StreamExt;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) if t.as_str() == want => break,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e.into()),
+                None => anyhow::bail!("closed before sending {want:?}"),
+            }
+        }
+    }
 
     if s.fault == Some(CameraFault::Garbage) {
         ws.send(Message::binary(

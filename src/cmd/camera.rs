@@ -53,6 +53,16 @@ pub async fn run(args: CameraArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         protocol: args.protocol,
         fault: args.fault,
         fault_after: args.fault_after,
+        require_header: match &args.require_header {
+            None => None,
+            Some(h) => {
+                let (n, v) = h
+                    .split_once(':')
+                    .ok_or_else(|| anyhow!("--require-header {h:?} is not `Name: value`"))?;
+                Some((n.trim().to_string(), v.trim().to_string()))
+            }
+        },
+        expect_text: args.expect_text.clone(),
     });
     let listener = TcpListener::bind(&args.listen)
         .await

@@ -168,7 +168,7 @@ fn x264(
 
 fn add_stream(
     octx: &mut Output,
-    codec: ffmpeg::Codec,
+    codec: impl codec::traits::Encoder,
     params: codec::Parameters,
     time_base: Rational,
 ) -> Result<(), PipelineError> {
@@ -281,13 +281,13 @@ fn file_stream(
         rate = Rational::new(25, 1);
     }
     let mut mux = Fmp4Mux::new()?;
-    // Copying keeps the file's own time base; encoding uses ticks of 1/90000.
+    // Both ways keep the file's own time base and timestamps.
     let mut transcode = None;
     if copy {
         add_stream(
             &mut mux.octx,
-            encoder::find(codec::Id::None)
-                .ok_or_else(|| PipelineError::Output("no codec".into()))?,
+            // No encoder: the stream is copied.
+            encoder::find(codec::Id::None),
             params,
             ist_tb,
         )?;
