@@ -15,6 +15,22 @@ pub enum Chunk {
     Fragment(Bytes),
 }
 
+/// A chunk and the wall-clock time (Unix seconds) its last byte arrived:
+/// the `received_unix_seconds` of the frames in it.
+#[derive(Debug, Clone)]
+pub struct Arrived {
+    pub chunk: Chunk,
+    pub at_unix: f64,
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 impl Chunk {
     pub fn bytes(&self) -> &Bytes {
         match self {

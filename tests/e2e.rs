@@ -71,6 +71,14 @@ fn evostream_clean_close_ends_decode_with_exit_0_and_every_frame() {
     assert_eq!(assert_frames_complete(dir.path()), 30);
     let n = python(PATTERN_CHECK, &[path_str(dir.path()), "0"]);
     assert_eq!(n.trim(), "30");
+    // received_unix_seconds is when each frame's bytes arrived, not when
+    // libav got round to it: the first frames (read ahead while probing)
+    // are spread out like the camera sent them, not bunched together.
+    let rows = csv_rows(dir.path());
+    let recv: Vec<f64> = rows.iter().map(|r| r[3].parse().unwrap()).collect();
+    assert!(recv.windows(2).all(|w| w[1] >= w[0]), "{recv:?}");
+    let pts_span = rows[20][2].parse::<f64>().unwrap() - rows[1][2].parse::<f64>().unwrap();
+    assert!(recv[20] - recv[1] > pts_span / 4.0, "{recv:?}");
 }
 
 #[test]

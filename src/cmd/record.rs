@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::cli::RecordArgs;
 use crate::cmd::decode::join;
-use crate::packet::Chunk;
+use crate::packet::{Arrived, Chunk};
 use crate::pipeline::{self, input::InputSource, remux};
 use crate::progress::Progress;
 use crate::shutdown::Shutdown;
@@ -45,8 +45,14 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             let mut source_err = None;
             while let Some(item) = chunks.rx.blocking_recv() {
                 let res = match item {
-                    Ok(Chunk::Init(b)) => w.init(b).map(|_| true),
-                    Ok(Chunk::Fragment(b)) => w.fragment(&b, duration),
+                    Ok(Arrived {
+                        chunk: Chunk::Init(b),
+                        ..
+                    }) => w.init(b).map(|_| true),
+                    Ok(Arrived {
+                        chunk: Chunk::Fragment(b),
+                        ..
+                    }) => w.fragment(&b, duration),
                     Err(e) => {
                         source_err = Some(e);
                         break;

@@ -2,10 +2,10 @@
 //! channel to the sink's thread, so file writes overlap with decoding; their
 //! buffers come back through the pool and are reused.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ffmpeg::codec::threading;
 use ffmpeg::format::Pixel;
@@ -16,6 +16,7 @@ use ffmpeg_next as ffmpeg;
 
 use super::input::{self, InputSource};
 use super::PipelineError;
+use crate::packet::unix_now;
 
 #[derive(Debug, Clone, Default)]
 pub struct DecodeSettings {
@@ -84,6 +85,10 @@ struct Run<'a> {
     first_pts: Option<f64>,
     summary: DecodeSummary,
     scaler: Option<(scaling::Context, Pixel, u32, u32)>,
+    /// Arrival time of each video packet from the network, by pts, until
+    /// its frame comes out of the decoder (libav reads ahead while probing,
+    /// and frame threads hold a few frames).
+    arrivals: BTreeMap<i64, f64>,
     done: bool,
 }
 
@@ -106,6 +111,7 @@ pub fn run(
         first_pts: None,
         summary: DecodeSummary::default(),
         scaler: None,
+        arrivals: BTreeMap::new(),
         done: false,
     };
     loop {
@@ -210,6 +216,17 @@ impl Run<'_> {
             if packet.stream() != index {
                 continue;
             }
+            if let (InputSource::Chunks(feed), Some(pts)) = (src, packet.pts()) {
+                let arrived = u64::try_from(packet.position())
+                    .ok()
+                    .and_then(|pos| feed.arrival(pos));
+                if let Some(at) = arrived {
+                    self.arrivals.insert(pts, at);
+                    if self.arrivals.len() > 256 {
+                        self.arrivals.pop_first();
+                    }
+                }
+            }
             // A bad packet from the network costs a frame, not the run.
             if decoder.send_packet(&packet).is_err() {
                 continue;
@@ -242,10 +259,11 @@ impl Run<'_> {
     }
 
     fn handle(&mut self, frame: &Video, time_base: Rational) -> Result<(), PipelineError> {
-        let received_unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+        // From the network: when its bytes arrived. From a file: now.
+        let received_unix = frame
+            .timestamp()
+            .and_then(|t| self.arrivals.remove(&t))
+            .unwrap_or_else(unix_now);
         let pts = frame.timestamp().map(|t| t as f64 * f64::from(time_base));
         if let Some(p) = pts {
             let first = *self.first_pts.get_or_insert(p);

@@ -2,6 +2,7 @@
 //! receiver's chunks through a custom AVIO reader (never a temp file or a
 //! subprocess).
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,7 +13,7 @@ use ffmpeg::format::context::{Input, StreamIo};
 use ffmpeg_next as ffmpeg;
 use tokio::sync::mpsc;
 
-use crate::packet::Chunk;
+use crate::packet::{Arrived, Chunk};
 use crate::source::SourceError;
 
 /// What the libav thread reads from.
@@ -31,21 +32,27 @@ pub struct ChunkFeed {
 }
 
 struct FeedState {
-    rx: mpsc::Receiver<Result<Chunk, SourceError>>,
+    rx: mpsc::Receiver<Result<Arrived, SourceError>>,
     cur: Bytes,
+    /// Bytes handed to libav in this session: libav's packet positions.
+    offset: u64,
+    /// (start, end, arrival time) of the session's recent chunks.
+    arrivals: VecDeque<(u64, u64, f64)>,
     /// An init segment that arrived after media: it starts the next session.
-    next_init: Option<Bytes>,
+    next_init: Option<(Bytes, f64)>,
     session_has_data: bool,
     ended: bool,
     error: Option<SourceError>,
 }
 
 impl ChunkFeed {
-    pub fn new(rx: mpsc::Receiver<Result<Chunk, SourceError>>) -> Self {
+    pub fn new(rx: mpsc::Receiver<Result<Arrived, SourceError>>) -> Self {
         ChunkFeed {
             inner: Arc::new(Mutex::new(FeedState {
                 rx,
                 cur: Bytes::new(),
+                offset: 0,
+                arrivals: VecDeque::new(),
                 next_init: None,
                 session_has_data: false,
                 ended: false,
@@ -65,8 +72,10 @@ impl ChunkFeed {
             return false;
         };
         match s.next_init.take() {
-            Some(init) => {
-                s.cur = init;
+            Some((init, at)) => {
+                s.offset = 0;
+                s.arrivals.clear();
+                s.push(init, at);
                 s.session_has_data = true;
                 true
             }
@@ -83,8 +92,34 @@ impl ChunkFeed {
         }
     }
 
+    /// When the bytes at `pos` (a libav packet position in the current
+    /// session) arrived, if that is still known.
+    pub fn arrival(&self, pos: u64) -> Option<f64> {
+        let s = self.inner.lock().ok()?;
+        s.arrivals
+            .iter()
+            .rev()
+            .find(|(start, end, _)| (*start..*end).contains(&pos))
+            .map(|(_, _, at)| *at)
+    }
+
     fn reader(&self) -> ChunkReader {
         ChunkReader { feed: self.clone() }
+    }
+}
+
+/// Chunks whose arrival times are kept: far more than libav reads ahead.
+const ARRIVALS_KEPT: usize = 1024;
+
+impl FeedState {
+    fn push(&mut self, b: Bytes, at: f64) {
+        let end = self.offset + b.len() as u64;
+        self.arrivals.push_back((self.offset, end, at));
+        if self.arrivals.len() > ARRIVALS_KEPT {
+            self.arrivals.pop_front();
+        }
+        self.offset = end;
+        self.cur = b;
     }
 }
 
@@ -122,17 +157,23 @@ impl Read for ChunkReader {
                     s.ended = true;
                     return Err(io::Error::other(msg));
                 }
-                Some(Ok(Chunk::Init(b))) => {
+                Some(Ok(Arrived {
+                    chunk: Chunk::Init(b),
+                    at_unix,
+                })) => {
                     if s.session_has_data {
-                        s.next_init = Some(b);
+                        s.next_init = Some((b, at_unix));
                         return Ok(0);
                     }
                     s.session_has_data = true;
-                    s.cur = b;
+                    s.push(b, at_unix);
                 }
-                Some(Ok(Chunk::Fragment(b))) => {
+                Some(Ok(Arrived {
+                    chunk: Chunk::Fragment(b),
+                    at_unix,
+                })) => {
                     s.session_has_data = true;
-                    s.cur = b;
+                    s.push(b, at_unix);
                 }
             }
         }

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use url::Url;
 
 use crate::cli::SourceArgs;
-use crate::packet::Chunk;
+use crate::packet::Arrived;
 use crate::proto::evostream;
 
 /// Default bound on one network message or fragment. A 1080p H.264 keyframe
@@ -219,7 +219,7 @@ pub struct SourceError(pub String);
 /// A running network receiver: clean chunks arrive on `rx`; the channel
 /// closes after the last one, an `Err` item first if the receiver failed.
 pub struct ChunkStream {
-    pub rx: mpsc::Receiver<Result<Chunk, SourceError>>,
+    pub rx: mpsc::Receiver<Result<Arrived, SourceError>>,
     pub stats: Arc<SourceStats>,
 }
 

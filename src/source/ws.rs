@@ -14,10 +14,10 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use url::Url;
 
 use super::{SourceError, SourceOptions, SourceStats, WsFraming};
-use crate::packet::Chunk;
+use crate::packet::{unix_now, Arrived, Chunk};
 use crate::proto::{bmff, evostream, fmp4};
 
-type Tx = mpsc::Sender<Result<Chunk, SourceError>>;
+type Tx = mpsc::Sender<Result<Arrived, SourceError>>;
 
 /// Runs until the server ends the stream, an error, the consumer hanging up,
 /// or shutdown. Errors are sent down the channel as the last item.
@@ -261,7 +261,11 @@ fn set_framing(stats: &SourceStats, f: WsFraming) {
 async fn send(tx: &Tx, chunk: Chunk) -> Result<(), SourceError> {
     // A closed channel means the consumer has all it wants; `run` notices
     // through `tx.closed()` and ends quietly.
-    if tx.send(Ok(chunk)).await.is_err() {
+    let item = Arrived {
+        chunk,
+        at_unix: unix_now(),
+    };
+    if tx.send(Ok(item)).await.is_err() {
         std::future::pending::<()>().await;
     }
     Ok(())
