@@ -34,20 +34,7 @@ print(len(rows))
 #[test]
 fn evostream_camera_to_decode_gives_bgr_frames_numpy_loads() {
     let cam = Camera::start(&["--frames", "60", "--size", "320x240"]);
-    let dir = tempdir();
-    let out = camflow_run(&[
-        "decode",
-        &cam.url,
-        "--frames-dir",
-        path_str(dir.path()),
-        "--max-frames",
-        "40",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = decode_ok(&cam.url, &["--max-frames", "40"]);
     assert_eq!(assert_frames_complete(dir.path()), 40);
     let n = python(PATTERN_CHECK, &[path_str(dir.path()), "0"]);
     assert_eq!(n.trim(), "40");
@@ -61,13 +48,7 @@ fn evostream_camera_to_decode_gives_bgr_frames_numpy_loads() {
 #[test]
 fn evostream_clean_close_ends_decode_with_exit_0_and_every_frame() {
     let cam = Camera::start(&["--frames", "30", "--size", "320x240", "--fps", "50"]);
-    let dir = tempdir();
-    let out = camflow_run(&["decode", &cam.url, "--frames-dir", path_str(dir.path())]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = decode_ok(&cam.url, &[]);
     assert_eq!(assert_frames_complete(dir.path()), 30);
     let n = python(PATTERN_CHECK, &[path_str(dir.path()), "0"]);
     assert_eq!(n.trim(), "30");
@@ -87,11 +68,7 @@ fn evostream_camera_to_record_ffprobe_counts_every_frame() {
     let dir = tempdir();
     let mp4 = dir.path().join("out.mp4");
     let out = camflow_run(&["record", &cam.url, "-o", path_str(&mp4)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(ffprobe_frames(&mp4), 50);
     ffmpeg_decodes_cleanly(&mp4);
     // The recording decodes back to the same pattern, frame for frame.
@@ -115,11 +92,7 @@ fn record_duration_stops_at_stream_time() {
     let dir = tempdir();
     let mp4 = dir.path().join("two-seconds.mp4");
     let out = camflow_run(&["record", &cam.url, "-o", path_str(&mp4), "--duration", "1"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(ffprobe_frames(&mp4), 50);
 }
 
@@ -133,13 +106,7 @@ fn raw_fmp4_websocket_is_recognised_without_framing() {
         "--size",
         "320x240",
     ]);
-    let dir = tempdir();
-    let out = camflow_run(&["decode", &cam.url, "--frames-dir", path_str(dir.path())]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = decode_ok(&cam.url, &[]);
     assert_eq!(
         python(PATTERN_CHECK, &[path_str(dir.path()), "0"]).trim(),
         "20"
@@ -167,20 +134,7 @@ fn raw_fmp4_websocket_is_recognised_without_framing() {
 #[test]
 fn fps_limit_keeps_at_most_f_frames_per_stream_second() {
     let cam = Camera::start(&["--frames", "50", "--size", "320x240", "--fps", "50"]);
-    let dir = tempdir();
-    let out = camflow_run(&[
-        "decode",
-        &cam.url,
-        "--frames-dir",
-        path_str(dir.path()),
-        "--fps",
-        "5",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = decode_ok(&cam.url, &["--fps", "5"]);
     let rows = csv_rows(dir.path());
     assert_eq!(rows.len(), 5, "1 s of stream at --fps 5");
     let pts: Vec<f64> = rows.iter().map(|r| r[2].parse().unwrap()).collect();
@@ -192,20 +146,7 @@ fn fps_limit_keeps_at_most_f_frames_per_stream_second() {
 #[test]
 fn duration_limit_counts_stream_time() {
     let cam = Camera::start(&["--size", "320x240", "--fps", "50"]);
-    let dir = tempdir();
-    let out = camflow_run(&[
-        "decode",
-        &cam.url,
-        "--frames-dir",
-        path_str(dir.path()),
-        "--duration",
-        "0.5",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = decode_ok(&cam.url, &["--duration", "0.5"]);
     assert_eq!(assert_frames_complete(dir.path()), 25);
 }
 
@@ -223,13 +164,7 @@ fn out_of_order_fragment_is_dropped_and_the_stream_goes_on() {
         "--fault-after",
         "10",
     ]);
-    let dir = tempdir();
-    let out = camflow_run(&["decode", &cam.url, "--frames-dir", path_str(dir.path())]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = decode_ok(&cam.url, &[]);
     // One fragment (one frame) could not be rebuilt; the rest arrive.
     assert_eq!(assert_frames_complete(dir.path()), 39);
 }
@@ -238,11 +173,7 @@ fn out_of_order_fragment_is_dropped_and_the_stream_goes_on() {
 fn probe_names_protocol_codec_size_rate_and_evostream_tags() {
     let cam = Camera::start(&["--size", "320x240"]);
     let out = camflow_run(&["probe", &cam.url, "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["protocol"], "ws");
     assert_eq!(v["framing"], "evostream");
@@ -290,11 +221,7 @@ fn file_decode_equals_ffmpeg_cli_frame_for_frame() {
     let src = make_h264_file(dir.path(), "src.mp4", "352x288", 2);
     let frames = dir.path().join("frames");
     let out = camflow_run(&["decode", path_str(&src), "--frames-dir", path_str(&frames)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(assert_frames_complete(&frames), 50);
     let res = python(
         COMPARE_WITH_FFMPEG,
@@ -333,11 +260,7 @@ fn stdin_is_a_source() {
             .stdin(Stdio::from(std::fs::File::open(&src).unwrap())),
         Duration::from_secs(60),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(assert_frames_complete(&frames), 25);
 }
 
@@ -347,11 +270,7 @@ fn record_of_a_file_is_a_stream_copy() {
     let src = make_h264_file(dir.path(), "src.mp4", "320x240", 2);
     let dst = dir.path().join("copy.mp4");
     let out = camflow_run(&["record", path_str(&src), "-o", path_str(&dst)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(ffprobe_frames(&dst), 50);
     ffmpeg_decodes_cleanly(&dst);
 }
@@ -413,11 +332,7 @@ fn site_that_checks_origin_and_waits_for_ping() {
     // Both: the stream flows.
     args.extend(["--ws-send", "ping"]);
     let out = camflow_run(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(assert_frames_complete(dir.path()), 10);
 }
 
@@ -446,11 +361,7 @@ fn camera_serves_a_file_copying_h264_and_encoding_anything_else() {
         let cam = Camera::start(&["--input", path_str(&src)]);
         let mp4 = dir.path().join("rec.mp4");
         let out = camflow_run(&["record", &cam.url, "-o", path_str(&mp4)]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out);
         assert_eq!(ffprobe_frames(&mp4), 25, "{}", src.display());
         ffmpeg_decodes_cleanly(&mp4);
         let probe = camflow_run(&["probe", path_str(&mp4), "--json"]);

@@ -90,6 +90,25 @@ pub fn camflow_run(args: &[&str]) -> Output {
     run_limited(Command::new(camflow()).args(args), Duration::from_secs(120))
 }
 
+/// Asserts success, showing camflow's stderr otherwise.
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "camflow failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `camflow decode SRC --frames-dir <new temp dir> EXTRA...`, which must
+/// succeed; returns the folder.
+pub fn decode_ok(src: &str, extra: &[&str]) -> tempfile::TempDir {
+    let dir = tempdir();
+    let mut args = vec!["decode", src, "--frames-dir", path_str(dir.path())];
+    args.extend_from_slice(extra);
+    assert_ok(&camflow_run(&args));
+    dir
+}
+
 /// Asserts a clean failure: non-zero exit, exactly one line on stderr that
 /// names `source` and contains `what`, and no panic.
 pub fn assert_one_line_error(out: &Output, source: &str, what: &str) -> String {
