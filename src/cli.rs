@@ -140,6 +140,10 @@ pub enum CameraFault {
     Garbage,
     /// Send a fragment's messages out of order (a recoverable fault).
     OutOfOrder,
+    /// Stop sending video but keep the connection alive with pings.
+    Stall,
+    /// Restart the stream: a new init segment, timestamps from zero.
+    Restart,
 }
 
 #[derive(Debug, Args)]

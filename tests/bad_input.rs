@@ -203,3 +203,33 @@ fn full_disk_keeps_complete_frames_only() {
     let n = assert_frames_complete(&mnt);
     assert!((1..=4).contains(&n), "{n} frames");
 }
+
+#[test]
+fn stalled_camera_behind_keepalive_pings_times_out() {
+    let cam = Camera::start(&[
+        "--size",
+        "320x240",
+        "--fps",
+        "50",
+        "--fault",
+        "stall",
+        "--fault-after",
+        "8",
+    ]);
+    let (out, dir) = decode_err(&cam.url, &["--timeout", "1"]);
+    assert_one_line_error(&out, &cam.url, "no video data for 1 s");
+    assert_eq!(assert_frames_complete(dir.path()), 8);
+}
+
+#[test]
+fn absurd_timeout_is_refused_in_one_line() {
+    let out = camflow_run(&[
+        "decode",
+        "x.mp4",
+        "--frames-dir",
+        "/tmp/unused",
+        "--timeout",
+        "1e20",
+    ]);
+    assert_one_line_error(&out, "--timeout", "between 0 and 86400");
+}

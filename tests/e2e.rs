@@ -285,12 +285,9 @@ fn ctrl_c_finishes_cleanly_with_every_written_frame_indexed() {
         .spawn()
         .expect("spawn");
     std::thread::sleep(Duration::from_millis(1500));
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap()
-        .success());
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: sends SIGINT to our own child, which is still running.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
     let start = std::time::Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -328,7 +325,7 @@ fn site_that_checks_origin_and_waits_for_ping() {
     let origin = ["-H", "Origin: https://example.org"];
     let mut args = vec!["decode", &cam.url, "--frames-dir", d, "--timeout", "1"];
     args.extend(origin);
-    assert_one_line_error(&camflow_run(&args), &cam.url, "no data for 1 s");
+    assert_one_line_error(&camflow_run(&args), &cam.url, "no video data for 1 s");
     // Both: the stream flows.
     args.extend(["--ws-send", "ping"]);
     let out = camflow_run(&args);
@@ -384,4 +381,164 @@ fn camera_serves_a_file_copying_h264_and_encoding_anything_else() {
             assert!(a.stdout == b.stdout, "H.264 was not copied byte for byte");
         }
     }
+}
+
+#[test]
+fn odd_frame_widths_decode_cleanly() {
+    // 330 pixels: swscale's vector stores run past a tightly sized buffer
+    // at widths like this one.
+    let cam = Camera::start(&["--frames", "20", "--size", "330x198", "--fps", "50"]);
+    let dir = decode_ok(&cam.url, &[]);
+    assert_eq!(
+        python(PATTERN_CHECK, &[path_str(dir.path()), "0"]).trim(),
+        "20"
+    );
+}
+
+#[test]
+fn server_restarting_its_stream_keeps_numbering_and_stream_time() {
+    // 20 frames, a new init segment with timestamps from zero, 25 more.
+    let args = [
+        "--frames",
+        "25",
+        "--size",
+        "320x240",
+        "--fps",
+        "50",
+        "--fault",
+        "restart",
+        "--fault-after",
+        "20",
+    ];
+    let cam = Camera::start(&args);
+    let dir = decode_ok(&cam.url, &[]);
+    assert_eq!(assert_frames_complete(dir.path()), 45);
+    // --fps runs on stream time across the restart: 0.9 s at 10 fps.
+    let cam = Camera::start(&args);
+    let dir = decode_ok(&cam.url, &["--fps", "10"]);
+    assert_eq!(assert_frames_complete(dir.path()), 9);
+}
+
+#[test]
+fn basic_auth_from_a_percent_encoded_url_password() {
+    // "admin:p@ss:w0rd" in base64, as the server expects it.
+    let cam = Camera::start(&[
+        "--frames",
+        "5",
+        "--size",
+        "320x240",
+        "--require-header",
+        "Authorization: Basic YWRtaW46cEBzczp3MHJk",
+    ]);
+    let url = cam.url.replace("ws://", "ws://admin:p%40ss%3Aw0rd@");
+    let dir = decode_ok(&url, &[]);
+    assert_eq!(assert_frames_complete(dir.path()), 5);
+}
+
+#[test]
+fn a_new_run_replaces_the_frames_of_an_earlier_one() {
+    let dir = tempdir();
+    let src = make_h264_file(dir.path(), "src.mp4", "160x120", 1);
+    let frames = dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    std::fs::write(frames.join("notes.txt"), b"mine").unwrap();
+    for n in ["20", "5"] {
+        let out = camflow_run(&[
+            "decode",
+            path_str(&src),
+            "--frames-dir",
+            path_str(&frames),
+            "--max-frames",
+            n,
+        ]);
+        assert_ok(&out);
+    }
+    assert_eq!(assert_frames_complete(&frames), 5);
+    let npy = std::fs::read_dir(&frames)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("npy".as_ref()))
+        .count();
+    assert_eq!(npy, 5, "frames of the first run are gone");
+    assert!(
+        frames.join("notes.txt").exists(),
+        "other files are left alone"
+    );
+}
+
+#[test]
+fn raw_h264_without_timestamps_records_and_decodes_with_limits() {
+    let dir = tempdir();
+    let raw = dir.path().join("dump.h264");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=25",
+            "-t",
+            "2",
+        ])
+        // No B-frames, as camera encoders send it: in a stream without
+        // timestamps their order cannot be known without parsing the slices.
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-bf", "0", "-f", "h264",
+        ])
+        .arg(&raw)
+        .status()
+        .expect("ffmpeg");
+    assert!(made.success());
+    let mp4 = dir.path().join("dump.mp4");
+    assert_ok(&camflow_run(&[
+        "record",
+        path_str(&raw),
+        "-o",
+        path_str(&mp4),
+    ]));
+    assert_eq!(ffprobe_frames(&mp4), 50);
+    ffmpeg_decodes_cleanly(&mp4);
+    // On stdin there are no timestamps at all: --fps and --duration count
+    // frames at the stream's nominal rate.
+    let frames = dir.path().join("frames");
+    let out = run_limited(
+        Command::new(camflow())
+            .args(["decode", "-", "--frames-dir", path_str(&frames)])
+            .args(["--fps", "5", "--duration", "1"])
+            .stdin(Stdio::from(std::fs::File::open(&raw).unwrap())),
+        Duration::from_secs(60),
+    );
+    assert_ok(&out);
+    assert_eq!(assert_frames_complete(&frames), 5);
+}
+
+#[test]
+fn record_keeps_the_video_when_mp4_cannot_hold_the_audio() {
+    let dir = tempdir();
+    let mkv = dir.path().join("alaw.mkv");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=25",
+        ])
+        .args([
+            "-f", "lavfi", "-i", "sine", "-t", "2", "-c:v", "libx264", "-c:a", "pcm_alaw",
+        ])
+        .arg(&mkv)
+        .status()
+        .expect("ffmpeg");
+    assert!(made.success());
+    let mp4 = dir.path().join("alaw.mp4");
+    assert_ok(&camflow_run(&[
+        "record",
+        path_str(&mkv),
+        "-o",
+        path_str(&mp4),
+    ]));
+    assert_eq!(ffprobe_frames(&mp4), 50);
+    ffmpeg_decodes_cleanly(&mp4);
 }

@@ -160,86 +160,90 @@ async fn client(
         return Ok(0);
     }
 
-    let (tx, mut rx) = mpsc::channel::<Timed>(8);
-    let stop = Arc::new(AtomicBool::new(false));
-    let synth_stop = stop.clone();
-    let synth_settings = s.synth.clone();
-    let worker = std::thread::Builder::new()
-        .name("camflow-synth".into())
-        .spawn(move || synth::run(&synth_settings, tx, synth_stop))?;
-    // Stop the encoder however this client ends.
-    struct StopOnDrop(Arc<AtomicBool>);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
-    let _stop_guard = StopOnDrop(stop);
-
-    let start = Instant::now();
     let mut frags = 0u64;
-    while let Some(Timed { chunk, at }) = rx.recv().await {
-        if s.protocol == CameraProtocol::Fmp4Ws {
-            if let Chunk::Fragment(_) = chunk {
-                tokio::time::sleep_until(start + Duration::from_secs_f64(at.max(0.0))).await;
-                frags += 1;
+    let mut restarted = false;
+    'runs: loop {
+        let (mut rx, worker, _stop_guard) = start_synth(&s.synth)?;
+        let start = Instant::now();
+        while let Some(Timed { chunk, at }) = rx.recv().await {
+            let faulty = frags == s.fault_after && matches!(chunk, Chunk::Fragment(_));
+            if faulty && s.fault == Some(CameraFault::Restart) && !restarted {
+                // A server restarting its stream: a new init segment, and
+                // timestamps from zero again.
+                restarted = true;
+                drop(rx);
+                let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+                continue 'runs;
             }
-            ws.send(Message::binary(chunk.bytes().clone())).await?;
-            continue;
-        }
-        match chunk {
-            Chunk::Init(init) => {
-                ws.send(Message::binary(message(250, &[&MOOV_EXTRA, &init])))
-                    .await?;
-            }
-            Chunk::Fragment(frag) => {
-                tokio::time::sleep_until(start + Duration::from_secs_f64(at.max(0.0))).await;
-                let msgs = fragment_messages(&frag)
-                    .ok_or_else(|| anyhow::anyhow!("muxer produced a fragment without mdat"))?;
-                let faulty = frags == s.fault_after;
-                match s.fault {
-                    Some(CameraFault::DropMidFragment) if faulty => {
-                        for m in msgs.into_iter().take(2) {
-                            ws.send(Message::binary(m)).await?;
-                        }
-                        // Drop the TCP connection: no close frame.
-                        drop(ws);
-                        return Ok(frags);
-                    }
-                    Some(CameraFault::Truncated) if faulty => {
-                        let m = &msgs[1];
-                        ws.send(Message::binary(m[..m.len() / 2].to_vec())).await?;
-                        ws.close(None).await?;
-                        return Ok(frags);
-                    }
-                    Some(CameraFault::Oversized) if faulty => {
-                        ws.send(Message::binary(vec![252, 0xff, 0xff, 0xff, 0, 0, 0, 0]))
-                            .await?;
-                        ws.close(None).await?;
-                        return Ok(frags);
-                    }
-                    Some(CameraFault::OutOfOrder) if faulty => {
-                        // The begin tag last: the fragment cannot be rebuilt.
-                        let mut msgs = msgs;
-                        msgs.rotate_left(1);
-                        for m in msgs {
-                            ws.send(Message::binary(m)).await?;
-                        }
-                    }
-                    _ => {
-                        for m in msgs {
-                            ws.send(Message::binary(m)).await?;
-                        }
-                    }
+            if faulty && s.fault == Some(CameraFault::Stall) {
+                // The camera stops; the server keeps the connection alive.
+                loop {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    ws.send(Message::Ping(Vec::new().into())).await?;
                 }
-                frags += 1;
+            }
+            if s.protocol == CameraProtocol::Fmp4Ws {
+                if let Chunk::Fragment(_) = chunk {
+                    tokio::time::sleep_until(start + Duration::from_secs_f64(at.max(0.0))).await;
+                    frags += 1;
+                }
+                ws.send(Message::binary(chunk.bytes().clone())).await?;
+                continue;
+            }
+            match chunk {
+                Chunk::Init(init) => {
+                    ws.send(Message::binary(message(250, &[&MOOV_EXTRA, &init])))
+                        .await?;
+                }
+                Chunk::Fragment(frag) => {
+                    tokio::time::sleep_until(start + Duration::from_secs_f64(at.max(0.0))).await;
+                    let msgs = fragment_messages(&frag)
+                        .ok_or_else(|| anyhow::anyhow!("muxer produced a fragment without mdat"))?;
+                    match s.fault {
+                        Some(CameraFault::DropMidFragment) if faulty => {
+                            for m in msgs.into_iter().take(2) {
+                                ws.send(Message::binary(m)).await?;
+                            }
+                            // Drop the TCP connection: no close frame.
+                            drop(ws);
+                            return Ok(frags);
+                        }
+                        Some(CameraFault::Truncated) if faulty => {
+                            let m = &msgs[1];
+                            ws.send(Message::binary(m[..m.len() / 2].to_vec())).await?;
+                            ws.close(None).await?;
+                            return Ok(frags);
+                        }
+                        Some(CameraFault::Oversized) if faulty => {
+                            ws.send(Message::binary(vec![252, 0xff, 0xff, 0xff, 0, 0, 0, 0]))
+                                .await?;
+                            ws.close(None).await?;
+                            return Ok(frags);
+                        }
+                        Some(CameraFault::OutOfOrder) if faulty => {
+                            // The begin tag last: the fragment cannot be rebuilt.
+                            let mut msgs = msgs;
+                            msgs.rotate_left(1);
+                            for m in msgs {
+                                ws.send(Message::binary(m)).await?;
+                            }
+                        }
+                        _ => {
+                            for m in msgs {
+                                ws.send(Message::binary(m)).await?;
+                            }
+                        }
+                    }
+                    frags += 1;
+                }
             }
         }
-    }
-    match worker.join() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => anyhow::bail!("{e}"),
-        Err(_) => anyhow::bail!("encoder thread panicked"),
+        match tokio::task::spawn_blocking(move || worker.join()).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => anyhow::bail!("{e}"),
+            _ => anyhow::bail!("encoder thread failed"),
+        }
+        break;
     }
     ws.close(None).await?;
     // Let the close handshake finish so the client sees a clean end.
@@ -249,4 +253,29 @@ async fn client(
     })
     .await;
     Ok(frags)
+}
+
+/// Stops a synth thread however its client ends.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+type SynthWorker = std::thread::JoinHandle<Result<(), crate::pipeline::PipelineError>>;
+
+/// Starts one stream from frame 0 on its own thread.
+fn start_synth(
+    settings: &SynthSettings,
+) -> anyhow::Result<(mpsc::Receiver<Timed>, SynthWorker, StopOnDrop)> {
+    let (tx, rx) = mpsc::channel::<Timed>(8);
+    let stop = Arc::new(AtomicBool::new(false));
+    let synth_stop = stop.clone();
+    let synth_settings = settings.clone();
+    let worker = std::thread::Builder::new()
+        .name("camflow-synth".into())
+        .spawn(move || synth::run(&synth_settings, tx, synth_stop))?;
+    Ok((rx, worker, StopOnDrop(stop)))
 }

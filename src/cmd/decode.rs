@@ -95,6 +95,16 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     if let Err(e) = write_result {
         bail!("{name}: cannot write frames: {e}{before}");
     }
+    // Ctrl-C before the stream got going (the open was cut short) is a
+    // stop like any other, not an error.
+    let decoded = match decoded {
+        Err(PipelineError::Open(_) | PipelineError::Read(_) | PipelineError::Source(_))
+            if shutdown.is_triggered() =>
+        {
+            Ok(Default::default())
+        }
+        other => other,
+    };
     match decoded {
         Ok(s) => {
             let dropped = if s.dropped_by_fps > 0 {

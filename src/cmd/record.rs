@@ -118,6 +118,13 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         progress.update(0, bytes.load(Ordering::Relaxed));
         progress.clear();
         if let Ok(s) = &r {
+            if s.untimed_reordered_video {
+                Progress::summary(
+                    quiet,
+                    "warning: the video has no timestamps and uses B-frames; \
+                     frames are timed in decode order",
+                );
+            }
             Progress::summary(
                 quiet,
                 &format!(

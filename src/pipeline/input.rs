@@ -180,17 +180,71 @@ impl Read for ChunkReader {
     }
 }
 
-/// Counts bytes passing through a reader (progress for stdin).
-struct CountingReader<R> {
-    inner: R,
+/// Stdin, read on a thread of its own so that Ctrl-C ends a read that
+/// would otherwise block until the writer on the other end sends more.
+/// Counts the bytes (progress).
+struct StdinReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+    stop: Arc<AtomicBool>,
     count: Arc<AtomicU64>,
 }
 
-impl<R: Read> Read for CountingReader<R> {
+impl StdinReader {
+    fn spawn(stop: Arc<AtomicBool>, count: Arc<AtomicU64>) -> io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        std::thread::Builder::new()
+            .name("camflow-stdin".into())
+            .spawn(move || {
+                let mut stdin = io::stdin().lock();
+                loop {
+                    let mut buf = vec![0u8; AVIO_BUFFER];
+                    let r = stdin.read(&mut buf).map(|n| {
+                        buf.truncate(n);
+                        buf
+                    });
+                    let end = !matches!(&r, Ok(b) if !b.is_empty());
+                    if tx.send(r).is_err() || end {
+                        return;
+                    }
+                }
+            })?;
+        Ok(StdinReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+            stop,
+            count,
+        })
+    }
+}
+
+impl Read for StdinReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
+        use std::sync::mpsc::RecvTimeoutError;
+        loop {
+            if self.pos < self.cur.len() {
+                let n = buf.len().min(self.cur.len() - self.pos);
+                buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+                self.pos += n;
+                self.count.fetch_add(n as u64, Ordering::Relaxed);
+                return Ok(n);
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(0);
+            }
+            match self.rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(Ok(v)) if v.is_empty() => return Ok(0),
+                Ok(Ok(v)) => {
+                    self.cur = v;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return Ok(0),
+            }
+        }
     }
 }
 
@@ -206,10 +260,10 @@ pub fn open(
     match src {
         InputSource::Path(p) => ffmpeg::format::input(p),
         InputSource::Stdin => {
-            let reader = CountingReader {
-                inner: io::stdin(),
-                count: bytes_read,
-            };
+            let reader =
+                StdinReader::spawn(stop.clone(), bytes_read).map_err(|e| ffmpeg::Error::Other {
+                    errno: e.raw_os_error().unwrap_or(ffmpeg::util::error::EIO),
+                })?;
             let io = StreamIo::from_read_with_capacity(reader, AVIO_BUFFER)?;
             ffmpeg::format::input_from_stream_with_interrupt(io, None, None, move || {
                 stop.load(Ordering::Relaxed)

@@ -1,7 +1,10 @@
 //! Stream copy of a file or stdin into MP4 with libavformat (no
-//! re-encoding): video and audio streams, timestamps rescaled, codec tags
-//! left to the muxer. Network sources that already deliver fMP4 are
-//! recorded as received instead (`sink::fmp4_file`).
+//! re-encoding): the video and every audio stream MP4 can hold, timestamps
+//! rescaled (and made up, like the ffmpeg CLI does, for raw streams that
+//! carry none), codec tags left to the muxer. The output is fragmented at
+//! keyframes, so a recording cut short by a fault or a full disk still
+//! plays up to its last whole fragment. Network sources that already
+//! deliver fMP4 are recorded as received instead (`sink::fmp4_file`).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +21,9 @@ pub struct RemuxSummary {
     pub packets: u64,
     pub video_frames: u64,
     pub seconds: f64,
+    /// The video had no timestamps and uses frame reordering (B-frames):
+    /// the copy is timed in decode order, as the ffmpeg CLI would do it.
+    pub untimed_reordered_video: bool,
 }
 
 pub fn run(
@@ -35,11 +41,26 @@ pub fn run(
         .map(|s| s.index())
         .ok_or(PipelineError::NoVideo)?;
 
-    let mut octx = ffmpeg::format::output_as(out_path, "mp4")
-        .map_err(|e| PipelineError::Output(format!("{}: {e}", out_path.display())))?;
+    let out_err = |e: ffmpeg::Error| PipelineError::Output(format!("{}: {e}", out_path.display()));
+    let mut octx = ffmpeg::format::output_as(out_path, "mp4").map_err(out_err)?;
+    // Removes the output again if the header cannot be written: an empty or
+    // header-only file is of no use to anyone.
+    let discard = |e: PipelineError| {
+        let _ = std::fs::remove_file(out_path);
+        e
+    };
     // Input stream index → output stream index, for the streams kept.
-    let mut map: Vec<Option<usize>> = vec![None; ictx.nb_streams() as usize];
-    let mut in_tb: Vec<Rational> = vec![Rational::new(0, 1); ictx.nb_streams() as usize];
+    let streams = ictx.nb_streams() as usize;
+    let mut map: Vec<Option<usize>> = vec![None; streams];
+    let mut in_tb: Vec<Rational> = vec![Rational::new(0, 1); streams];
+    // For packets without timestamps: the next dts, and one frame's length.
+    let mut next_dts: Vec<i64> = vec![0; streams];
+    let mut tick: Vec<i64> = vec![1; streams];
+    let video_delay = ictx
+        .stream(video)
+        // SAFETY: a plain read of the stream's own parameters.
+        .map(|s| unsafe { (*s.parameters().as_ptr()).video_delay })
+        .unwrap_or(0);
     let mut n = 0usize;
     for ist in ictx.streams() {
         let kind = ist.parameters().medium();
@@ -47,9 +68,33 @@ pub fn run(
         if kind != media::Type::Video && kind != media::Type::Audio {
             continue;
         }
+        let id = ist.parameters().id();
+        // SAFETY: reads the muxer's static codec table.
+        let storable = unsafe {
+            ffmpeg::ffi::avformat_query_codec(
+                octx.format().as_ptr(),
+                id.into(),
+                ffmpeg::ffi::FF_COMPLIANCE_NORMAL,
+            )
+        };
+        if storable == 0 {
+            if ist.index() == video {
+                return Err(discard(PipelineError::Output(format!(
+                    "MP4 cannot hold {} video",
+                    id.name()
+                ))));
+            }
+            // G.711 and other audio MP4 cannot carry: the video matters more.
+            continue;
+        }
+        let rate = ist.avg_frame_rate();
+        if ist.time_base().numerator() > 0 && rate.numerator() > 0 && rate.denominator() > 0 {
+            let t = f64::from(rate.invert()) / f64::from(ist.time_base());
+            tick[ist.index()] = (t.round() as i64).max(1);
+        }
         let mut ost = octx
             .add_stream(encoder::find(codec::Id::None))
-            .map_err(|e| PipelineError::Output(e.to_string()))?;
+            .map_err(|e| discard(out_err(e)))?;
         ost.set_parameters(ist.parameters());
         // SAFETY: a plain field write; tags from another container can be
         // invalid in MP4, and 0 lets the muxer choose.
@@ -59,8 +104,10 @@ pub fn run(
         map[ist.index()] = Some(n);
         n += 1;
     }
-    octx.write_header()
-        .map_err(|e| PipelineError::Output(format!("{}: {e}", out_path.display())))?;
+    let mut opts = ffmpeg::Dictionary::new();
+    opts.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
+    octx.write_header_with(opts)
+        .map_err(|e| discard(out_err(e)))?;
     // Time bases are only final after the header is written.
     let out_tb: Vec<Rational> = octx.streams().map(|s| s.time_base()).collect();
 
@@ -88,6 +135,21 @@ pub fn run(
         if matches!(src, InputSource::Path(_)) {
             bytes_read.fetch_add(pkt.size() as u64, Ordering::Relaxed);
         }
+        // Raw streams (an .h264 dump) come without timestamps: count them
+        // on, one frame per packet, as the ffmpeg CLI does.
+        // (A pts without a dts, as Matroska gives, is completed by the muxer
+        // from the codec's reorder delay.)
+        if pkt.dts().is_none() && pkt.pts().is_none() {
+            pkt.set_dts(Some(next_dts[i]));
+            pkt.set_pts(Some(next_dts[i]));
+            if i == video && video_delay > 0 {
+                summary.untimed_reordered_video = true;
+            }
+        }
+        if pkt.duration() <= 0 {
+            pkt.set_duration(tick[i]);
+        }
+        next_dts[i] = pkt.dts().or(pkt.pts()).unwrap_or(next_dts[i]) + pkt.duration();
         if i == video {
             if let Some(ts) = pkt.pts().or(pkt.dts()) {
                 let t = ts as f64 * f64::from(in_tb[i]);
@@ -103,10 +165,7 @@ pub fn run(
         pkt.set_stream(o);
         pkt.set_position(-1);
         if let Err(e) = pkt.write_interleaved(&mut octx) {
-            failure = Some(PipelineError::Output(format!(
-                "{}: {e}",
-                out_path.display()
-            )));
+            failure = Some(out_err(e));
             break;
         }
         summary.packets += 1;
@@ -116,6 +175,6 @@ pub fn run(
     if let Some(f) = failure {
         return Err(f);
     }
-    trailer.map_err(|e| PipelineError::Output(format!("{}: {e}", out_path.display())))?;
+    trailer.map_err(out_err)?;
     Ok(summary)
 }

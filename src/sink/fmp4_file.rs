@@ -30,6 +30,9 @@ pub struct Fmp4FileWriter {
     /// Bytes known to be whole: the file is cut back to this on a failed write.
     good_len: u64,
     first_time: Option<f64>,
+    /// Where the next fragment starts when it carries no `tfdt`: the end of
+    /// the previous one (its start plus its sample durations).
+    next_time: Option<f64>,
     pub fragments: u64,
     /// Stream time covered so far, seconds.
     pub seconds: f64,
@@ -43,6 +46,7 @@ impl Fmp4FileWriter {
             init: None,
             good_len: 0,
             first_time: None,
+            next_time: None,
             fragments: 0,
             seconds: 0.0,
         }
@@ -88,11 +92,13 @@ impl Fmp4FileWriter {
         self.file = Some(File::create(&self.path).map_err(self.io())?);
         self.append(&init)?;
         self.init = Some((init, info));
+        self.next_time = Some(0.0);
         Ok(())
     }
 
-    /// Start time of a fragment's video in seconds, when the boxes say.
-    pub fn fragment_time(&self, frag: &[u8]) -> Option<f64> {
+    /// Start time and length of a fragment's video in seconds: the start
+    /// from `tfdt`, or else where the previous fragment ended.
+    pub fn fragment_time(&self, frag: &[u8]) -> Option<(f64, Option<f64>)> {
         let (_, info) = self.init.as_ref()?;
         let f = bmff::parse_fragment_with_init(frag, info).ok()?;
         f.trafs.iter().find_map(|t| {
@@ -100,19 +106,25 @@ impl Fmp4FileWriter {
             if track.handler.as_bytes() != b"vide" || track.timescale == 0 {
                 return None;
             }
-            Some(t.base_media_decode_time? as f64 / f64::from(track.timescale))
+            let scale = f64::from(track.timescale);
+            let start = match t.base_media_decode_time {
+                Some(b) => b as f64 / scale,
+                None => self.next_time?,
+            };
+            Some((start, t.duration.map(|d| d as f64 / scale)))
         })
     }
 
     /// Appends a fragment unless it starts at or past `duration` seconds of
     /// stream time; returns false then (the recording is complete).
     pub fn fragment(&mut self, frag: &[u8], duration: Option<f64>) -> Result<bool, RecordError> {
-        if let Some(t) = self.fragment_time(frag) {
+        if let Some((t, len)) = self.fragment_time(frag) {
             let first = *self.first_time.get_or_insert(t);
             if duration.is_some_and(|d| t - first >= d) {
                 return Ok(false);
             }
-            self.seconds = t - first;
+            self.seconds = t - first + len.unwrap_or(0.0);
+            self.next_time = len.map(|l| t + l);
         }
         self.append(frag)?;
         self.fragments += 1;

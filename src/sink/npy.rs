@@ -41,6 +41,7 @@ impl NpyDirWriter {
     /// Creates the folder if needed and starts a new `frames.csv`.
     pub fn create(dir: &Path) -> Result<Self, SinkError> {
         fs::create_dir_all(dir).map_err(at(dir))?;
+        remove_earlier_frames(dir)?;
         let csv_path = dir.join(CSV_NAME);
         let file = File::create(&csv_path).map_err(at(&csv_path))?;
         let mut csv = BufWriter::new(file);
@@ -90,8 +91,36 @@ impl NpyDirWriter {
             u8::from(f.keyframe)
         )
         .and_then(|_| self.csv.flush())
-        .map_err(at(&csv_path))
+        .map_err(|e| {
+            // A frame without its row would be invisible to readers of the
+            // index but picked up by folder pollers: take it back.
+            let _ = fs::remove_file(&dst);
+            at(&csv_path)(e)
+        })
     }
+}
+
+/// A new run replaces the frames of an earlier one in the same folder, so
+/// that a script polling for `*.npy` never mixes two runs. Only camflow's
+/// own names are touched: `frame_<digits>.npy` and `.frame_<digits>.npy.tmp`.
+fn remove_earlier_frames(dir: &Path) -> Result<(), SinkError> {
+    for entry in fs::read_dir(dir).map_err(at(dir))? {
+        let entry = entry.map_err(at(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let digits = name
+            .strip_prefix("frame_")
+            .and_then(|n| n.strip_suffix(".npy"))
+            .or_else(|| {
+                name.strip_prefix(".frame_")
+                    .and_then(|n| n.strip_suffix(".npy.tmp"))
+            });
+        if digits.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) {
+            let path = entry.path();
+            fs::remove_file(&path).map_err(at(&path))?;
+        }
+    }
+    Ok(())
 }
 
 fn write_npy(path: &Path, f: &BgrFrame) -> io::Result<()> {

@@ -154,9 +154,10 @@ impl SourceOptions {
     pub fn from_args(a: &SourceArgs) -> anyhow::Result<SourceOptions> {
         let spec = SourceSpec::parse(&a.source)
             .map_err(|e| anyhow::anyhow!("{}: {e}", redact_arg(&a.source)))?;
-        if !(a.timeout.is_finite() && a.timeout > 0.0) {
-            anyhow::bail!("--timeout must be a positive number of seconds");
-        }
+        let timeout = Duration::try_from_secs_f64(a.timeout)
+            .ok()
+            .filter(|t| !t.is_zero() && t.as_secs() <= 86_400)
+            .ok_or_else(|| anyhow::anyhow!("--timeout must be between 0 and 86400 seconds"))?;
         let mut headers = Vec::new();
         for h in &a.headers {
             let (name, value) = h
@@ -173,7 +174,7 @@ impl SourceOptions {
         }
         Ok(SourceOptions {
             spec,
-            timeout: Duration::from_secs_f64(a.timeout),
+            timeout,
             headers,
             ws_send: a.ws_send.clone(),
             ws_framing: a.ws_framing,
@@ -182,11 +183,20 @@ impl SourceOptions {
     }
 }
 
-/// Best-effort password removal for a source argument that failed to parse.
+/// Password removal for a source argument that may not parse as a URL:
+/// anything between `://` and the `@` of the authority is masked.
 fn redact_arg(s: &str) -> String {
-    match Url::parse(s) {
-        Ok(u) => redact(&u),
-        Err(_) => s.to_string(),
+    if let Ok(u) = Url::parse(s) {
+        return redact(&u);
+    }
+    let Some(start) = s.find("://").map(|i| i + 3) else {
+        return s.to_string();
+    };
+    let rest = &s[start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &s[..start], &rest[at..]),
+        None => s.to_string(),
     }
 }
 
@@ -262,6 +272,13 @@ mod tests {
         let s = redact(&u);
         assert!(!s.contains("s3cret"), "{s}");
         assert!(s.contains("me:***@example.com"), "{s}");
+    }
+
+    #[test]
+    fn password_is_redacted_even_in_a_url_that_does_not_parse() {
+        let s = redact_arg("ws://admin:hunter2@cam.example:99999/live");
+        assert_eq!(s, "ws://***@cam.example:99999/live");
+        assert_eq!(redact_arg("ws://cam:99999/a@b"), "ws://cam:99999/a@b");
     }
 
     #[test]

@@ -81,8 +81,14 @@ fn build_request(
 ) -> Result<tungstenite::handshake::client::Request, SourceError> {
     // Credentials in the URL become Basic auth; the URL sent carries none.
     let mut clean = url.clone();
-    let user = url.username().to_string();
-    let pass = url.password().map(str::to_string);
+    // The URL keeps them percent-encoded; the header wants the real bytes.
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let user = decode(url.username());
+    let pass = url.password().map(decode);
     let _ = clean.set_username("");
     let _ = clean.set_password(None);
     let mut req = clean
@@ -167,15 +173,18 @@ async fn session(
         set_framing(stats, opts.ws_framing);
     }
 
+    // Only video resets the deadline: a server that keeps the connection
+    // alive with pings or text while its camera is off must still time out.
+    let mut deadline = tokio::time::Instant::now() + opts.timeout;
     loop {
-        let msg = match timeout(opts.timeout, ws.next()).await {
+        let msg = match tokio::time::timeout_at(deadline, ws.next()).await {
             Err(_) => {
                 let mid = if framer.in_fragment() {
                     " (in the middle of a fragment)"
                 } else {
                     ""
                 };
-                return Err(err(format!("no data for {secs} s{mid}")));
+                return Err(err(format!("no video data for {secs} s{mid}")));
             }
             Ok(None) => {
                 return Err(err(if framer.in_fragment() {
@@ -195,6 +204,7 @@ async fn session(
         };
         match msg {
             Message::Binary(data) => {
+                deadline = tokio::time::Instant::now() + opts.timeout;
                 stats.add_bytes(data.len());
                 if matches!(framer, Framer::Undecided) {
                     framer = if evostream::looks_like_evostream(&data) {
