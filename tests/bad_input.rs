@@ -233,3 +233,25 @@ fn absurd_timeout_is_refused_in_one_line() {
     ]);
     assert_one_line_error(&out, "--timeout", "between 0 and 86400");
 }
+
+#[test]
+fn record_stops_cleanly_when_the_stream_restarts() {
+    let cam = Camera::start(&[
+        "--frames",
+        "25",
+        "--size",
+        "320x240",
+        "--fps",
+        "50",
+        "--fault",
+        "restart",
+        "--fault-after",
+        "20",
+    ]);
+    let dir = tempdir();
+    let mp4 = dir.path().join("before-restart.mp4");
+    let out = camflow_run(&["record", &cam.url, "-o", path_str(&mp4)]);
+    assert_one_line_error(&out, &cam.url, "the stream restarted");
+    assert_eq!(ffprobe_frames(&mp4), 20);
+    ffmpeg_decodes_cleanly(&mp4);
+}

@@ -21,6 +21,11 @@ pub enum RecordError {
     InitChanged { path: PathBuf },
     #[error("a fragment arrived before the init segment")]
     NoInit,
+    #[error(
+        "the stream restarted (its timestamps went back from {from:.3} s to {to:.3} s); \
+         {path} holds everything before it"
+    )]
+    Restarted { path: PathBuf, from: f64, to: f64 },
 }
 
 pub struct Fmp4FileWriter {
@@ -33,6 +38,7 @@ pub struct Fmp4FileWriter {
     /// Where the next fragment starts when it carries no `tfdt`: the end of
     /// the previous one (its start plus its sample durations).
     next_time: Option<f64>,
+    last_start: Option<f64>,
     pub fragments: u64,
     /// Stream time covered so far, seconds.
     pub seconds: f64,
@@ -47,6 +53,7 @@ impl Fmp4FileWriter {
             good_len: 0,
             first_time: None,
             next_time: None,
+            last_start: None,
             fragments: 0,
             seconds: 0.0,
         }
@@ -119,6 +126,15 @@ impl Fmp4FileWriter {
     /// stream time; returns false then (the recording is complete).
     pub fn fragment(&mut self, frag: &[u8], duration: Option<f64>) -> Result<bool, RecordError> {
         if let Some((t, len)) = self.fragment_time(frag) {
+            // Fragments going back in time cannot follow in one MP4 file.
+            if let Some(prev) = self.last_start.filter(|p| t < *p) {
+                return Err(RecordError::Restarted {
+                    path: self.path.clone(),
+                    from: prev,
+                    to: t,
+                });
+            }
+            self.last_start = Some(t);
             let first = *self.first_time.get_or_insert(t);
             if duration.is_some_and(|d| t - first >= d) {
                 return Ok(false);
