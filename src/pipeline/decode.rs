@@ -129,16 +129,13 @@ pub fn run(
         arrivals: BTreeMap::new(),
         done: false,
     };
+    // When a receiver failed, its error says why libav could not go on.
+    let explain = |e: PipelineError| match &src {
+        InputSource::Chunks(feed) => feed.error().map(PipelineError::Source).unwrap_or(e),
+        _ => e,
+    };
     loop {
-        let result = run.session(&src, &stop, &bytes_read);
-        if let Err(e) = result {
-            if let InputSource::Chunks(feed) = &src {
-                if let Some(se) = feed.error() {
-                    return Err(PipelineError::Source(se));
-                }
-            }
-            return Err(e);
-        }
+        run.session(&src, &stop, &bytes_read).map_err(explain)?;
         if run.done {
             run.summary.stopped_early = true;
             break;
@@ -225,13 +222,7 @@ impl Run<'_> {
                 }
                 Err(e) => {
                     // Decode what already arrived before reporting.
-                    failure = Some(match src {
-                        InputSource::Chunks(feed) => feed
-                            .error()
-                            .map(PipelineError::Source)
-                            .unwrap_or_else(|| PipelineError::Read(e.to_string())),
-                        _ => PipelineError::Read(e.to_string()),
-                    });
+                    failure = Some(PipelineError::Read(e.to_string()));
                     break;
                 }
             }
