@@ -3,3 +3,5 @@
 pub mod bmff;
 pub mod evostream;
 pub mod fmp4;
+pub mod jpeg;
+pub mod multipart;

@@ -1,0 +1,1321 @@
+//! Splits an HTTP `multipart/x-mixed-replace` (or `multipart/mixed`) body
+//! into its parts: the way MJPEG-over-HTTP cameras send one JPEG after
+//! another (RFC 2046 §5.1, as cameras actually implement it).
+//!
+//! In: the response body, in pieces of any size (TCP segments split it
+//! anywhere), and the boundary from the response's `Content-Type`
+//! ([`boundary_from_content_type`]). Out: [`Part`]s, each with its headers and
+//! its body exactly as the camera sent it (not copied: bodies share the
+//! receive buffer).
+//!
+//! Cameras are sloppy, so [`Splitter`] accepts:
+//! - a boundary declared with or without the `--` that starts its delimiter
+//!   lines (some declare `boundary=--XYZ` and send `--XYZ`, others declare
+//!   `XYZ` and send `--XYZ`);
+//! - parts with `Content-Length` (read exactly that many bytes, then skip
+//!   whatever precedes the next delimiter) or without it (the part ends at
+//!   the next line that starts with the delimiter);
+//! - CRLF or bare LF line ends, in headers and around delimiters;
+//! - a preamble before the first delimiter, and trailing spaces on delimiter
+//!   lines.
+//!
+//! Everything here reads untrusted bytes: part bodies are bounded by the
+//! caller's maximum, part headers by [`MAX_HEADER_BYTES`] and
+//! [`MAX_HEADER_LINES`], and bytes that will never be returned (preamble,
+//! junk between parts) are dropped as soon as they are scanned.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// A sensible bound on one part's body: far above any camera's JPEG.
+pub const DEFAULT_MAX_PART: usize = 16 << 20;
+
+/// Bound on one part's header block, blank line included. Cameras send a
+/// few hundred bytes.
+pub const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// Bound on the number of header lines in one part, so that a flood of tiny
+/// headers cannot cost more memory than their bytes suggest.
+pub const MAX_HEADER_LINES: usize = 256;
+
+/// Longest header value kept in an error message.
+const MAX_ERROR_VALUE: usize = 64;
+
+/// One part of the body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    /// All header lines, in order, names and values trimmed and otherwise as
+    /// sent (invalid UTF-8 replaced). Lines without a colon are dropped.
+    pub headers: Vec<(String, String)>,
+    /// Exactly the bytes the camera sent between the header block and the
+    /// next delimiter (or the `Content-Length` bytes).
+    pub body: Bytes,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    /// The `X-Timestamp` header (seconds, e.g. `1700000000.123`) as sent by
+    /// mjpg-streamer and cameras modelled on it; `None` if absent or not a
+    /// plain decimal number.
+    pub timestamp: Option<f64>,
+}
+
+impl Part {
+    /// The first header with this name, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_value(&self.headers, name)
+    }
+}
+
+fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Why the body could not be split. `pos` is a byte offset in the multipart
+/// body (the first byte fed is 0). Errors are fatal: the stream cannot be
+/// trusted or would need too much memory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A part's body is over the limit given to [`Splitter::new`]: its
+    /// `Content-Length` says so, or no delimiter came within that many bytes.
+    /// `pos` is where the part's headers begin.
+    #[error("multipart part at byte {pos} is larger than the {max}-byte limit")]
+    TooLarge { pos: u64, max: usize },
+    /// A part's header block is over [`MAX_HEADER_BYTES`] bytes or
+    /// [`MAX_HEADER_LINES`] lines (often: the boundary is wrong and a JPEG is
+    /// being read as headers). `pos` is where the header block begins.
+    #[error("multipart part headers at byte {pos} are over {MAX_HEADER_BYTES} bytes or {MAX_HEADER_LINES} lines")]
+    HeadersTooLarge { pos: u64 },
+    /// A `Content-Length` header that is not a decimal number, or that
+    /// contradicts an earlier one in the same part. `pos` is the header line.
+    #[error("multipart part header at byte {pos} has a bad content-length {value:?}")]
+    BadContentLength { pos: u64, value: String },
+}
+
+/// The boundary parameter of a `Content-Type` header value such as
+/// `multipart/x-mixed-replace; boundary="XYZ"`, unquoted but otherwise as
+/// declared (a leading `--` is kept; [`Splitter::new`] copes with either).
+///
+/// The parameter name is matched case-insensitively, among any others, with
+/// spaces around `;` and `=` tolerated. An unquoted value runs to the next `;`
+/// (trailing spaces dropped), so that an unquoted boundary with a space in it
+/// (`--video boundary--`) is not cut short. The media type itself is not
+/// checked. `None` if there is no non-empty boundary.
+pub fn boundary_from_content_type(value: &str) -> Option<String> {
+    let mut rest = value;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c == ';' || c.is_ascii_whitespace());
+        if rest.is_empty() {
+            return None;
+        }
+        // A parameter name, or a bare token such as the media type.
+        let name_end = rest
+            .find(|c: char| c == '=' || c == ';' || c.is_ascii_whitespace())
+            .unwrap_or(rest.len());
+        let (name, after) = rest.split_at(name_end);
+        let after = after.trim_start();
+        let Some(after_eq) = after.strip_prefix('=') else {
+            rest = after;
+            continue;
+        };
+        let after_eq = after_eq.trim_start();
+        let (param, next) = match after_eq.strip_prefix('"') {
+            Some(quoted) => unquote(quoted),
+            None => {
+                let end = after_eq.find(';').unwrap_or(after_eq.len());
+                let (param, next) = after_eq.split_at(end);
+                (param.trim_end().to_owned(), next)
+            }
+        };
+        if name.eq_ignore_ascii_case("boundary") {
+            return (!param.is_empty()).then_some(param);
+        }
+        rest = next;
+    }
+}
+
+/// The contents of a quoted string (RFC 9110 §5.6.4) whose opening quote is
+/// already consumed, and what follows its closing quote. An unterminated
+/// string runs to the end.
+fn unquote(s: &str) -> (String, &str) {
+    let mut out = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return (out, s.get(i + 1..).unwrap_or_default()),
+            '\\' => {
+                if let Some((_, escaped)) = chars.next() {
+                    out.push(escaped);
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    (out, "")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Looking for a delimiter line: before the first part (the preamble),
+    /// or after a `Content-Length` body (the line end and any junk).
+    Seek,
+    /// A delimiter matched; skipping the rest of its line (transport padding).
+    DelimiterLine,
+    /// Reading the part's header lines.
+    Headers,
+    /// Reading the part's body: `content_length` bytes, or up to a delimiter.
+    Body,
+    /// Saw the closing delimiter; the rest (the epilogue) is ignored.
+    Finished,
+}
+
+/// Outcome of matching a delimiter at a line start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Match {
+    /// A delimiter of `len` bytes (dashes, boundary and, if `close`, the
+    /// closing `--`), followed by the end of its line unless `close`.
+    Yes {
+        len: usize,
+        close: bool,
+    },
+    No,
+    /// The buffer ends before this can be decided.
+    NeedMore,
+}
+
+/// Outcome of searching the buffer for a delimiter line.
+enum Search {
+    /// A delimiter starts at `line`, the first byte of its line.
+    Found {
+        line: usize,
+        len: usize,
+        close: bool,
+    },
+    /// None yet; a delimiter may still start at `undecided` (the one line
+    /// start the buffer ends too early to judge), or else only after the
+    /// buffer's end.
+    NotYet { undecided: Option<usize> },
+}
+
+enum Step {
+    Continue,
+    Part(Part),
+    NeedMore,
+}
+
+/// Cuts a multipart body, fed in arbitrary pieces, into [`Part`]s.
+///
+/// ```
+/// use camflow::proto::multipart::{Splitter, DEFAULT_MAX_PART};
+/// let mut s = Splitter::new("XYZ", DEFAULT_MAX_PART);
+/// s.feed(b"--XYZ\r\nContent-Type: image/jpeg\r\nContent-Length: 3\r\n\r\nabc\r\n--X");
+/// let part = s.next_part().unwrap().unwrap();
+/// assert_eq!(&part.body[..], b"abc");
+/// assert_eq!(part.content_type.as_deref(), Some("image/jpeg"));
+/// assert_eq!(s.next_part(), Ok(None));
+/// ```
+#[derive(Debug)]
+pub struct Splitter {
+    buf: BytesMut,
+    /// Stream offset of `buf[0]`.
+    pos: u64,
+    /// The boundary without any leading `--`.
+    core: Vec<u8>,
+    /// The declared boundary began with `--`: accept `----core` lines (the
+    /// RFC reading) as well as `--core` (what such cameras send).
+    alt: bool,
+    max_part: usize,
+    state: State,
+    /// Where the search for the next `\n` resumes: everything before it has
+    /// been judged already.
+    scan: usize,
+    /// `buf[0]` starts a line (the start of the stream, just after a
+    /// `Content-Length` body or a header block), so a delimiter may sit there.
+    at_line_start: bool,
+    /// Stream offset of the current part's header block.
+    part_pos: u64,
+    headers: Vec<(String, String)>,
+    header_bytes: usize,
+    content_length: Option<usize>,
+    failed: Option<Error>,
+}
+
+impl Splitter {
+    /// `boundary` as declared in the `Content-Type` header, with or without a
+    /// leading `--`. Part bodies over `max_part` bytes are an error.
+    pub fn new(boundary: &str, max_part: usize) -> Self {
+        let boundary = boundary.trim();
+        let (core, alt) = match boundary.strip_prefix("--") {
+            Some(core) => (core, true),
+            None => (boundary, false),
+        };
+        Self {
+            buf: BytesMut::new(),
+            pos: 0,
+            core: core.as_bytes().to_vec(),
+            alt,
+            max_part,
+            state: State::Seek,
+            scan: 0,
+            at_line_start: true,
+            part_pos: 0,
+            headers: Vec::new(),
+            header_bytes: 0,
+            content_length: None,
+            failed: None,
+        }
+    }
+
+    /// Appends received bytes. They are kept until [`Self::next_part`] hands
+    /// them out or drops them, so call it after each `feed`.
+    pub fn feed(&mut self, data: &[u8]) {
+        // After an error or the closing delimiter nothing will be consumed
+        // again; keeping the bytes would only grow memory.
+        if self.failed.is_none() && self.state != State::Finished {
+            self.buf.extend_from_slice(data);
+        }
+    }
+
+    /// The next complete part, `Ok(None)` if more bytes are needed or the
+    /// body is finished. Errors are sticky: every later call returns the same.
+    pub fn next_part(&mut self) -> Result<Option<Part>, Error> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        loop {
+            let step = match self.state {
+                State::Seek => Ok(self.seek()),
+                State::DelimiterLine => Ok(self.delimiter_line()),
+                State::Headers => self.read_headers(),
+                State::Body => self.read_body(),
+                State::Finished => Ok(Step::NeedMore),
+            };
+            match step {
+                Ok(Step::Continue) => {}
+                Ok(Step::Part(part)) => return Ok(Some(part)),
+                Ok(Step::NeedMore) => return Ok(None),
+                Err(err) => {
+                    self.failed = Some(err.clone());
+                    self.buf = BytesMut::new();
+                    self.headers = Vec::new();
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// True once the closing delimiter (`--boundary--`) has been seen.
+    pub fn is_finished(&self) -> bool {
+        self.state == State::Finished
+    }
+
+    /// True if a part is partly received: some of its headers or its body,
+    /// but not all. A stream that ends here was dropped mid-frame.
+    pub fn in_part(&self) -> bool {
+        self.failed.is_none()
+            && match self.state {
+                State::Headers => self.header_bytes > 0 || !self.buf.is_empty(),
+                State::Body => true,
+                State::Seek | State::DelimiterLine | State::Finished => false,
+            }
+    }
+
+    /// Bytes fed but neither returned in a part nor dropped yet.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Stream offset of the first byte not yet consumed (returned in a part,
+    /// parsed as a header or delimiter, or dropped as junk).
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.buf.len());
+        self.buf.advance(n);
+        self.pos += n as u64;
+    }
+
+    /// Preamble, or what follows a `Content-Length` body: drop everything up
+    /// to the next delimiter line.
+    fn seek(&mut self) -> Step {
+        match self.search() {
+            Search::Found { line, len, close } => {
+                self.consume(line);
+                self.on_delimiter(len, close);
+                Step::Continue
+            }
+            Search::NotYet { undecided } => {
+                // Keep only what a delimiter may still begin with.
+                let junk = undecided.unwrap_or(self.buf.len());
+                self.consume(junk);
+                self.scan = 0;
+                self.at_line_start = undecided.is_some();
+                Step::NeedMore
+            }
+        }
+    }
+
+    /// `buf` starts with a delimiter of `len` bytes.
+    fn on_delimiter(&mut self, len: usize, close: bool) {
+        self.consume(len);
+        self.scan = 0;
+        if close {
+            self.state = State::Finished;
+            self.buf = BytesMut::new();
+        } else {
+            self.state = State::DelimiterLine;
+        }
+    }
+
+    fn delimiter_line(&mut self) -> Step {
+        let Some(nl) = self.find_newline() else {
+            // Padding or junk after the boundary; nothing to keep.
+            self.consume(self.buf.len());
+            self.scan = 0;
+            return Step::NeedMore;
+        };
+        self.consume(nl + 1);
+        self.scan = 0;
+        self.state = State::Headers;
+        self.part_pos = self.pos;
+        self.headers.clear();
+        self.header_bytes = 0;
+        self.content_length = None;
+        Step::Continue
+    }
+
+    fn read_headers(&mut self) -> Result<Step, Error> {
+        let too_large = Error::HeadersTooLarge { pos: self.part_pos };
+        let Some(nl) = self.find_newline() else {
+            self.scan = self.buf.len();
+            if self.header_bytes.saturating_add(self.buf.len()) > MAX_HEADER_BYTES {
+                return Err(too_large);
+            }
+            return Ok(Step::NeedMore);
+        };
+        let line_len = nl + 1;
+        self.header_bytes = self.header_bytes.saturating_add(line_len);
+        if self.header_bytes > MAX_HEADER_BYTES {
+            return Err(too_large);
+        }
+        let line_pos = self.pos;
+        let line = self.buf.split_to(line_len);
+        self.pos += line_len as u64;
+        self.scan = 0;
+        let line = line.strip_suffix(b"\n").unwrap_or(&line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            self.state = State::Body;
+            self.at_line_start = true;
+            return Ok(Step::Continue);
+        }
+        // RFC 9112 §5: name ":" OWS value OWS. A line without a colon is not
+        // a header; skip it rather than give up on the stream.
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return Ok(Step::Continue);
+        };
+        if self.headers.len() >= MAX_HEADER_LINES {
+            return Err(too_large);
+        }
+        let (name, value) = line.split_at(colon);
+        let value = value.get(1..).unwrap_or_default();
+        let name = String::from_utf8_lossy(name.trim_ascii()).into_owned();
+        let value = String::from_utf8_lossy(value.trim_ascii()).into_owned();
+        if name.eq_ignore_ascii_case("content-length") {
+            let len = self.parse_content_length(line_pos, &value)?;
+            self.content_length = Some(len);
+        }
+        self.headers.push((name, value));
+        Ok(Step::Continue)
+    }
+
+    fn parse_content_length(&self, pos: u64, value: &str) -> Result<usize, Error> {
+        let bad = || Error::BadContentLength {
+            pos,
+            value: value.chars().take(MAX_ERROR_VALUE).collect(),
+        };
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let too_large = Error::TooLarge {
+            pos: self.part_pos,
+            max: self.max_part,
+        };
+        // All digits, so parsing fails only by overflowing: too large.
+        let Ok(len) = value.parse::<usize>() else {
+            return Err(too_large);
+        };
+        if self.content_length.is_some_and(|prev| prev != len) {
+            return Err(bad());
+        }
+        if len > self.max_part {
+            return Err(too_large);
+        }
+        Ok(len)
+    }
+
+    fn read_body(&mut self) -> Result<Step, Error> {
+        if let Some(len) = self.content_length {
+            if self.buf.len() < len {
+                return Ok(Step::NeedMore);
+            }
+            let body = self.buf.split_to(len).freeze();
+            self.pos += len as u64;
+            self.scan = 0;
+            self.at_line_start = true;
+            self.state = State::Seek;
+            return Ok(Step::Part(self.finish_part(body)));
+        }
+        let too_large = Error::TooLarge {
+            pos: self.part_pos,
+            max: self.max_part,
+        };
+        match self.search() {
+            Search::Found { line, len, close } => {
+                let end = self.body_end(line);
+                if end > self.max_part {
+                    return Err(too_large);
+                }
+                let body = self.buf.split_to(end).freeze();
+                self.pos += end as u64;
+                // The line end before the delimiter belongs to the delimiter
+                // (RFC 2046 §5.1.1), not to the body.
+                self.consume(line - end);
+                self.on_delimiter(len, close);
+                Ok(Step::Part(self.finish_part(body)))
+            }
+            Search::NotYet { undecided } => {
+                // The body is at least this long whatever comes next; failing
+                // only then gives the same answer for any split of the input.
+                let known = match undecided {
+                    Some(line) => self.body_end(line),
+                    None => {
+                        let cr = self.buf.last() == Some(&b'\r');
+                        self.buf.len() - usize::from(cr)
+                    }
+                };
+                if known > self.max_part {
+                    return Err(too_large);
+                }
+                Ok(Step::NeedMore)
+            }
+        }
+    }
+
+    /// Where a body ends if a delimiter starts at `line`: before the `\n`
+    /// that precedes it, and before a `\r` preceding that.
+    fn body_end(&self, line: usize) -> usize {
+        let Some(nl) = line.checked_sub(1) else {
+            return 0;
+        };
+        match nl.checked_sub(1) {
+            Some(cr) if self.buf.get(cr) == Some(&b'\r') => cr,
+            _ => nl,
+        }
+    }
+
+    fn finish_part(&mut self, body: Bytes) -> Part {
+        let headers = std::mem::take(&mut self.headers);
+        let content_type = header_value(&headers, "content-type").map(str::to_owned);
+        let timestamp = header_value(&headers, "x-timestamp").and_then(parse_timestamp);
+        self.header_bytes = 0;
+        self.content_length = None;
+        Part {
+            headers,
+            body,
+            content_type,
+            timestamp,
+        }
+    }
+
+    fn find_newline(&self) -> Option<usize> {
+        let from = self.scan.min(self.buf.len());
+        let rest = self.buf.get(from..).unwrap_or_default();
+        find_byte(rest, b'\n').map(|i| from + i)
+    }
+
+    /// Finds the first delimiter line at or after the search point, and
+    /// remembers how far the search got so no byte is judged twice.
+    fn search(&mut self) -> Search {
+        if self.at_line_start {
+            match self.match_at(0) {
+                Match::Yes { len, close } => {
+                    return Search::Found {
+                        line: 0,
+                        len,
+                        close,
+                    }
+                }
+                Match::NeedMore => return Search::NotYet { undecided: Some(0) },
+                Match::No => {
+                    self.at_line_start = false;
+                    self.scan = 0;
+                }
+            }
+        }
+        loop {
+            let Some(nl) = self.find_newline() else {
+                self.scan = self.buf.len();
+                return Search::NotYet { undecided: None };
+            };
+            let line = nl + 1;
+            match self.match_at(line) {
+                Match::Yes { len, close } => return Search::Found { line, len, close },
+                Match::NeedMore => {
+                    self.scan = nl;
+                    return Search::NotYet {
+                        undecided: Some(line),
+                    };
+                }
+                Match::No => self.scan = line,
+            }
+        }
+    }
+
+    /// Whether a delimiter starts at `at`: `--` and the boundary (or, for a
+    /// boundary declared with `--`, also `----` and the boundary), then the
+    /// end of the line (possibly after spaces) or the closing `--`.
+    fn match_at(&self, at: usize) -> Match {
+        let rest = self.buf.get(at..).unwrap_or_default();
+        // Fast path: almost every line start inside a JPEG fails here.
+        match rest.first() {
+            None => return Match::NeedMore,
+            Some(&b'-') => {}
+            Some(_) => return Match::No,
+        }
+        let short = match_form(rest, 2, &self.core);
+        if !self.alt {
+            return short;
+        }
+        let long = match_form(rest, 4, &self.core);
+        match (short, long) {
+            // Judge only once both are decided, so the answer does not
+            // depend on how much of the line has arrived.
+            (Match::NeedMore, _) | (_, Match::NeedMore) => Match::NeedMore,
+            (Match::Yes { .. }, _) => short,
+            _ => long,
+        }
+    }
+}
+
+/// `rest` starts with `dashes` dashes, `core`, and a delimiter's ending.
+fn match_form(rest: &[u8], dashes: usize, core: &[u8]) -> Match {
+    let want = std::iter::repeat_n(&b'-', dashes).chain(core);
+    let mut have = rest.iter();
+    for w in want {
+        match have.next() {
+            None => return Match::NeedMore,
+            Some(h) if h != w => return Match::No,
+            Some(_) => {}
+        }
+    }
+    let len = dashes + core.len();
+    match (have.next(), have.next()) {
+        (None, _) => Match::NeedMore,
+        (Some(&b'-'), None) => Match::NeedMore,
+        (Some(&b'-'), Some(&b'-')) => Match::Yes {
+            len: len + 2,
+            close: true,
+        },
+        (Some(b'\r' | b'\n' | b' ' | b'\t'), _) => Match::Yes { len, close: false },
+        // `--XYZabc` is another boundary that merely starts with ours.
+        _ => Match::No,
+    }
+}
+
+/// `X-Timestamp`: digits, optionally a fraction (`1700000000.123`).
+fn parse_timestamp(value: &str) -> Option<f64> {
+    let (int, frac) = value.split_once('.').unwrap_or((value, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int.len() + frac.len() == 0 || !digits(int) || !digits(frac) {
+        return None;
+    }
+    value.parse::<f64>().ok().filter(|t| t.is_finite())
+}
+
+/// Index of the first `needle` in `hay`, eight bytes at a time: the delimiter
+/// search runs over every byte of a boundary-less body, so it has to keep up
+/// with the network by a wide margin.
+fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO * u64::from(needle);
+    let mut chunks = hay.chunks_exact(16);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let (a, b) = chunk.split_at(8);
+        let a = u64::from_le_bytes(<[u8; 8]>::try_from(a).unwrap_or_default()) ^ pattern;
+        let b = u64::from_le_bytes(<[u8; 8]>::try_from(b).unwrap_or_default()) ^ pattern;
+        // A zero byte in a or b is a match (Mycroft's "has zero byte"); the
+        // lowest flagged byte is always the first match.
+        let za = a.wrapping_sub(LO) & !a & HI;
+        let zb = b.wrapping_sub(LO) & !b & HI;
+        if za | zb != 0 {
+            let at = if za != 0 {
+                za.trailing_zeros() / 8
+            } else {
+                8 + zb.trailing_zeros() / 8
+            };
+            return Some(base + at as usize);
+        }
+        base += 16;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == needle)
+        .map(|i| base + i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // testdata/multipart/ffmpeg-mpjpeg.bin: see testdata/README.md.
+    const FFMPEG_MPJPEG: &[u8] = include_bytes!("../../testdata/multipart/ffmpeg-mpjpeg.bin");
+
+    /// What a splitter yields for a whole input: parts, the error if any,
+    /// whether it saw the closing delimiter, and whether it was left mid-part.
+    #[derive(Debug, PartialEq)]
+    struct Outcome {
+        parts: Vec<Part>,
+        err: Option<Error>,
+        finished: bool,
+        in_part: bool,
+    }
+
+    fn drain(s: &mut Splitter, parts: &mut Vec<Part>) -> Option<Error> {
+        loop {
+            match s.next_part() {
+                Ok(Some(part)) => parts.push(part),
+                Ok(None) => return None,
+                Err(err) => {
+                    assert_eq!(s.next_part(), Err(err.clone()), "errors are sticky");
+                    return Some(err);
+                }
+            }
+        }
+    }
+
+    fn outcome(s: &Splitter, parts: Vec<Part>, err: Option<Error>) -> Outcome {
+        Outcome {
+            parts,
+            err,
+            finished: s.is_finished(),
+            in_part: s.in_part(),
+        }
+    }
+
+    /// Splits `data` fed in pieces of the given lengths (the rest last).
+    fn split_pieces(boundary: &str, max: usize, data: &[u8], cuts: &[usize]) -> Outcome {
+        let mut s = Splitter::new(boundary, max);
+        let mut parts = Vec::new();
+        let mut rest = data;
+        let mut err = None;
+        for &cut in cuts.iter().chain(std::iter::once(&usize::MAX)) {
+            let (piece, tail) = rest.split_at(cut.min(rest.len()));
+            rest = tail;
+            s.feed(piece);
+            err = drain(&mut s, &mut parts);
+            if err.is_some() {
+                break;
+            }
+        }
+        for part in &parts {
+            assert!(part.body.len() <= max);
+        }
+        if err.is_none() {
+            let returned: u64 = parts.iter().map(|p| p.body.len() as u64).sum();
+            assert!(returned <= s.position());
+            if !s.is_finished() {
+                assert_eq!(s.position() + s.buffered() as u64, data.len() as u64);
+            }
+        }
+        outcome(&s, parts, err)
+    }
+
+    /// Splits `data` fed whole, then in two pieces at every split point, then
+    /// byte by byte: TCP fragments anywhere, and the parts must not depend on
+    /// where. Returns the outcome of feeding it whole.
+    fn split_every_way(boundary: &str, max: usize, data: &[u8]) -> Outcome {
+        let whole = split_pieces(boundary, max, data, &[]);
+        for split in 0..data.len() {
+            let two = split_pieces(boundary, max, data, &[split]);
+            assert_eq!(two, whole, "split at {split}");
+        }
+        let mut s = Splitter::new(boundary, max);
+        let mut parts = Vec::new();
+        let mut err = None;
+        for byte in data.chunks(1) {
+            s.feed(byte);
+            err = drain(&mut s, &mut parts);
+            if err.is_some() {
+                break;
+            }
+        }
+        assert_eq!(outcome(&s, parts, err), whole, "byte by byte");
+        whole
+    }
+
+    fn bodies(outcome: &Outcome) -> Vec<&[u8]> {
+        outcome.parts.iter().map(|p| &p.body[..]).collect()
+    }
+
+    /// An independent reading of ffmpeg's mpjpeg layout: `--ffmpeg\r\n`,
+    /// headers, a blank line, the JPEG, `\r\n`, repeated; a last `--ffmpeg\r\n`.
+    fn naive_mpjpeg_bodies(data: &[u8]) -> Vec<&[u8]> {
+        let delim = b"--ffmpeg\r\n";
+        let mut out = Vec::new();
+        let mut rest = data.strip_prefix(delim).expect("starts with a delimiter");
+        while !rest.is_empty() {
+            let blank = rest
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .expect("blank line");
+            let after = &rest[blank + 4..];
+            let next = after
+                .windows(delim.len() + 2)
+                .position(|w| w[..2] == *b"\r\n" && w[2..] == *delim)
+                .expect("next delimiter");
+            out.push(&after[..next]);
+            rest = &after[next + 2 + delim.len()..];
+        }
+        out
+    }
+
+    #[test]
+    fn ffmpeg_mpjpeg_capture_splits_into_its_ten_jpegs() {
+        // The MIME type ffmpeg's mpjpeg muxer declares (`ffmpeg -h muxer=mpjpeg`).
+        let boundary = boundary_from_content_type("multipart/x-mixed-replace;boundary=ffmpeg");
+        assert_eq!(boundary.as_deref(), Some("ffmpeg"));
+        let got = split_every_way("ffmpeg", DEFAULT_MAX_PART, FFMPEG_MPJPEG);
+        assert_eq!(got.err, None);
+        assert_eq!(got.parts.len(), 10);
+        for part in &got.parts {
+            assert!(part.body.starts_with(&[0xff, 0xd8]));
+            assert!(part.body.ends_with(&[0xff, 0xd9]));
+            assert_eq!(part.content_type.as_deref(), Some("image/jpeg"));
+            // ffmpeg spells it "Content-length".
+            assert_eq!(
+                part.header("CONTENT-LENGTH"),
+                Some(part.body.len().to_string().as_str())
+            );
+            assert_eq!(part.timestamp, None);
+        }
+        assert_eq!(bodies(&got), naive_mpjpeg_bodies(FFMPEG_MPJPEG));
+        // ffmpeg ends with an opening delimiter, not a closing one, and no
+        // part after it: not finished, but no frame was cut either.
+        assert!(!got.finished);
+        assert!(!got.in_part);
+    }
+
+    #[test]
+    fn ffmpeg_capture_without_content_length_splits_at_the_delimiters() {
+        // The same stream as a camera that sends no Content-Length would.
+        let mut data = Vec::new();
+        for line in FFMPEG_MPJPEG.split_inclusive(|&b| b == b'\n') {
+            if !line.starts_with(b"Content-length: ") {
+                data.extend_from_slice(line);
+            }
+        }
+        assert!(data.len() < FFMPEG_MPJPEG.len());
+        let got = split_every_way("ffmpeg", DEFAULT_MAX_PART, &data);
+        assert_eq!(got.err, None);
+        assert_eq!(bodies(&got), naive_mpjpeg_bodies(FFMPEG_MPJPEG));
+        assert!(got
+            .parts
+            .iter()
+            .all(|p| p.header("content-length").is_none()));
+        assert!(!got.in_part);
+    }
+
+    #[test]
+    fn quoted_boundary() {
+        let ct = r#"multipart/x-mixed-replace; boundary="my boundary""#;
+        let boundary = boundary_from_content_type(ct).expect("boundary");
+        assert_eq!(boundary, "my boundary");
+        let data = b"--my boundary\r\n\r\none\r\n--my boundary\r\n\r\ntwo\r\n--my boundary--\r\n";
+        let got = split_every_way(&boundary, 64, data);
+        assert_eq!(bodies(&got), [&b"one"[..], b"two"]);
+        assert!(got.finished);
+    }
+
+    #[test]
+    fn boundary_declared_with_leading_dashes_matches_lines_with_one_pair() {
+        // Declared `boundary=--myboundary`, delimiter lines `--myboundary`.
+        let ct = "multipart/x-mixed-replace; boundary=--myboundary";
+        let boundary = boundary_from_content_type(ct).expect("boundary");
+        assert_eq!(boundary, "--myboundary");
+        let data = b"--myboundary\r\nContent-Type: image/jpeg\r\nContent-Length: 4\r\n\r\n\xff\xd8\xff\xd9\r\n\
+            --myboundary\r\nContent-Type: image/jpeg\r\n\r\nabc\r\n--myboundary--";
+        let got = split_every_way(&boundary, 64, data);
+        assert_eq!(bodies(&got), [&b"\xff\xd8\xff\xd9"[..], b"abc"]);
+        assert!(got.finished);
+    }
+
+    #[test]
+    fn boundary_declared_with_leading_dashes_matches_rfc_lines_too() {
+        // Read literally, RFC 2046 makes the delimiter `--` + `--myboundary`.
+        let data = b"----myboundary\r\n\r\none\r\n----myboundary\r\n\r\ntwo\r\n----myboundary--";
+        let got = split_every_way("--myboundary", 64, data);
+        assert_eq!(bodies(&got), [&b"one"[..], b"two"]);
+        assert!(got.finished);
+        // ...but a boundary declared without dashes wants exactly two.
+        let got = split_every_way("myboundary", 64, data);
+        assert_eq!(got.parts, []);
+    }
+
+    #[test]
+    fn content_length_parts_are_read_exactly_even_if_they_contain_the_delimiter() {
+        let body = b"\xff\xd8\r\n--XYZ\r\nnot a delimiter\xff\xd9";
+        let mut data = Vec::new();
+        for _ in 0..2 {
+            data.extend_from_slice(b"--XYZ\r\nContent-Type: image/jpeg\r\n");
+            data.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+            data.extend_from_slice(body);
+            data.extend_from_slice(b"\r\n");
+        }
+        let got = split_every_way("XYZ", 1024, &data);
+        assert_eq!(got.err, None);
+        assert_eq!(bodies(&got), [&body[..], &body[..]]);
+        assert!(!got.in_part);
+    }
+
+    #[test]
+    fn content_length_part_is_returned_before_the_next_delimiter_arrives() {
+        // A camera writes the next delimiter only with the next frame; the
+        // frame must not wait for it.
+        let mut s = Splitter::new("XYZ", 64);
+        s.feed(b"--XYZ\r\nContent-Length: 3\r\n\r\nabc");
+        let part = s.next_part().expect("ok").expect("a part");
+        assert_eq!(&part.body[..], b"abc");
+        assert!(!s.in_part());
+        assert_eq!(s.position(), 31);
+        assert_eq!(s.buffered(), 0);
+    }
+
+    #[test]
+    fn parts_without_content_length_end_at_the_next_delimiter() {
+        // No Content-Length; lines inside that only look like delimiters.
+        let data = b"--XYZ\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8a\r\n--XY\r\n--XYZabc\r\nb\n-\xff\xd9\r\n\
+            --XYZ\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8\xff\xd9\r\n--XYZ\r\n";
+        let got = split_every_way("XYZ", 64, data);
+        assert_eq!(got.err, None);
+        assert_eq!(
+            bodies(&got),
+            [
+                &b"\xff\xd8a\r\n--XY\r\n--XYZabc\r\nb\n-\xff\xd9"[..],
+                b"\xff\xd8\xff\xd9"
+            ]
+        );
+        assert!(!got.in_part);
+    }
+
+    #[test]
+    fn part_without_content_length_waits_for_the_whole_delimiter() {
+        let mut s = Splitter::new("XYZ", 64);
+        s.feed(b"--XYZ\r\n\r\nabc\r\n--XYZ");
+        assert_eq!(s.next_part(), Ok(None));
+        assert!(s.in_part());
+        s.feed(b"\r");
+        let part = s.next_part().expect("ok").expect("a part");
+        assert_eq!(&part.body[..], b"abc");
+        assert!(!s.in_part());
+    }
+
+    #[test]
+    fn bare_lf_everywhere() {
+        let data = b"preamble\n--XYZ\nContent-Type: image/jpeg\nContent-Length: 2\n\nab\n\
+            --XYZ\nContent-Type: image/jpeg\n\ncd\n--XYZ\n\n\r\n--XYZ--\n";
+        let got = split_every_way("XYZ", 64, data);
+        assert_eq!(got.err, None);
+        // A lone CR before LF goes with the delimiter, whatever the rest use.
+        assert_eq!(bodies(&got), [&b"ab"[..], b"cd", b""]);
+        assert_eq!(got.parts[1].content_type.as_deref(), Some("image/jpeg"));
+        assert!(got.finished);
+    }
+
+    #[test]
+    fn preamble_is_skipped() {
+        let data = b"This is a multi-part message.\r\n--XYZabc\r\n-- XYZ\r\n  --XYZ\r\n\
+            --XYZ\r\nContent-Length: 2\r\n\r\nok\r\n";
+        let got = split_every_way("XYZ", 64, data);
+        assert_eq!(bodies(&got), [&b"ok"[..]]);
+        let first = data
+            .windows(7)
+            .position(|w| w == b"\n--XYZ\r")
+            .expect("delimiter");
+        let mut s = Splitter::new("XYZ", 64);
+        s.feed(&data[..first + 3]);
+        assert_eq!(s.next_part(), Ok(None));
+        // The preamble is dropped as it is scanned, not kept.
+        assert!(s.buffered() <= 3);
+        assert!(!s.in_part());
+    }
+
+    #[test]
+    fn x_timestamp_is_parsed() {
+        let data = b"--XYZ\r\nContent-Type: image/jpeg\r\nContent-Length: 1\r\nX-Timestamp: 1700000000.123\r\n\r\na\r\n\
+            --XYZ\r\nx-timestamp:0.000000\r\n\r\nb\r\n\
+            --XYZ\r\nX-Timestamp: 12\r\n\r\nc\r\n\
+            --XYZ\r\nX-Timestamp: soon\r\n\r\nd\r\n\
+            --XYZ\r\nX-Timestamp: 1e9\r\n\r\ne\r\n--XYZ--\r\n";
+        let got = split_every_way("XYZ", 64, data);
+        let stamps: Vec<_> = got.parts.iter().map(|p| p.timestamp).collect();
+        assert_eq!(
+            stamps,
+            [Some(1_700_000_000.123), Some(0.0), Some(12.0), None, None]
+        );
+    }
+
+    #[test]
+    fn timestamp_spellings() {
+        assert_eq!(parse_timestamp("5."), Some(5.0));
+        assert_eq!(parse_timestamp(".5"), Some(0.5));
+        for bad in ["", ".", "-1", "+1", "1.2.3", "inf", "NaN", "1 2", "0x10"] {
+            assert_eq!(parse_timestamp(bad), None, "{bad:?}");
+        }
+        // All digits, but too many for an f64: not a time.
+        assert_eq!(parse_timestamp(&"9".repeat(400)), None);
+    }
+
+    #[test]
+    fn extra_headers_are_all_exposed_case_insensitively() {
+        let data =
+            b"--XYZ\r\ncontent-type: image/jpeg\r\nCONTENT-LENGTH:  2 \r\nX-Frame-Id: 42\r\n\
+            X-Resolution: 640x480\r\nnot a header\r\nX-Empty:\r\n\r\nab\r\n";
+        let got = split_every_way("XYZ", 64, data);
+        let part = &got.parts[0];
+        assert_eq!(&part.body[..], b"ab");
+        assert_eq!(
+            part.headers,
+            [
+                ("content-type", "image/jpeg"),
+                ("CONTENT-LENGTH", "2"),
+                ("X-Frame-Id", "42"),
+                ("X-Resolution", "640x480"),
+                ("X-Empty", ""),
+            ]
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        );
+        assert_eq!(part.content_type.as_deref(), Some("image/jpeg"));
+        assert_eq!(part.header("x-frame-id"), Some("42"));
+        assert_eq!(part.header("X-RESOLUTION"), Some("640x480"));
+        assert_eq!(part.header("x-missing"), None);
+    }
+
+    #[test]
+    fn junk_before_a_delimiter_after_a_content_length_body_is_skipped() {
+        // Cameras that count the JPEG short, pad, or skip the line end.
+        let data = b"--XYZ\r\nContent-Length: 2\r\n\r\nab\r\n\r\n  garbage \xff\xd9\r\n\
+            --XYZ\r\nContent-Length: 2\r\n\r\ncd--XYZ\r\nContent-Length: 2\r\n\r\nef\n  \n--XYZ  \t\r\n\
+            Content-Length: 2\r\n\r\ngh";
+        let got = split_every_way("XYZ", 64, data);
+        assert_eq!(got.err, None);
+        assert_eq!(bodies(&got), [&b"ab"[..], b"cd", b"ef", b"gh"]);
+        assert!(!got.in_part);
+    }
+
+    #[test]
+    fn closing_delimiter_ends_the_body() {
+        let data = b"--XYZ\r\n\r\nlast\r\n--XYZ--\r\nepilogue\r\n--XYZ\r\n\r\nignored\r\n--XYZ\r\n";
+        let got = split_every_way("XYZ", 64, data);
+        assert_eq!(bodies(&got), [&b"last"[..]]);
+        assert!(got.finished);
+        assert!(!got.in_part);
+
+        let mut s = Splitter::new("XYZ", 64);
+        s.feed(data);
+        assert!(s.next_part().expect("ok").is_some());
+        assert_eq!(s.next_part(), Ok(None));
+        s.feed(b"--XYZ\r\n\r\nmore\r\n--XYZ\r\n");
+        assert_eq!(s.next_part(), Ok(None));
+        assert_eq!(s.buffered(), 0);
+        assert!(s.is_finished());
+
+        // After a Content-Length body, and without a line end.
+        let got = split_every_way("XYZ", 64, b"--XYZ\r\nContent-Length: 1\r\n\r\na\r\n--XYZ--");
+        assert_eq!(bodies(&got), [&b"a"[..]]);
+        assert!(got.finished);
+    }
+
+    #[test]
+    fn empty_parts_and_parts_without_headers() {
+        let data = b"--XYZ\r\n\r\n\r\n--XYZ\r\nContent-Length: 0\r\n\r\n\r\n--XYZ\r\n\r\n--XYZ\r\n\r\nx\r\n--XYZ--";
+        let got = split_every_way("XYZ", 64, data);
+        assert_eq!(bodies(&got), [&b""[..], b"", b"", b"x"]);
+        assert!(got
+            .parts
+            .iter()
+            .all(|p| p.headers.is_empty() || p.header("content-length") == Some("0")));
+        assert!(got.finished);
+    }
+
+    #[test]
+    fn too_large_content_length_fails_at_the_header() {
+        let mut s = Splitter::new("XYZ", 100);
+        s.feed(b"--XYZ\r\nContent-Type: image/jpeg\r\nContent-Length: 101\r\n");
+        let err = Error::TooLarge { pos: 7, max: 100 };
+        assert_eq!(s.next_part(), Err(err.clone()));
+        assert_eq!(s.next_part(), Err(err.clone()));
+        s.feed(b"\r\n");
+        assert_eq!(s.next_part(), Err(err.clone()));
+        assert_eq!(s.buffered(), 0);
+        assert_eq!(
+            err.to_string(),
+            "multipart part at byte 7 is larger than the 100-byte limit"
+        );
+
+        let data = b"--XYZ\r\nContent-Length: 100\r\n\r\n";
+        let got = split_every_way("XYZ", 100, data);
+        assert_eq!(got.err, None);
+        assert!(got.in_part);
+        let huge = b"--XYZ\r\nContent-Length: 99999999999999999999999999999\r\n\r\n";
+        let got = split_every_way("XYZ", usize::MAX, huge);
+        assert_eq!(
+            got.err,
+            Some(Error::TooLarge {
+                pos: 7,
+                max: usize::MAX
+            })
+        );
+    }
+
+    #[test]
+    fn too_large_boundaryless_part_fails_once_past_the_limit() {
+        // Exactly the limit is fine, even with the delimiter still arriving.
+        let data = b"--XYZ\r\n\r\n0123456789\r\n--XYZ\r\n";
+        let got = split_every_way("XYZ", 10, data);
+        assert_eq!(bodies(&got), [&b"0123456789"[..]]);
+        let data = b"--XYZ\r\n\r\n0123456789a\r\n--XYZ\r\n";
+        let got = split_every_way("XYZ", 10, data);
+        assert_eq!(got.err, Some(Error::TooLarge { pos: 7, max: 10 }));
+
+        // No delimiter at all: fails as soon as the buffered body passes the
+        // limit, not when the stream ends.
+        let mut s = Splitter::new("XYZ", 10);
+        s.feed(b"--XYZ\r\n\r\n0123456789\r");
+        assert_eq!(s.next_part(), Ok(None));
+        s.feed(b"\n");
+        assert_eq!(s.next_part(), Ok(None));
+        s.feed(b"-");
+        assert_eq!(s.next_part(), Ok(None));
+        s.feed(b"x");
+        assert_eq!(s.next_part(), Err(Error::TooLarge { pos: 7, max: 10 }));
+        assert_eq!(s.buffered(), 0);
+    }
+
+    #[test]
+    fn headers_too_large() {
+        // A wrong boundary guess makes the splitter read JPEG as headers.
+        let mut data = b"--XYZ\r\nX-Long: ".to_vec();
+        data.resize(7 + MAX_HEADER_BYTES + 1, b'a');
+        let mut s = Splitter::new("XYZ", DEFAULT_MAX_PART);
+        s.feed(&data);
+        let err = Error::HeadersTooLarge { pos: 7 };
+        assert_eq!(s.next_part(), Err(err.clone()));
+        assert_eq!(s.next_part(), Err(err.clone()));
+        assert!(!err.to_string().contains('\n'));
+
+        // Exactly the limit, blank line included, is fine.
+        let mut data = b"--XYZ\r\nX-Long: ".to_vec();
+        data.resize(7 + MAX_HEADER_BYTES - 4, b'a');
+        data.extend_from_slice(b"\r\n\r\nab\r\n--XYZ\r\n");
+        let got = split_pieces("XYZ", 64, &data, &[]);
+        assert_eq!(got.err, None);
+        assert_eq!(bodies(&got), [&b"ab"[..]]);
+        let mut data = b"--XYZ\r\nX-Long: ".to_vec();
+        data.resize(7 + MAX_HEADER_BYTES - 3, b'a');
+        data.extend_from_slice(b"\r\n\r\nab\r\n--XYZ\r\n");
+        let got = split_pieces("XYZ", 64, &data, &[7 + MAX_HEADER_BYTES - 10]);
+        assert_eq!(got.err, Some(err.clone()));
+
+        // Many small headers.
+        let mut data = b"--XYZ\r\n".to_vec();
+        for _ in 0..=MAX_HEADER_LINES {
+            data.extend_from_slice(b"a:\r\n");
+        }
+        data.extend_from_slice(b"\r\nab\r\n--XYZ\r\n");
+        let got = split_every_way("XYZ", 64, &data);
+        assert_eq!(got.err, Some(err));
+    }
+
+    #[test]
+    fn bad_content_length() {
+        for (value, shown) in [
+            ("12a", "12a"),
+            ("-1", "-1"),
+            ("", ""),
+            ("0x10", "0x10"),
+            ("1\r2", "1\r2"),
+        ] {
+            let data =
+                format!("--XYZ\r\nContent-Type: image/jpeg\r\nContent-Length: {value}\r\n\r\n");
+            let got = split_every_way("XYZ", 64, data.as_bytes());
+            let err = got.err.expect("an error");
+            assert_eq!(
+                err,
+                Error::BadContentLength {
+                    pos: 33,
+                    value: shown.to_owned()
+                }
+            );
+            assert!(!err.to_string().contains(['\n', '\r']), "{err}");
+        }
+        // Two that disagree: which one is right cannot be known.
+        let data = b"--XYZ\r\nContent-Length: 2\r\ncontent-length: 3\r\n\r\nabc\r\n";
+        let got = split_every_way("XYZ", 64, data);
+        assert_eq!(
+            got.err,
+            Some(Error::BadContentLength {
+                pos: 26,
+                value: "3".to_owned()
+            })
+        );
+        // Two that agree are harmless.
+        let data = b"--XYZ\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nab\r\n";
+        assert_eq!(bodies(&split_every_way("XYZ", 64, data)), [&b"ab"[..]]);
+        // The message keeps a long value short.
+        let long = format!("--XYZ\r\nContent-Length: {}\r\n\r\n", "x".repeat(1000));
+        let err = split_pieces("XYZ", 64, long.as_bytes(), &[])
+            .err
+            .expect("an error");
+        assert!(err.to_string().len() < 200, "{err}");
+    }
+
+    #[test]
+    fn dropped_mid_frame_is_visible() {
+        let data = b"--XYZ\r\nContent-Length: 4\r\n\r\nabcd\r\n--XYZ\r\n";
+        let mut s = Splitter::new("XYZ", 64);
+        let mut mid = Vec::new();
+        for (i, byte) in data.iter().enumerate() {
+            s.feed(&[*byte]);
+            let _ = s.next_part().expect("ok");
+            mid.push((i, s.in_part()));
+        }
+        // In a part from its first header byte until its last body byte
+        // arrives; not on the delimiter lines, nor after the last one.
+        let inside: Vec<usize> = mid.iter().filter(|(_, m)| *m).map(|(i, _)| *i).collect();
+        assert_eq!(inside, (7..31).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn delimiter_line_padding_and_lookalikes() {
+        let data = b"--XYZ \t \r\n\r\na\r\n--XYZ-\r\n--XYZ-x\r\n--XYZ\t\r\n\r\nb\r\n--XYZ--";
+        let got = split_every_way("XYZ", 64, data);
+        assert_eq!(bodies(&got), [&b"a\r\n--XYZ-\r\n--XYZ-x"[..], b"b"]);
+        assert!(got.finished);
+    }
+
+    #[test]
+    fn boundary_from_content_type_spellings() {
+        for (value, want) in [
+            ("multipart/x-mixed-replace;boundary=ffmpeg", Some("ffmpeg")),
+            (
+                "multipart/x-mixed-replace; boundary=\"--myboundary\"",
+                Some("--myboundary"),
+            ),
+            ("Multipart/Mixed; charset=x; Boundary=abc", Some("abc")),
+            (
+                "multipart/x-mixed-replace;boundary=boundarydonotcross",
+                Some("boundarydonotcross"),
+            ),
+            (
+                "multipart/x-mixed-replace; BOUNDARY = \"a;b\" ; x=y",
+                Some("a;b"),
+            ),
+            (
+                "multipart/x-mixed-replace; boundary=--video boundary--",
+                Some("--video boundary--"),
+            ),
+            (
+                "multipart/x-mixed-replace; boundary=abc ; charset=x",
+                Some("abc"),
+            ),
+            (
+                "multipart/x-mixed-replace; name=\"x; boundary=no\"; boundary=yes",
+                Some("yes"),
+            ),
+            (
+                "multipart/x-mixed-replace; boundary=\"a\\\"b\"",
+                Some("a\"b"),
+            ),
+            (
+                "multipart/x-mixed-replace; boundary=\"unterminated",
+                Some("unterminated"),
+            ),
+            (
+                "multipart/x-mixed-replace boundary=nosemicolon",
+                Some("nosemicolon"),
+            ),
+            ("multipart/x-mixed-replace", None),
+            ("multipart/x-mixed-replace; charset=x", None),
+            ("multipart/x-mixed-replace; boundary=", None),
+            ("multipart/x-mixed-replace; boundary=\"\"", None),
+            ("multipart/x-mixed-replace; myboundary=x", None),
+            ("", None),
+            (";;; = ; =x; boundary", None),
+        ] {
+            assert_eq!(
+                boundary_from_content_type(value).as_deref(),
+                want,
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn position_counts_consumed_bytes() {
+        let data = b"junk\r\n--XYZ\r\nContent-Length: 2\r\n\r\nab\r\n--XYZ\r\n\r\ncd\r\n--XYZ\r\n";
+        let mut s = Splitter::new("XYZ", 64);
+        s.feed(data);
+        let a = s.next_part().expect("ok").expect("part");
+        assert_eq!(&a.body[..], b"ab");
+        assert_eq!(s.position(), 36);
+        let b = s.next_part().expect("ok").expect("part");
+        assert_eq!(&b.body[..], b"cd");
+        // The line end before the third delimiter, and the delimiter, are
+        // consumed with the part; the delimiter's line end on the next call.
+        assert_eq!(s.position(), data.len() as u64 - 2);
+        assert_eq!(s.buffered(), 2);
+        assert_eq!(s.next_part(), Ok(None));
+        assert_eq!(s.position(), data.len() as u64);
+        assert_eq!(s.buffered(), 0);
+    }
+
+    #[test]
+    fn find_byte_agrees_with_a_plain_scan() {
+        let hay: Vec<u8> = (0..200u32).map(|i| (i * 37 % 251) as u8).collect();
+        for start in 0..40 {
+            for needle in [0u8, 10, 37, 74, 128, 250, 255] {
+                let hay = &hay[start..];
+                assert_eq!(
+                    find_byte(hay, needle),
+                    hay.iter().position(|&b| b == needle),
+                    "{start} {needle}"
+                );
+            }
+        }
+        assert_eq!(find_byte(&[0x80, 0x0a], 0x0a), Some(1));
+        assert_eq!(find_byte(&[0x0b; 33], 0x0a), None);
+    }
+
+    #[test]
+    fn errors_are_one_line_and_locate_the_byte() {
+        for err in [
+            Error::TooLarge { pos: 1, max: 2 },
+            Error::HeadersTooLarge { pos: 3 },
+            Error::BadContentLength {
+                pos: 4,
+                value: "a\nb".to_owned(),
+            },
+        ] {
+            let text = err.to_string();
+            assert!(!text.contains('\n'), "{text}");
+            assert!(text.contains("at byte"), "{text}");
+            assert_eq!(text, text.to_lowercase(), "{text}");
+        }
+    }
+}
