@@ -255,3 +255,77 @@ fn record_stops_cleanly_when_the_stream_restarts() {
     assert_eq!(ffprobe_frames(&mp4), 20);
     ffmpeg_decodes_cleanly(&mp4);
 }
+
+#[test]
+fn a_failed_run_leaves_an_earlier_runs_frames_alone() {
+    let cam = Camera::start(&["--frames", "10", "--size", "320x240", "--fps", "50"]);
+    let dir = decode_ok(&cam.url, &[]);
+    assert_eq!(assert_frames_complete(dir.path()), 10);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("ws://127.0.0.1:{port}/live");
+    let out = camflow_run(&["decode", &url, "--frames-dir", path_str(dir.path())]);
+    assert_one_line_error(&out, &url, "cannot connect");
+    assert_eq!(assert_frames_complete(dir.path()), 10);
+}
+
+#[test]
+fn full_index_disk_never_leaves_a_row_without_its_file() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("needs root to mount a small tmpfs; skipped");
+        return;
+    }
+    let dir = tempdir();
+    let src = make_h264_file(dir.path(), "small.mp4", "160x120", 4);
+    // Sizes around where the disk fills between a frame and its row (on
+    // this kernel, 1066 pages fills it while writing the row).
+    for pages in 1040u32..1080 {
+        let mnt = dir.path().join(format!("m{pages}"));
+        std::fs::create_dir(&mnt).unwrap();
+        let size = format!("size={}", pages * 4096);
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &size, "tmpfs", path_str(&mnt)])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let out = camflow_run(&["decode", path_str(&src), "--frames-dir", path_str(&mnt)]);
+        let n = assert_frames_complete(&mnt);
+        let _ = Command::new("umount").arg(&mnt).status();
+        if out.status.success() {
+            assert_eq!(n, 100);
+        } else {
+            assert_one_line_error(&out, "small.mp4", "no space left");
+        }
+    }
+}
+
+#[test]
+fn record_that_cannot_start_leaves_an_existing_output_alone() {
+    let dir = tempdir();
+    let avi = dir.path().join("raw.avi");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=64x48:rate=5",
+            "-t",
+            "1",
+        ])
+        .args(["-c:v", "rawvideo"])
+        .arg(&avi)
+        .status()
+        .expect("ffmpeg");
+    assert!(made.success());
+    let keep = dir.path().join("keep.mp4");
+    std::fs::write(&keep, b"precious").unwrap();
+    let out = camflow_run(&["record", path_str(&avi), "-o", path_str(&keep)]);
+    assert_one_line_error(&out, "raw.avi", "MP4 cannot hold rawvideo video");
+    assert_eq!(std::fs::read(&keep).unwrap(), b"precious");
+}

@@ -542,3 +542,34 @@ fn record_keeps_the_video_when_mp4_cannot_hold_the_audio() {
     assert_eq!(ffprobe_frames(&mp4), 50);
     ffmpeg_decodes_cleanly(&mp4);
 }
+
+#[test]
+fn record_keeps_the_video_when_the_muxer_refuses_the_audio_header() {
+    // MP3 at 8 kHz passes the codec check but the mp4 muxer refuses it
+    // when writing the header.
+    let dir = tempdir();
+    let mkv = dir.path().join("mp3-8k.mkv");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=25",
+        ])
+        .args(["-f", "lavfi", "-i", "sine=sample_rate=8000", "-t", "2"])
+        .args(["-c:v", "libx264", "-c:a", "libmp3lame"])
+        .arg(&mkv)
+        .status()
+        .expect("ffmpeg");
+    assert!(made.success());
+    let mp4 = dir.path().join("video-only.mp4");
+    assert_ok(&camflow_run(&[
+        "record",
+        path_str(&mkv),
+        "-o",
+        path_str(&mp4),
+    ]));
+    assert_eq!(ffprobe_frames(&mp4), 50);
+}

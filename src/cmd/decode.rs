@@ -74,19 +74,19 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         for frame in frame_rx {
             if let Err(e) = writer.write(&frame) {
                 progress.clear();
-                return (written, Err(e));
+                return (written, Err(e), writer);
             }
             written += 1;
             progress.update(written, received());
             let _ = pool_tx.send(frame.data);
         }
         progress.clear();
-        (written, Ok(()))
+        (written, Ok(()), writer)
     })
     .context("cannot start the writer thread")?;
 
     let decoded = join(decoder).await?;
-    let (written, write_result) = join(writer_thread).await?;
+    let (written, write_result, mut writer) = join(writer_thread).await?;
     let before = if written > 0 {
         format!(" ({written} frames written before it)")
     } else {
@@ -107,6 +107,9 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     };
     match decoded {
         Ok(s) => {
+            writer
+                .finish()
+                .map_err(|e| anyhow!("{name}: cannot write frames: {e}"))?;
             let dropped = if s.dropped_by_fps > 0 {
                 format!(", {} dropped by --fps", s.dropped_by_fps)
             } else {

@@ -118,6 +118,12 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         progress.update(0, bytes.load(Ordering::Relaxed));
         progress.clear();
         if let Ok(s) = &r {
+            if s.audio_dropped {
+                Progress::summary(
+                    quiet,
+                    "warning: MP4 refused the audio stream; the recording holds the video only",
+                );
+            }
             if s.untimed_reordered_video {
                 Progress::summary(
                     quiet,

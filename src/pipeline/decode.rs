@@ -401,7 +401,42 @@ fn scale_into(
 
 #[cfg(test)]
 mod tests {
-    use super::RateLimiter;
+    use super::*;
+
+    /// swscale's vector stores run past the last row at some widths: the
+    /// padding must absorb them, and nothing may land beyond it.
+    #[test]
+    fn scaling_stays_inside_the_padded_buffer_at_awkward_widths() {
+        ffmpeg::init().unwrap();
+        for (w, h) in [(330u32, 198u32), (1918, 8), (333, 17), (96, 2), (2, 2)] {
+            let mut src = Video::new(Pixel::YUV420P, w, h);
+            for plane in 0..3 {
+                src.data_mut(plane).fill(0x80);
+            }
+            let mut sc = scaling::Context::get(
+                Pixel::YUV420P,
+                w,
+                h,
+                Pixel::BGR24,
+                w,
+                h,
+                scaling::Flags::BILINEAR,
+            )
+            .unwrap();
+            let len = (w * h * 3) as usize;
+            let sentinel = 256;
+            let mut buf = vec![0xA5u8; len + SWS_PADDING + sentinel];
+            scale_into(&mut sc, &src, &mut buf[..len + SWS_PADDING], w as usize * 3).unwrap();
+            assert!(
+                buf[len + SWS_PADDING..].iter().all(|b| *b == 0xA5),
+                "{w}x{h}: wrote past the padding"
+            );
+            assert!(
+                buf[..len].iter().all(|b| *b != 0xA5),
+                "{w}x{h}: rows not written"
+            );
+        }
+    }
 
     #[test]
     fn rate_limiter_keeps_five_of_twenty_five() {

@@ -24,6 +24,9 @@ pub struct RemuxSummary {
     /// The video had no timestamps and uses frame reordering (B-frames):
     /// the copy is timed in decode order, as the ffmpeg CLI would do it.
     pub untimed_reordered_video: bool,
+    /// The muxer refused the audio when writing the header; the copy holds
+    /// the video only.
+    pub audio_dropped: bool,
 }
 
 pub fn run(
@@ -42,16 +45,17 @@ pub fn run(
         .ok_or(PipelineError::NoVideo)?;
 
     let out_err = |e: ffmpeg::Error| PipelineError::Output(format!("{}: {e}", out_path.display()));
-    let mut octx = ffmpeg::format::output_as(out_path, "mp4").map_err(out_err)?;
-    // Removes the output again if the header cannot be written: an empty or
-    // header-only file is of no use to anyone.
+    // What was at the output path is never removed: only a regular file
+    // this run created, when it could not even get a header.
+    let existed = out_path.exists();
     let discard = |e: PipelineError| {
-        let _ = std::fs::remove_file(out_path);
+        if !existed && out_path.is_file() {
+            let _ = std::fs::remove_file(out_path);
+        }
         e
     };
-    // Input stream index → output stream index, for the streams kept.
+
     let streams = ictx.nb_streams() as usize;
-    let mut map: Vec<Option<usize>> = vec![None; streams];
     let mut in_tb: Vec<Rational> = vec![Rational::new(0, 1); streams];
     // For packets without timestamps: the next dts, and one frame's length.
     let mut next_dts: Vec<i64> = vec![0; streams];
@@ -61,7 +65,9 @@ pub fn run(
         // SAFETY: a plain read of the stream's own parameters.
         .map(|s| unsafe { (*s.parameters().as_ptr()).video_delay })
         .unwrap_or(0);
-    let mut n = 0usize;
+    // The streams to copy, decided before the output is opened: the video,
+    // and each audio stream MP4 can carry (G.711, for one, it cannot).
+    let mut keep = Vec::new();
     for ist in ictx.streams() {
         let kind = ist.parameters().medium();
         in_tb[ist.index()] = ist.time_base();
@@ -69,22 +75,16 @@ pub fn run(
             continue;
         }
         let id = ist.parameters().id();
-        // SAFETY: reads the muxer's static codec table.
-        let storable = unsafe {
-            ffmpeg::ffi::avformat_query_codec(
-                octx.format().as_ptr(),
-                id.into(),
-                ffmpeg::ffi::FF_COMPLIANCE_NORMAL,
-            )
-        };
-        if storable == 0 {
+        if !mp4_can_hold(id) {
             if ist.index() == video {
-                return Err(discard(PipelineError::Output(format!(
+                return Err(PipelineError::Output(format!(
                     "MP4 cannot hold {} video",
                     id.name()
-                ))));
+                )));
             }
-            // G.711 and other audio MP4 cannot carry: the video matters more.
+            continue;
+        }
+        if kind == media::Type::Video && ist.index() != video {
             continue;
         }
         let rate = ist.avg_frame_rate();
@@ -92,26 +92,22 @@ pub fn run(
             let t = f64::from(rate.invert()) / f64::from(ist.time_base());
             tick[ist.index()] = (t.round() as i64).max(1);
         }
-        let mut ost = octx
-            .add_stream(encoder::find(codec::Id::None))
-            .map_err(|e| discard(out_err(e)))?;
-        ost.set_parameters(ist.parameters());
-        // SAFETY: a plain field write; tags from another container can be
-        // invalid in MP4, and 0 lets the muxer choose.
-        unsafe {
-            (*ost.parameters().as_mut_ptr()).codec_tag = 0;
-        }
-        map[ist.index()] = Some(n);
-        n += 1;
+        keep.push(ist.index());
     }
-    let mut opts = ffmpeg::Dictionary::new();
-    opts.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
-    octx.write_header_with(opts)
-        .map_err(|e| discard(out_err(e)))?;
+    let mut summary = RemuxSummary::default();
+    let (mut octx, map) = match open_output(&ictx, out_path, &keep) {
+        Ok(o) => o,
+        // The muxer refuses some audio only when writing the header (MP3 at
+        // 8 kHz, say): the video matters more, so go on without the audio.
+        Err(_) if keep.len() > 1 => {
+            summary.audio_dropped = true;
+            open_output(&ictx, out_path, &[video]).map_err(|e| discard(out_err(e)))?
+        }
+        Err(e) => return Err(discard(out_err(e))),
+    };
     // Time bases are only final after the header is written.
     let out_tb: Vec<Rational> = octx.streams().map(|s| s.time_base()).collect();
 
-    let mut summary = RemuxSummary::default();
     let mut first: Option<f64> = None;
     let mut pkt = ffmpeg::Packet::empty();
     let mut failure = None;
@@ -177,4 +173,43 @@ pub fn run(
     }
     trailer.map_err(out_err)?;
     Ok(summary)
+}
+
+/// Whether the mp4 muxer knows a tag for this codec.
+fn mp4_can_hold(id: codec::Id) -> bool {
+    // SAFETY: both calls read libavformat's static tables.
+    unsafe {
+        let fmt = ffmpeg::ffi::av_guess_format(c"mp4".as_ptr(), std::ptr::null(), std::ptr::null());
+        !fmt.is_null()
+            && ffmpeg::ffi::avformat_query_codec(fmt, id.into(), ffmpeg::ffi::FF_COMPLIANCE_NORMAL)
+                == 1
+    }
+}
+
+/// Opens the MP4 output with copies of the `keep` streams and writes its
+/// header (fragmented at keyframes). Returns the input → output stream map.
+fn open_output(
+    ictx: &ffmpeg::format::context::Input,
+    out_path: &Path,
+    keep: &[usize],
+) -> Result<(ffmpeg::format::context::Output, Vec<Option<usize>>), ffmpeg::Error> {
+    let mut octx = ffmpeg::format::output_as(out_path, "mp4")?;
+    let mut map = vec![None; ictx.nb_streams() as usize];
+    for (n, &i) in keep.iter().enumerate() {
+        let Some(ist) = ictx.stream(i) else { continue };
+        let mut ost = octx.add_stream(encoder::find(codec::Id::None))?;
+        ost.set_parameters(ist.parameters());
+        // SAFETY: a plain field write; tags from another container can be
+        // invalid in MP4, and 0 lets the muxer choose.
+        unsafe {
+            (*ost.parameters().as_mut_ptr()).codec_tag = 0;
+        }
+        if let Some(slot) = map.get_mut(i) {
+            *slot = Some(n);
+        }
+    }
+    let mut opts = ffmpeg::Dictionary::new();
+    opts.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
+    octx.write_header_with(opts)?;
+    Ok((octx, map))
 }

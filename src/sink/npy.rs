@@ -6,7 +6,7 @@
 //! names a complete file.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use ndarray::ArrayView3;
@@ -19,7 +19,10 @@ pub const CSV_HEADER: &str = "frame,file,pts_seconds,received_unix_seconds,width
 
 pub struct NpyDirWriter {
     dir: PathBuf,
-    csv: BufWriter<File>,
+    /// The index and how many of its bytes are whole rows. Opened with the
+    /// first frame, so a run that fails before any frame leaves an earlier
+    /// run's frames and index alone.
+    csv: Option<(File, u64)>,
 }
 
 /// Errors name the file they concern.
@@ -38,18 +41,16 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> SinkError + '_ {
 }
 
 impl NpyDirWriter {
-    /// Creates the folder if needed and starts a new `frames.csv`.
+    /// Creates the folder if needed and checks that files can be made in
+    /// it, so that a bad `--frames-dir` fails before connecting.
     pub fn create(dir: &Path) -> Result<Self, SinkError> {
         fs::create_dir_all(dir).map_err(at(dir))?;
-        remove_earlier_frames(dir)?;
-        let csv_path = dir.join(CSV_NAME);
-        let file = File::create(&csv_path).map_err(at(&csv_path))?;
-        let mut csv = BufWriter::new(file);
-        writeln!(csv, "{CSV_HEADER}").map_err(at(&csv_path))?;
-        csv.flush().map_err(at(&csv_path))?;
+        let probe = dir.join(".camflow-write-test.tmp");
+        File::create(&probe).map_err(at(dir))?;
+        let _ = fs::remove_file(&probe);
         Ok(NpyDirWriter {
             dir: dir.to_path_buf(),
-            csv,
+            csv: None,
         })
     }
 
@@ -57,9 +58,30 @@ impl NpyDirWriter {
         format!("frame_{index:06}.npy")
     }
 
+    /// Replaces an earlier run's frames and starts a new index.
+    fn start(&mut self) -> Result<(), SinkError> {
+        if self.csv.is_some() {
+            return Ok(());
+        }
+        remove_earlier_frames(&self.dir)?;
+        let csv_path = self.dir.join(CSV_NAME);
+        let mut file = File::create(&csv_path).map_err(at(&csv_path))?;
+        let header = format!("{CSV_HEADER}\n");
+        file.write_all(header.as_bytes()).map_err(at(&csv_path))?;
+        self.csv = Some((file, header.len() as u64));
+        Ok(())
+    }
+
+    /// Ends a run that completed: a run with no frames still leaves an
+    /// (empty) index.
+    pub fn finish(&mut self) -> Result<(), SinkError> {
+        self.start()
+    }
+
     /// Writes one frame and its index row. On error nothing partial is left:
     /// the temporary file is removed and no row is written.
     pub fn write(&mut self, f: &BgrFrame) -> Result<(), SinkError> {
+        self.start()?;
         let name = Self::file_name(f.index);
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let dst = self.dir.join(&name);
@@ -78,10 +100,8 @@ impl NpyDirWriter {
             });
         }
         let pts = f.pts_seconds.map(|p| format!("{p:.6}")).unwrap_or_default();
-        let csv_path = self.dir.join(CSV_NAME);
-        writeln!(
-            self.csv,
-            "{},{},{},{:.6},{},{},{}",
+        let row = format!(
+            "{},{},{},{:.6},{},{},{}\n",
             f.index,
             name,
             pts,
@@ -89,14 +109,26 @@ impl NpyDirWriter {
             f.width,
             f.height,
             u8::from(f.keyframe)
-        )
-        .and_then(|_| self.csv.flush())
-        .map_err(|e| {
-            // A frame without its row would be invisible to readers of the
-            // index but picked up by folder pollers: take it back.
-            let _ = fs::remove_file(&dst);
-            at(&csv_path)(e)
-        })
+        );
+        let csv_path = self.dir.join(CSV_NAME);
+        let Some((csv, good)) = self.csv.as_mut() else {
+            return Ok(());
+        };
+        // One unbuffered write per row: the index on disk is always whole
+        // rows, and nothing is left in a buffer to be flushed later.
+        match csv.write_all(row.as_bytes()) {
+            Ok(()) => {
+                *good += row.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Cut back a partly written row, and take the frame back: a
+                // file without its row would be picked up by folder pollers.
+                let _ = csv.set_len(*good);
+                let _ = fs::remove_file(&dst);
+                Err(at(&csv_path)(e))
+            }
+        }
     }
 }
 

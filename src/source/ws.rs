@@ -204,7 +204,6 @@ async fn session(
         };
         match msg {
             Message::Binary(data) => {
-                deadline = tokio::time::Instant::now() + opts.timeout;
                 stats.add_bytes(data.len());
                 if matches!(framer, Framer::Undecided) {
                     framer = if evostream::looks_like_evostream(&data) {
@@ -249,6 +248,9 @@ async fn session(
                     }
                     Framer::Undecided => {}
                 }
+                // Counted from when the message was handed on, so time spent
+                // waiting for a slow consumer is not held against the server.
+                deadline = tokio::time::Instant::now() + opts.timeout;
             }
             Message::Close(_) => {
                 // A clean end. A fragment cut short by it is dropped: it
