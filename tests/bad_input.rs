@@ -307,22 +307,10 @@ fn full_index_disk_never_leaves_a_row_without_its_file() {
 fn record_that_cannot_start_leaves_an_existing_output_alone() {
     let dir = tempdir();
     let avi = dir.path().join("raw.avi");
-    let made = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=64x48:rate=5",
-            "-t",
-            "1",
-        ])
-        .args(["-c:v", "rawvideo"])
-        .arg(&avi)
-        .status()
-        .expect("ffmpeg");
-    assert!(made.success());
+    ffmpeg_make(
+        &avi,
+        "-f lavfi -i testsrc2=size=64x48:rate=5 -t 1 -c:v rawvideo",
+    );
     let keep = dir.path().join("keep.mp4");
     std::fs::write(&keep, b"precious").unwrap();
     let out = camflow_run(&["record", path_str(&avi), "-o", path_str(&keep)]);

@@ -235,24 +235,7 @@ fn stdin_is_a_source() {
     let dir = tempdir();
     // MPEG-TS, because MP4 read from a pipe needs its moov first.
     let src = dir.path().join("src.ts");
-    let made = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x120:rate=25",
-            "-t",
-            "1",
-        ])
-        .args([
-            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-        ])
-        .arg(&src)
-        .status()
-        .expect("ffmpeg");
-    assert!(made.success());
+    ffmpeg_make(&src, "-f lavfi -i testsrc2=size=160x120:rate=25 -t 1 -c:v libx264 -preset veryfast -pix_fmt yuv420p");
     let frames = dir.path().join("frames");
     let out = run_limited(
         Command::new(camflow())
@@ -338,22 +321,10 @@ fn camera_serves_a_file_copying_h264_and_encoding_anything_else() {
     let dir = tempdir();
     let h264 = make_h264_file(dir.path(), "h264.mp4", "320x240", 1);
     let mpeg4 = dir.path().join("mpeg4.avi");
-    let made = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-t",
-            "1",
-        ])
-        .args(["-c:v", "mpeg4"])
-        .arg(&mpeg4)
-        .status()
-        .expect("ffmpeg");
-    assert!(made.success());
+    ffmpeg_make(
+        &mpeg4,
+        "-f lavfi -i testsrc2=size=320x240:rate=25 -t 1 -c:v mpeg4",
+    );
     for (src, copied) in [(h264, true), (mpeg4, false)] {
         let cam = Camera::start(&["--input", path_str(&src)]);
         let mp4 = dir.path().join("rec.mp4");
@@ -469,26 +440,12 @@ fn a_new_run_replaces_the_frames_of_an_earlier_one() {
 fn raw_h264_without_timestamps_records_and_decodes_with_limits() {
     let dir = tempdir();
     let raw = dir.path().join("dump.h264");
-    let made = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x120:rate=25",
-            "-t",
-            "2",
-        ])
-        // No B-frames, as camera encoders send it: in a stream without
-        // timestamps their order cannot be known without parsing the slices.
-        .args([
-            "-c:v", "libx264", "-preset", "veryfast", "-bf", "0", "-f", "h264",
-        ])
-        .arg(&raw)
-        .status()
-        .expect("ffmpeg");
-    assert!(made.success());
+    // No B-frames, as camera encoders send it: in a stream without
+    // timestamps their order cannot be known without parsing the slices.
+    ffmpeg_make(
+        &raw,
+        "-f lavfi -i testsrc2=size=160x120:rate=25 -t 2 -c:v libx264 -preset veryfast -bf 0 -f h264",
+    );
     let mp4 = dir.path().join("dump.mp4");
     assert_ok(&camflow_run(&[
         "record",
@@ -516,22 +473,7 @@ fn raw_h264_without_timestamps_records_and_decodes_with_limits() {
 fn record_keeps_the_video_when_mp4_cannot_hold_the_audio() {
     let dir = tempdir();
     let mkv = dir.path().join("alaw.mkv");
-    let made = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x120:rate=25",
-        ])
-        .args([
-            "-f", "lavfi", "-i", "sine", "-t", "2", "-c:v", "libx264", "-c:a", "pcm_alaw",
-        ])
-        .arg(&mkv)
-        .status()
-        .expect("ffmpeg");
-    assert!(made.success());
+    ffmpeg_make(&mkv, "-f lavfi -i testsrc2=size=160x120:rate=25 -f lavfi -i sine -t 2 -c:v libx264 -c:a pcm_alaw");
     let mp4 = dir.path().join("alaw.mp4");
     assert_ok(&camflow_run(&[
         "record",
@@ -549,21 +491,7 @@ fn record_keeps_the_video_when_the_muxer_refuses_the_audio_header() {
     // when writing the header.
     let dir = tempdir();
     let mkv = dir.path().join("mp3-8k.mkv");
-    let made = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x120:rate=25",
-        ])
-        .args(["-f", "lavfi", "-i", "sine=sample_rate=8000", "-t", "2"])
-        .args(["-c:v", "libx264", "-c:a", "libmp3lame"])
-        .arg(&mkv)
-        .status()
-        .expect("ffmpeg");
-    assert!(made.success());
+    ffmpeg_make(&mkv, "-f lavfi -i testsrc2=size=160x120:rate=25 -f lavfi -i sine=sample_rate=8000 -t 2 -c:v libx264 -c:a libmp3lame");
     let mp4 = dir.path().join("video-only.mp4");
     assert_ok(&camflow_run(&[
         "record",

@@ -210,35 +210,33 @@ pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// Makes `out` with the ffmpeg CLI (the reference, never called by camflow
+/// itself): `ffmpeg -v error -y ARGS... OUT`, ARGS split on spaces.
+pub fn ffmpeg_make(out: &Path, args: &str) {
+    let made = run_limited(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-y"])
+            .args(args.split_whitespace())
+            .arg(out),
+        Duration::from_secs(120),
+    );
+    assert!(
+        made.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+}
+
 /// A small H.264 test file made by the ffmpeg CLI (the reference, never
 /// called by camflow itself).
 pub fn make_h264_file(dir: &Path, name: &str, size: &str, seconds: u32) -> PathBuf {
     let path = dir.join(name);
-    let out = run_limited(
-        Command::new("ffmpeg").args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=size={size}:rate=25"),
-            "-t",
-            &seconds.to_string(),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-pix_fmt",
-            "yuv420p",
-            path_str(&path),
-        ]),
-        Duration::from_secs(120),
-    );
-    assert!(
-        out.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
+    ffmpeg_make(
+        &path,
+        &format!(
+            "-f lavfi -i testsrc2=size={size}:rate=25 -t {seconds} \
+             -c:v libx264 -preset veryfast -pix_fmt yuv420p"
+        ),
     );
     path
 }
