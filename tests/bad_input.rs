@@ -26,11 +26,7 @@ fn unknown_scheme() {
 
 #[test]
 fn unreachable_host_connection_refused() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let url = format!("ws://127.0.0.1:{port}/live");
     let (out, _d) = decode_err(&url, &[]);
     assert_one_line_error(&out, &url, "cannot connect");
@@ -66,11 +62,7 @@ fn http_error_on_the_upgrade() {
 
 #[test]
 fn password_never_shown() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let url = format!("ws://admin:hunter2@127.0.0.1:{port}/live");
     let (out, _d) = decode_err(&url, &[]);
     let line = assert_one_line_error(&out, "admin:***@127.0.0.1", "cannot connect");
@@ -261,11 +253,7 @@ fn a_failed_run_leaves_an_earlier_runs_frames_alone() {
     let cam = Camera::start(&["--frames", "10", "--size", "320x240", "--fps", "50"]);
     let dir = decode_ok(&cam.url, &[]);
     assert_eq!(assert_frames_complete(dir.path()), 10);
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let url = format!("ws://127.0.0.1:{port}/live");
     let out = camflow_run(&["decode", &url, "--frames-dir", path_str(dir.path())]);
     assert_one_line_error(&out, &url, "cannot connect");
