@@ -33,7 +33,8 @@ pub enum Command {
 /// Options shared by every command that reads a source.
 #[derive(Debug, Args, Clone)]
 pub struct SourceArgs {
-    /// What to read: a file path, `-` for stdin, or a ws:// / wss:// URL.
+    /// What to read: a file path, `-` for stdin, a ws:// or wss:// URL, or an
+    /// MJPEG camera's tcp://host:port or vbc://host[:port] (default port 65310).
     pub source: String,
 
     /// Connect and read timeout, in seconds.
@@ -56,6 +57,14 @@ pub struct SourceArgs {
     /// Largest message or fragment accepted from the network, in bytes.
     #[arg(long = "max-message-bytes", value_name = "BYTES", default_value_t = crate::source::DEFAULT_MAX_MESSAGE)]
     pub max_message_bytes: usize,
+
+    /// vbc://: the handshake sent after connecting (escapes: \n \r \t \0 \xNN).
+    #[arg(long = "vbc-hello", value_name = "BYTES", default_value = r"\n\n\n\n")]
+    pub vbc_hello: String,
+
+    /// tcp:// and vbc://: largest JPEG accepted, in bytes.
+    #[arg(long = "max-frame-bytes", value_name = "BYTES", default_value_t = crate::proto::jpeg::DEFAULT_MAX_FRAME)]
+    pub max_frame_bytes: usize,
 }
 
 impl SourceArgs {
@@ -84,6 +93,11 @@ pub struct DecodeArgs {
     /// Keep at most F frames per second of stream time (frames are dropped, never duplicated).
     #[arg(long, value_name = "F")]
     pub fps: Option<f64>,
+
+    /// MJPEG sources: write each JPEG exactly as the camera sent it
+    /// (frame_NNNNNN.jpg), without decoding.
+    #[arg(long = "save-jpeg")]
+    pub save_jpeg: bool,
 
     /// No progress display or log lines; errors only.
     #[arg(short, long)]
@@ -125,12 +139,18 @@ pub enum CameraProtocol {
     /// Plain fragmented MP4 over a WebSocket: one binary message per init
     /// segment or fragment, as many browser players' servers send it.
     Fmp4Ws,
+    /// Raw JPEGs back to back on a TCP connection (cheap cameras, encoders).
+    TcpMjpeg,
+    /// Canon VB-C10 port: the client sends a 4-byte hello, the camera
+    /// answers "100", then raw JPEGs follow.
+    Vbc,
 }
 
 /// Misbehaviours the simulated camera can put on, to test clients against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CameraFault {
-    /// Close the TCP connection in the middle of a fragment, without a close frame.
+    /// Close the TCP connection in the middle of a fragment (or of a JPEG),
+    /// without a WebSocket close.
     DropMidFragment,
     /// Send a message shorter than its header declares.
     Truncated,
@@ -156,17 +176,24 @@ pub struct CameraArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: String,
 
-    /// Serve this video file (H.264 is sent as is, anything else is encoded) instead of the test pattern.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["size", "fps"])]
+    /// Serve this instead of the test pattern: a video file (H.264 is sent as
+    /// is, anything else is encoded), or for tcp-mjpeg and vbc a folder of
+    /// .jpg files (sent as they are, in name order, at --fps).
+    #[arg(long, value_name = "PATH", conflicts_with = "size")]
     pub input: Option<PathBuf>,
 
     /// Test pattern size, WIDTHxHEIGHT.
     #[arg(long, value_name = "WxH")]
     pub size: Option<String>,
 
-    /// Test pattern frame rate.
+    /// Frame rate of the test pattern or of a folder of JPEGs.
     #[arg(long)]
     pub fps: Option<f64>,
+
+    /// tcp-mjpeg and vbc: put an EXIF-style thumbnail (a whole small JPEG
+    /// inside APP1) in every frame, as many cameras do.
+    #[arg(long = "exif-thumbnail")]
+    pub exif_thumbnail: bool,
 
     /// End each client's stream normally after this many frames (default: endless for the pattern).
     #[arg(long, value_name = "N")]

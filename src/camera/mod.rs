@@ -36,6 +36,7 @@ const MOOV_EXTRA: [u8; 4] = [0xf1, 0x42, 0xc0, 0x1e];
 #[derive(Debug, Clone)]
 pub struct CameraSettings {
     pub synth: SynthSettings,
+    pub exif_thumbnail: bool,
     pub protocol: CameraProtocol,
     pub fault: Option<CameraFault>,
     pub fault_after: u64,
@@ -278,4 +279,92 @@ fn start_synth(
         .name("camflow-synth".into())
         .spawn(move || synth::run(&synth_settings, tx, synth_stop))?;
     Ok((rx, worker, StopOnDrop(stop)))
+}
+
+/// The Canon VB-C10's answer to the client's hello: "100" (the seed found
+/// it meaningless; clients skip it, as they skip anything before an SOI).
+pub const VBC_REPLY: &[u8] = b"100";
+
+/// Raw-JPEG cameras over TCP (`tcp-mjpeg`, and `vbc` with its handshake).
+pub async fn serve_tcp(
+    listener: TcpListener,
+    settings: Arc<CameraSettings>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let s = settings.clone();
+                tokio::spawn(async move {
+                    match tcp_client(stream, s).await {
+                        Ok(n) => eprintln!("camera: {peer}: sent {n} frames"),
+                        Err(e) => eprintln!("camera: {peer}: {e}"),
+                    }
+                });
+            }
+            Err(e) => {
+                eprintln!("camera: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn tcp_client(mut stream: TcpStream, s: Arc<CameraSettings>) -> anyhow::Result<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.set_nodelay(true);
+    if s.protocol == CameraProtocol::Vbc {
+        let mut hello = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut hello))
+            .await
+            .map_err(|_| anyhow::anyhow!("no hello within 10 s"))??;
+        stream.write_all(VBC_REPLY).await?;
+    }
+    let (tx, mut rx) = mpsc::channel::<synth::TimedJpeg>(8);
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_guard = StopOnDrop(stop.clone());
+    let synth_settings = s.synth.clone();
+    let thumb = s.exif_thumbnail;
+    let worker = std::thread::Builder::new()
+        .name("camflow-synth".into())
+        .spawn(move || synth::jpeg_run(&synth_settings, thumb, tx, stop))?;
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while let Some(synth::TimedJpeg { jpeg, at }) = rx.recv().await {
+        tokio::time::sleep_until(start + Duration::from_secs_f64(at.max(0.0))).await;
+        if sent == s.fault_after {
+            match s.fault {
+                Some(CameraFault::DropMidFragment) => {
+                    stream
+                        .write_all(jpeg.get(..jpeg.len() / 2).unwrap_or_default())
+                        .await?;
+                    stream.flush().await?;
+                    return Ok(sent);
+                }
+                Some(CameraFault::Stall) => {
+                    // Connected, silent.
+                    std::future::pending::<()>().await;
+                }
+                Some(CameraFault::Garbage) => loop {
+                    // Bytes, but never a JPEG.
+                    stream.write_all(&[0x42; 4096]).await?;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                },
+                _ => {}
+            }
+        }
+        stream.write_all(&jpeg).await?;
+        sent += 1;
+    }
+    match tokio::task::spawn_blocking(move || worker.join()).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => anyhow::bail!("{e}"),
+        _ => anyhow::bail!("encoder thread failed"),
+    }
+    stream.shutdown().await?;
+    Ok(sent)
 }

@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context};
 use tokio::net::TcpListener;
 
 use crate::camera::{self, CameraSettings};
-use crate::cli::{CameraArgs, CameraProtocol};
+use crate::cli::{CameraArgs, CameraFault, CameraProtocol};
 use crate::pipeline::synth::SynthSettings;
 use crate::shutdown::Shutdown;
 
@@ -37,9 +37,41 @@ pub async fn run(args: CameraArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     if !(fps.is_finite() && (0.1..=240.0).contains(&fps)) {
         bail!("--fps must be between 0.1 and 240");
     }
+    let mjpeg = matches!(
+        args.protocol,
+        CameraProtocol::TcpMjpeg | CameraProtocol::Vbc
+    );
     if let Some(input) = &args.input {
-        if !input.is_file() {
-            bail!("{}: no such file", input.display());
+        match (input.is_dir(), mjpeg) {
+            (true, false) => bail!(
+                "{}: a folder of JPEGs is served with --protocol tcp-mjpeg or vbc",
+                input.display()
+            ),
+            (false, true) => bail!(
+                "{}: --protocol tcp-mjpeg and vbc serve the test pattern or a folder of JPEGs",
+                input.display()
+            ),
+            (false, false) if !input.is_file() => bail!("{}: no such file", input.display()),
+            (false, false) if args.fps.is_some() => {
+                bail!("--fps applies to the test pattern and to a folder of JPEGs, not to a video file")
+            }
+            _ => {}
+        }
+    }
+    if args.exif_thumbnail && !mjpeg {
+        bail!("--exif-thumbnail applies to --protocol tcp-mjpeg and vbc");
+    }
+    if mjpeg {
+        if let Some(f) = args.fault.filter(|f| {
+            !matches!(
+                f,
+                CameraFault::DropMidFragment | CameraFault::Stall | CameraFault::Garbage
+            )
+        }) {
+            bail!("--fault {f:?} is for the WebSocket protocols; tcp-mjpeg and vbc take drop-mid-fragment, stall and garbage");
+        }
+        if args.require_header.is_some() || args.expect_text.is_some() {
+            bail!("--require-header and --expect-text are for the WebSocket protocols");
         }
     }
     let settings = Arc::new(CameraSettings {
@@ -51,6 +83,7 @@ pub async fn run(args: CameraArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             frames: args.frames,
         },
         protocol: args.protocol,
+        exif_thumbnail: args.exif_thumbnail,
         fault: args.fault,
         fault_after: args.fault_after,
         require_header: match &args.require_header {
@@ -72,6 +105,8 @@ pub async fn run(args: CameraArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         CameraProtocol::EvostreamWs | CameraProtocol::Fmp4Ws => {
             format!("ws://{addr}{}", camera::PATH)
         }
+        CameraProtocol::TcpMjpeg => format!("tcp://{addr}"),
+        CameraProtocol::Vbc => format!("vbc://{addr}"),
     };
     // The URL is the first line on stdout, for scripts and tests to read.
     let mut out = std::io::stdout();
@@ -84,6 +119,10 @@ pub async fn run(args: CameraArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             None => format!("a {width}x{height} test pattern at {fps} fps"),
         }
     );
-    camera::serve(listener, settings, shutdown.subscribe()).await;
+    if mjpeg {
+        camera::serve_tcp(listener, settings, shutdown.subscribe()).await;
+    } else {
+        camera::serve(listener, settings, shutdown.subscribe()).await;
+    }
     Ok(ExitCode::SUCCESS)
 }

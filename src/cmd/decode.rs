@@ -11,8 +11,9 @@ use crate::cli::DecodeArgs;
 use crate::pipeline::decode::{self, BgrFrame, DecodeSettings};
 use crate::pipeline::{self, input::InputSource, PipelineError};
 use crate::progress::Progress;
+use crate::proto::jpeg;
 use crate::shutdown::Shutdown;
-use crate::sink::npy::NpyDirWriter;
+use crate::sink::npy::{NpyDirWriter, Row};
 use crate::source::{self, SourceSpec};
 
 /// Frames between the decoder and the writer: two or three let file writes
@@ -35,33 +36,50 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             bail!("--duration must be a positive number of seconds");
         }
     }
+    if args.save_jpeg && !opts.spec.is_mjpeg() {
+        bail!("{name}: --save-jpeg needs an MJPEG source (tcp://, vbc://)");
+    }
     let mut writer = NpyDirWriter::create(&args.frames_dir)
         .map_err(|e| anyhow!("{name}: cannot write frames: {e}"))?;
 
     let started = std::time::Instant::now();
-    let chunks = source::spawn_receiver(&opts, shutdown.subscribe());
-    let net_stats = chunks.as_ref().map(|c| c.stats.clone());
-    let input = match (chunks, &opts.spec) {
-        (Some(c), _) => InputSource::Chunks(pipeline::input::ChunkFeed::new(c.rx)),
-        (None, SourceSpec::Stdin) => InputSource::Stdin,
-        (None, SourceSpec::File(p)) => InputSource::Path(p.clone()),
-        (None, SourceSpec::WebSocket(_)) => bail!("{name}: no receiver for this source"),
-    };
-    let bytes_read = Arc::new(AtomicU64::new(0));
     let settings = DecodeSettings {
         max_frames: args.max_frames,
         duration: args.duration,
         fps: args.fps,
     };
-
+    let jpegs = source::spawn_jpeg_receiver(&opts, shutdown.subscribe());
+    if args.save_jpeg {
+        if let Some(jpegs) = jpegs {
+            return save_jpegs(jpegs, writer, settings, &args, &name, started).await;
+        }
+    }
+    let bytes_read = Arc::new(AtomicU64::new(0));
     let (frame_tx, frame_rx) = mpsc::sync_channel::<BgrFrame>(FRAME_QUEUE);
     let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
     let stop = shutdown.flag();
     let counter = bytes_read.clone();
-    let decoder = pipeline::spawn("camflow-decode", move || {
-        decode::run(input, &settings, stop, counter, frame_tx, pool_rx)
-    })
-    .context("cannot start the decode thread")?;
+    let (decoder, net_stats) = if let Some(jpegs) = jpegs {
+        let stats = jpegs.stats.clone();
+        let t = pipeline::spawn("camflow-decode", move || {
+            decode::run_jpegs(jpegs.rx, &settings, stop, frame_tx, pool_rx)
+        });
+        (t, Some(stats))
+    } else {
+        let chunks = source::spawn_receiver(&opts, shutdown.subscribe());
+        let net_stats = chunks.as_ref().map(|c| c.stats.clone());
+        let input = match (chunks, &opts.spec) {
+            (Some(c), _) => InputSource::Chunks(pipeline::input::ChunkFeed::new(c.rx)),
+            (None, SourceSpec::Stdin) => InputSource::Stdin,
+            (None, SourceSpec::File(p)) => InputSource::Path(p.clone()),
+            (None, _) => bail!("{name}: no receiver for this source"),
+        };
+        let t = pipeline::spawn("camflow-decode", move || {
+            decode::run(input, &settings, stop, counter, frame_tx, pool_rx)
+        });
+        (t, net_stats)
+    };
+    let decoder = decoder.context("cannot start the decode thread")?;
 
     let quiet = args.quiet;
     let writer_thread = pipeline::spawn("camflow-npy", move || {
@@ -133,6 +151,85 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             "{name}: {}{before}",
             source::redact_text(&e.to_string(), &opts.spec)
         )),
+    }
+}
+
+/// `--save-jpeg`: each JPEG written exactly as received, with its row, on
+/// a thread of its own (file writes block). The same limits as decoding
+/// apply, on arrival time (the camera sends no timestamps).
+async fn save_jpegs(
+    mut jpegs: source::JpegStream,
+    mut writer: NpyDirWriter,
+    settings: DecodeSettings,
+    args: &DecodeArgs,
+    name: &str,
+    started: std::time::Instant,
+) -> anyhow::Result<ExitCode> {
+    let quiet = args.quiet;
+    let stats = jpegs.stats.clone();
+    let worker = pipeline::spawn("camflow-jpeg", move || {
+        let mut progress = Progress::new(quiet, "frames");
+        let mut limiter = settings.fps.map(decode::RateLimiter::new);
+        let mut first: Option<f64> = None;
+        let mut written = 0u64;
+        let result = loop {
+            if settings.max_frames.is_some_and(|m| written >= m) {
+                break Ok(());
+            }
+            let jpeg = match jpegs.rx.blocking_recv() {
+                None => break Ok(()),
+                Some(Err(e)) => break Err(anyhow!("{}", e.0)),
+                Some(Ok(j)) => j,
+            };
+            let t = jpeg.at_unix - *first.get_or_insert(jpeg.at_unix);
+            if settings.duration.is_some_and(|d| t >= d) {
+                break Ok(());
+            }
+            if limiter.as_mut().is_some_and(|l| !l.keep(t)) {
+                continue;
+            }
+            let (width, height) = jpeg::dimensions(&jpeg.data).unwrap_or((0, 0));
+            let row = Row {
+                index: written,
+                pts_seconds: Some(t),
+                received_unix: jpeg.at_unix,
+                width: u32::from(width),
+                height: u32::from(height),
+                keyframe: true,
+            };
+            if let Err(e) = writer.write_jpeg(&row, &jpeg.data) {
+                break Err(anyhow!("cannot write frames: {e}"));
+            }
+            written += 1;
+            progress.update(written, stats.bytes());
+        };
+        jpegs.rx.close();
+        progress.clear();
+        let result = result.and_then(|()| {
+            writer
+                .finish()
+                .map_err(|e| anyhow!("cannot write frames: {e}"))
+        });
+        (written, result)
+    })
+    .context("cannot start the writer thread")?;
+    let (written, result) = join(worker).await?;
+    match result {
+        Ok(()) => {
+            Progress::summary(
+                args.quiet,
+                &format!(
+                    "saved {written} JPEGs to {} in {:.1} s",
+                    args.frames_dir.display(),
+                    started.elapsed().as_secs_f64()
+                ),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) if written > 0 => Err(anyhow!(
+            "{name}: {e:#} ({written} frames written before it)"
+        )),
+        Err(e) => Err(anyhow!("{name}: {e:#}")),
     }
 }
 

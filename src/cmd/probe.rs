@@ -11,9 +11,10 @@ use serde::Serialize;
 
 use crate::cli::ProbeArgs;
 use crate::cmd::decode::join;
-use crate::pipeline::probe::ContainerReport;
+use crate::pipeline::probe::{ContainerReport, StreamReport};
 use crate::pipeline::{self, input::ChunkFeed, input::InputSource, PipelineError};
 use crate::proto::evostream;
+use crate::proto::jpeg;
 use crate::shutdown::Shutdown;
 use crate::source::{self, SourceSpec};
 
@@ -48,13 +49,28 @@ fn tag_name(tag: u8) -> String {
 pub async fn run(args: ProbeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     let opts = args.source.options()?;
     let name = opts.spec.display_name();
+    if let Some(jpegs) = source::spawn_jpeg_receiver(&opts, shutdown.subscribe()) {
+        let container = probe_jpegs(jpegs.rx)
+            .await
+            .map_err(|e| anyhow!("{name}: {}", source::redact_text(&e.0, &opts.spec)))?;
+        let report = Report {
+            source: name,
+            protocol: opts.spec.protocol(),
+            framing: Some("raw JPEG".into()),
+            container,
+            received_bytes: Some(jpegs.stats.bytes()),
+            evostream_tags: None,
+        };
+        print_report(&report, args.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let chunks = source::spawn_receiver(&opts, shutdown.subscribe());
     let stats = chunks.as_ref().map(|c| c.stats.clone());
     let input = match (chunks, &opts.spec) {
         (Some(c), _) => InputSource::Chunks(ChunkFeed::new(c.rx)),
         (None, SourceSpec::Stdin) => InputSource::Stdin,
         (None, SourceSpec::File(p)) => InputSource::Path(p.clone()),
-        (None, SourceSpec::WebSocket(_)) => bail!("{name}: no receiver for this source"),
+        (None, _) => bail!("{name}: no receiver for this source"),
     };
     let stop = shutdown.flag();
     let worker = pipeline::spawn("camflow-probe", move || {
@@ -102,12 +118,72 @@ pub async fn run(args: ProbeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode
         received_bytes: stats.as_ref().map(|s| s.bytes()),
         evostream_tags,
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_text(&report);
-    }
+    print_report(&report, args.json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print_text(report);
+    }
+    Ok(())
+}
+
+/// Frames looked at to measure an MJPEG camera's rate.
+const PROBE_FRAMES: usize = 10;
+
+/// An MJPEG camera sends no container: the size comes from the first
+/// JPEG's frame header, the rate from when the first frames arrived.
+async fn probe_jpegs(
+    mut rx: tokio::sync::mpsc::Receiver<Result<source::JpegFrame, source::SourceError>>,
+) -> Result<ContainerReport, source::SourceError> {
+    let mut times = Vec::new();
+    let mut size = None;
+    let window = tokio::time::sleep(std::time::Duration::from_secs(2));
+    tokio::pin!(window);
+    while times.len() < PROBE_FRAMES {
+        let item = tokio::select! {
+            i = rx.recv() => i,
+            _ = &mut window, if !times.is_empty() => break,
+        };
+        match item {
+            None => break,
+            Some(Err(e)) => return Err(e),
+            Some(Ok(j)) => {
+                if size.is_none() {
+                    size = jpeg::dimensions(&j.data);
+                }
+                times.push(j.at_unix);
+            }
+        }
+    }
+    rx.close();
+    if times.is_empty() {
+        return Err(source::SourceError(
+            "the camera sent no JPEG before closing".into(),
+        ));
+    }
+    let fps = match (times.first(), times.last()) {
+        (Some(a), Some(b)) if times.len() > 1 && b > a => Some((times.len() - 1) as f64 / (b - a)),
+        _ => None,
+    };
+    Ok(ContainerReport {
+        container: "mjpeg".into(),
+        container_long: "JPEG images back to back".into(),
+        duration_seconds: None,
+        streams: vec![StreamReport {
+            index: 0,
+            kind: "video".into(),
+            codec: "mjpeg".into(),
+            width: size.map(|s| u32::from(s.0)),
+            height: size.map(|s| u32::from(s.1)),
+            fps,
+            pixel_format: None,
+            sample_rate: None,
+        }],
+    })
 }
 
 fn print_text(r: &Report) {

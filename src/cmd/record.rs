@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context};
 use crate::cli::RecordArgs;
 use crate::cmd::decode::join;
 use crate::packet::{Arrived, Chunk};
-use crate::pipeline::{self, input::InputSource, remux};
+use crate::pipeline::{self, input::InputSource, remux, PipelineError};
 use crate::progress::Progress;
 use crate::shutdown::Shutdown;
 use crate::sink::fmp4_file::Fmp4FileWriter;
@@ -104,17 +104,25 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         };
     }
 
-    let input = match &opts.spec {
-        SourceSpec::Stdin => InputSource::Stdin,
-        SourceSpec::File(p) => InputSource::Path(p.clone()),
-        SourceSpec::WebSocket(_) => bail!("{name}: no receiver for this source"),
-    };
     let stop = shutdown.flag();
     let bytes = Arc::new(AtomicU64::new(0));
     let counter = bytes.clone();
+    let jpegs = source::spawn_jpeg_receiver(&opts, shutdown.subscribe());
+    let input = match (&jpegs, &opts.spec) {
+        (Some(_), _) => None,
+        (None, SourceSpec::Stdin) => Some(InputSource::Stdin),
+        (None, SourceSpec::File(p)) => Some(InputSource::Path(p.clone())),
+        (None, _) => bail!("{name}: no receiver for this source"),
+    };
     let worker = pipeline::spawn("camflow-remux", move || {
         let mut progress = Progress::new(quiet, "packets");
-        let r = remux::run(&input, &out, duration, stop, counter);
+        // MJPEG cameras' JPEGs go into MP4 as they are; anything libavformat
+        // reads is stream-copied.
+        let r = match (jpegs, input) {
+            (Some(j), _) => remux::record_jpegs(j.rx, &out, duration, stop),
+            (None, Some(input)) => remux::run(&input, &out, duration, stop, counter),
+            (None, None) => Err(PipelineError::NoVideo),
+        };
         progress.update(0, bytes.load(Ordering::Relaxed));
         progress.clear();
         if let Ok(s) = &r {

@@ -17,6 +17,8 @@ use ffmpeg_next as ffmpeg;
 use super::input::{self, InputSource};
 use super::PipelineError;
 use crate::packet::unix_now;
+use crate::source::{JpegFrame, SourceError};
+use tokio::sync::mpsc;
 
 #[derive(Debug, Clone, Default)]
 pub struct DecodeSettings {
@@ -113,22 +115,7 @@ pub fn run(
     out: SyncSender<BgrFrame>,
     pool: Receiver<Vec<u8>>,
 ) -> Result<DecodeSummary, PipelineError> {
-    let mut run = Run {
-        settings,
-        out: &out,
-        pool: &pool,
-        stop: &stop,
-        limiter: settings.fps.map(RateLimiter::new),
-        first_pts: None,
-        elapsed_before: 0.0,
-        last_t: None,
-        session_frames: 0,
-        frame_rate: 25.0,
-        summary: DecodeSummary::default(),
-        scaler: None,
-        arrivals: BTreeMap::new(),
-        done: false,
-    };
+    let mut run = Run::new(settings, &out, &pool, &stop);
     // When a receiver failed, its error says why libav could not go on.
     let explain = |e: PipelineError| match &src {
         InputSource::Chunks(feed) => feed.error().map(PipelineError::Source).unwrap_or(e),
@@ -158,7 +145,93 @@ pub fn run(
     Ok(run.summary)
 }
 
-impl Run<'_> {
+/// Decodes whole JPEGs from an MJPEG receiver with libavcodec's mjpeg
+/// decoder. The camera sends no timestamps: a frame's stream time is when
+/// it arrived, counted from the first one.
+pub fn run_jpegs(
+    mut rx: mpsc::Receiver<Result<JpegFrame, SourceError>>,
+    settings: &DecodeSettings,
+    stop: Arc<AtomicBool>,
+    out: SyncSender<BgrFrame>,
+    pool: Receiver<Vec<u8>>,
+) -> Result<DecodeSummary, PipelineError> {
+    let mut run = Run::new(settings, &out, &pool, &stop);
+    let codec = ffmpeg::decoder::find(ffmpeg::codec::Id::MJPEG)
+        .ok_or_else(|| PipelineError::Decoder("this FFmpeg has no mjpeg decoder".into()))?;
+    let mut decoder = ffmpeg::codec::context::Context::new_with_codec(codec)
+        .decoder()
+        .video()
+        .map_err(|e| PipelineError::Decoder(e.to_string()))?;
+    // Microseconds since the first frame arrived.
+    let time_base = Rational::new(1, 1_000_000);
+    let mut first_at: Option<f64> = None;
+    let mut frame = Video::empty();
+    let mut failure = None;
+    while !run.done {
+        if stop.load(Ordering::Relaxed) {
+            run.done = true;
+            break;
+        }
+        let jpeg = match rx.blocking_recv() {
+            None => break,
+            Some(Err(e)) => {
+                failure = Some(PipelineError::Source(e));
+                break;
+            }
+            Some(Ok(j)) => j,
+        };
+        let first = *first_at.get_or_insert(jpeg.at_unix);
+        let pts = ((jpeg.at_unix - first) * 1e6).round() as i64;
+        run.arrivals.insert(pts, jpeg.at_unix);
+        let mut packet = ffmpeg::Packet::copy(&jpeg.data);
+        packet.set_pts(Some(pts));
+        packet.set_dts(Some(pts));
+        // A JPEG the decoder refuses costs that frame, not the run.
+        if decoder.send_packet(&packet).is_err() {
+            run.arrivals.remove(&pts);
+            continue;
+        }
+        run.receive(&mut decoder, &mut frame, time_base)?;
+    }
+    if !run.done {
+        let _ = decoder.send_eof();
+        run.receive(&mut decoder, &mut frame, time_base)?;
+    }
+    rx.close();
+    match failure {
+        Some(e) => Err(e),
+        None => {
+            run.summary.stopped_early = run.done;
+            Ok(run.summary)
+        }
+    }
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        settings: &'a DecodeSettings,
+        out: &'a SyncSender<BgrFrame>,
+        pool: &'a Receiver<Vec<u8>>,
+        stop: &'a AtomicBool,
+    ) -> Self {
+        Run {
+            settings,
+            out,
+            pool,
+            stop,
+            limiter: settings.fps.map(RateLimiter::new),
+            first_pts: None,
+            elapsed_before: 0.0,
+            last_t: None,
+            session_frames: 0,
+            frame_rate: 25.0,
+            summary: DecodeSummary::default(),
+            scaler: None,
+            arrivals: BTreeMap::new(),
+            done: false,
+        }
+    }
+
     fn session(
         &mut self,
         src: &InputSource,

@@ -13,8 +13,12 @@ use std::sync::Arc;
 use ffmpeg::{codec, encoder, media, Rational};
 use ffmpeg_next as ffmpeg;
 
+use tokio::sync::mpsc;
+
 use super::input::{self, InputSource};
 use super::PipelineError;
+use crate::proto::jpeg;
+use crate::source::{JpegFrame, SourceError};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RemuxSummary {
@@ -212,4 +216,119 @@ fn open_output(
     opts.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
     octx.write_header_with(opts)?;
     Ok((octx, map))
+}
+
+/// Records whole JPEGs from an MJPEG receiver into MP4 as they are (codec
+/// mjpeg), timed by arrival, fragmented at every frame so a recording cut
+/// short still plays. Each packet is written when the next one arrives, so
+/// that it carries its real duration.
+pub fn record_jpegs(
+    mut rx: mpsc::Receiver<Result<JpegFrame, SourceError>>,
+    out_path: &Path,
+    duration: Option<f64>,
+    stop: Arc<AtomicBool>,
+) -> Result<RemuxSummary, PipelineError> {
+    let out_err = |e: ffmpeg::Error| PipelineError::Output(format!("{}: {e}", out_path.display()));
+    let mut summary = RemuxSummary::default();
+    // Microseconds since the first frame arrived.
+    let in_tb = Rational::new(1, 1_000_000);
+    let mut first_at: Option<f64> = None;
+    let mut octx: Option<(ffmpeg::format::context::Output, Rational)> = None;
+    let mut pending: Option<(ffmpeg::Packet, i64)> = None;
+    let mut failure = None;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let jpeg = match rx.blocking_recv() {
+            None => break,
+            Some(Err(e)) => {
+                failure = Some(PipelineError::Source(e));
+                break;
+            }
+            Some(Ok(j)) => j,
+        };
+        let t = jpeg.at_unix - *first_at.get_or_insert(jpeg.at_unix);
+        if duration.is_some_and(|d| t >= d) {
+            break;
+        }
+        if octx.is_none() {
+            // The first picture's frame header gives the stream its size.
+            let Some((w, h)) = jpeg::dimensions(&jpeg.data) else {
+                continue;
+            };
+            octx = Some(open_mjpeg_output(out_path, w, h).map_err(out_err)?);
+        }
+        let Some((out, out_tb)) = octx.as_mut() else {
+            continue;
+        };
+        let pts = (t * 1e6).round() as i64;
+        if let Some((mut prev, prev_pts)) = pending.take() {
+            prev.set_duration((pts - prev_pts).max(1));
+            prev.rescale_ts(in_tb, *out_tb);
+            if let Err(e) = prev.write_interleaved(out) {
+                failure = Some(out_err(e));
+                break;
+            }
+        }
+        let mut pkt = ffmpeg::Packet::copy(&jpeg.data);
+        pkt.set_pts(Some(pts));
+        pkt.set_dts(Some(pts));
+        pkt.set_stream(0);
+        pkt.set_flags(ffmpeg::packet::Flags::KEY);
+        pending = Some((pkt, pts));
+        summary.video_frames += 1;
+        summary.seconds = t;
+    }
+    rx.close();
+    let Some((mut out, out_tb)) = octx else {
+        return Err(failure.unwrap_or_else(|| {
+            PipelineError::Output("the stream ended before any picture arrived".into())
+        }));
+    };
+    // The last picture lasts as long as the one before it did, on average.
+    if let Some((mut last, _)) = pending.take() {
+        let n = summary.video_frames.max(2) - 1;
+        let avg = ((summary.seconds * 1e6) / n as f64).round() as i64;
+        last.set_duration(avg.max(1));
+        last.rescale_ts(in_tb, out_tb);
+        if let Err(e) = last.write_interleaved(&mut out) {
+            failure.get_or_insert(out_err(e));
+        }
+    }
+    let trailer = out.write_trailer();
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    trailer.map_err(out_err)?;
+    Ok(summary)
+}
+
+fn open_mjpeg_output(
+    out_path: &Path,
+    width: u16,
+    height: u16,
+) -> Result<(ffmpeg::format::context::Output, Rational), ffmpeg::Error> {
+    let mut octx = ffmpeg::format::output_as(out_path, "mp4")?;
+    {
+        let mut ost = octx.add_stream(encoder::find(codec::Id::None))?;
+        ost.set_time_base(Rational::new(1, 90_000));
+        // SAFETY: plain field writes on the new stream's own parameters.
+        unsafe {
+            let par = ost.parameters().as_mut_ptr();
+            (*par).codec_type = ffmpeg::ffi::AVMediaType::AVMEDIA_TYPE_VIDEO;
+            (*par).codec_id = ffmpeg::ffi::AVCodecID::AV_CODEC_ID_MJPEG;
+            (*par).codec_tag = 0;
+            (*par).width = i32::from(width);
+            (*par).height = i32::from(height);
+        }
+    }
+    let mut opts = ffmpeg::Dictionary::new();
+    opts.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
+    octx.write_header_with(opts)?;
+    let tb = octx
+        .stream(0)
+        .map(|s| s.time_base())
+        .unwrap_or(Rational::new(1, 90_000));
+    Ok((octx, tb))
 }

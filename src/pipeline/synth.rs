@@ -6,6 +6,8 @@
 
 use std::io::{self, Write};
 use std::path::PathBuf;
+
+use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -421,4 +423,192 @@ fn encode_one(
         }
     }
     Ok(true)
+}
+
+/// One JPEG and when to send it, in seconds from the stream's start.
+pub struct TimedJpeg {
+    pub jpeg: Bytes,
+    pub at: f64,
+}
+
+/// JPEG quality scale for the pattern (as `-q:v` 3): high enough that the
+/// colour bars come through for clients to check.
+const JPEG_QSCALE: i32 = 3;
+/// libavcodec's lambda per quantiser step (FF_QP2LAMBDA).
+const QP2LAMBDA: i32 = 118;
+
+/// An MJPEG camera's frames: the test pattern encoded by libavcodec's mjpeg
+/// encoder, or the `.jpg` files of a folder as they are, at `s.fps`, with an
+/// EXIF-style thumbnail (a whole small JPEG inside APP1) when `thumbnail`.
+pub fn jpeg_run(
+    s: &SynthSettings,
+    thumbnail: bool,
+    out: Sender<TimedJpeg>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), PipelineError> {
+    let thumb = if thumbnail {
+        let mut small = jpeg_pattern_encoder(32, 24, s.fps)?;
+        Some(small.encode(0)?)
+    } else {
+        None
+    };
+    let files = match &s.input {
+        Some(dir) => Some(jpeg_files(dir)?),
+        None => None,
+    };
+    let mut enc = match files {
+        Some(_) => None,
+        None => Some(jpeg_pattern_encoder(s.width, s.height, s.fps)?),
+    };
+    let mut index = 0u64;
+    loop {
+        if stop.load(Ordering::Relaxed) || s.frames.is_some_and(|n| index >= n) {
+            return Ok(());
+        }
+        let jpeg = match (&files, enc.as_mut()) {
+            (Some(files), _) => {
+                let Some(path) = files.get(index as usize) else {
+                    return Ok(());
+                };
+                Bytes::from(
+                    std::fs::read(path)
+                        .map_err(|e| PipelineError::Open(format!("{}: {e}", path.display())))?,
+                )
+            }
+            (None, Some(enc)) => enc.encode(index)?,
+            (None, None) => return Ok(()),
+        };
+        let jpeg = match &thumb {
+            Some(t) => with_thumbnail(&jpeg, t),
+            None => jpeg,
+        };
+        let at = index as f64 / s.fps;
+        if out.blocking_send(TimedJpeg { jpeg, at }).is_err() {
+            return Ok(());
+        }
+        index += 1;
+    }
+}
+
+/// The `.jpg`/`.jpeg` files of a folder, in name order.
+fn jpeg_files(dir: &std::path::Path) -> Result<Vec<PathBuf>, PipelineError> {
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| PipelineError::Open(format!("{}: {e}", dir.display())))?;
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| x.eq_ignore_ascii_case("jpg") || x.eq_ignore_ascii_case("jpeg"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(PipelineError::Open(format!(
+            "{}: no .jpg files",
+            dir.display()
+        )));
+    }
+    Ok(files)
+}
+
+/// Inserts an APP1 "Exif" segment right after the SOI, as cameras do: a
+/// TIFF structure whose IFD1 points at `thumb`, a whole JPEG (SOI to EOI).
+/// A splitter that searched for FF D9 would cut the frame at its end.
+fn with_thumbnail(jpeg: &[u8], thumb: &[u8]) -> Bytes {
+    // TIFF, big-endian: header, an empty IFD0 linking to IFD1, IFD1 with
+    // JPEGInterchangeFormat (0x0201) and its length (0x0202), then the
+    // thumbnail at offset 44.
+    let Ok(thumb_len) = u32::try_from(thumb.len()) else {
+        return Bytes::copy_from_slice(jpeg);
+    };
+    let mut tiff: Vec<u8> = Vec::with_capacity(44 + thumb.len());
+    tiff.extend_from_slice(b"MM\0\x2a");
+    tiff.extend_from_slice(&8u32.to_be_bytes());
+    tiff.extend_from_slice(&0u16.to_be_bytes());
+    tiff.extend_from_slice(&14u32.to_be_bytes());
+    tiff.extend_from_slice(&2u16.to_be_bytes());
+    for (tag, value) in [(0x0201u16, 44u32), (0x0202, thumb_len)] {
+        tiff.extend_from_slice(&tag.to_be_bytes());
+        tiff.extend_from_slice(&4u16.to_be_bytes());
+        tiff.extend_from_slice(&1u32.to_be_bytes());
+        tiff.extend_from_slice(&value.to_be_bytes());
+    }
+    tiff.extend_from_slice(&0u32.to_be_bytes());
+    tiff.extend_from_slice(thumb);
+    let Ok(seg_len) = u16::try_from(2 + 6 + tiff.len()) else {
+        return Bytes::copy_from_slice(jpeg);
+    };
+    let mut v = Vec::with_capacity(jpeg.len() + tiff.len() + 10);
+    v.extend_from_slice(&[0xFF, 0xD8, 0xFF, 0xE1]);
+    v.extend_from_slice(&seg_len.to_be_bytes());
+    v.extend_from_slice(b"Exif\0\0");
+    v.extend_from_slice(&tiff);
+    v.extend_from_slice(jpeg.get(2..).unwrap_or_default());
+    Bytes::from(v)
+}
+
+/// The test pattern through libavcodec's mjpeg encoder.
+struct JpegPattern {
+    enc: encoder::Video,
+    sws: scaling::Context,
+    bgr: Video,
+    yuv: Video,
+    pkt: Packet,
+}
+
+fn jpeg_pattern_encoder(width: u32, height: u32, fps: f64) -> Result<JpegPattern, PipelineError> {
+    let codec = encoder::find(codec::Id::MJPEG)
+        .ok_or_else(|| PipelineError::Output("this FFmpeg has no mjpeg encoder".into()))?;
+    let mut enc = codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(err("encoder"))?;
+    enc.set_width(width);
+    enc.set_height(height);
+    // Full-range 4:2:0, what cameras send.
+    enc.set_format(Pixel::YUVJ420P);
+    enc.set_time_base(Rational::from(fps).invert());
+    enc.set_flags(codec::Flags::QSCALE);
+    enc.set_global_quality(JPEG_QSCALE * QP2LAMBDA);
+    let enc = enc.open().map_err(err("opening the mjpeg encoder"))?;
+    let sws = scaling::Context::get(
+        Pixel::BGR24,
+        width,
+        height,
+        Pixel::YUVJ420P,
+        width,
+        height,
+        scaling::Flags::BILINEAR,
+    )
+    .map_err(err("converter"))?;
+    Ok(JpegPattern {
+        enc,
+        sws,
+        bgr: Video::new(Pixel::BGR24, width, height),
+        yuv: Video::new(Pixel::YUVJ420P, width, height),
+        pkt: Packet::empty(),
+    })
+}
+
+impl JpegPattern {
+    fn encode(&mut self, index: u64) -> Result<Bytes, PipelineError> {
+        let (w, h) = (self.bgr.width(), self.bgr.height());
+        let stride = self.bgr.stride(0);
+        pattern::draw(self.bgr.data_mut(0), stride, w, h, index);
+        self.sws
+            .run(&self.bgr, &mut self.yuv)
+            .map_err(err("converting"))?;
+        self.yuv.set_pts(Some(index as i64));
+        // SAFETY: a plain field write on our own frame; with QSCALE the
+        // encoder takes each frame's quality from here.
+        unsafe {
+            (*self.yuv.as_mut_ptr()).quality = JPEG_QSCALE * QP2LAMBDA;
+        }
+        self.enc.send_frame(&self.yuv).map_err(err("encoding"))?;
+        self.enc
+            .receive_packet(&mut self.pkt)
+            .map_err(err("encoding"))?;
+        Ok(Bytes::copy_from_slice(self.pkt.data().unwrap_or_default()))
+    }
 }

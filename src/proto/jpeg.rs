@@ -403,6 +403,39 @@ fn find_ff(data: &[u8]) -> Option<usize> {
         .map(|i| base + i)
 }
 
+/// Width and height from a whole JPEG's frame header (SOFn), found by
+/// walking the marker segments from SOI; `None` if there is none before the
+/// first scan or the structure is broken.
+pub fn dimensions(jpeg: &[u8]) -> Option<(u16, u16)> {
+    if jpeg.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    let mut i = 2usize;
+    loop {
+        // Fill bytes may precede a marker.
+        while *jpeg.get(i)? == 0xFF && *jpeg.get(i + 1)? == 0xFF {
+            i += 1;
+        }
+        if *jpeg.get(i)? != 0xFF {
+            return None;
+        }
+        let marker = *jpeg.get(i + 1)?;
+        let len = usize::from(u16::from_be_bytes([*jpeg.get(i + 2)?, *jpeg.get(i + 3)?]));
+        match marker {
+            // SOF0-SOF15 less DHT (C4), JPG (C8) and DAC (CC): length,
+            // precision, height, width.
+            0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
+                let h = u16::from_be_bytes([*jpeg.get(i + 5)?, *jpeg.get(i + 6)?]);
+                let w = u16::from_be_bytes([*jpeg.get(i + 7)?, *jpeg.get(i + 8)?]);
+                return Some((w, h));
+            }
+            0xDA | 0xD9 => return None,
+            _ if len < 2 => return None,
+            _ => i = i.checked_add(2 + len)?,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -783,5 +816,20 @@ mod tests {
         let (frames, err, _) = split_pieces(SMALL.chunks(100), max);
         assert_eq!(frames, Vec::<Bytes>::new());
         assert_eq!(err, Some(Error::TooLarge { pos: 0, max }));
+    }
+
+    #[test]
+    fn dimensions_come_from_the_frame_header_past_an_exif_thumbnail() {
+        let small = include_bytes!("../../testdata/jpeg/small.jpg");
+        assert_eq!(dimensions(small), Some((160, 120)));
+        let thumb = include_bytes!("../../testdata/jpeg/thumb.jpg");
+        // An APP1 segment holding a whole other JPEG comes first.
+        let mut with_thumb = vec![0xFF, 0xD8, 0xFF, 0xE1];
+        with_thumb.extend_from_slice(&((thumb.len() + 2) as u16).to_be_bytes());
+        with_thumb.extend_from_slice(thumb);
+        with_thumb.extend_from_slice(&small[2..]);
+        assert_eq!(dimensions(&with_thumb), Some((160, 120)));
+        assert_eq!(dimensions(b"not a jpeg"), None);
+        assert_eq!(dimensions(&small[..20]), None);
     }
 }

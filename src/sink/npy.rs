@@ -17,6 +17,17 @@ use crate::pipeline::decode::BgrFrame;
 pub const CSV_NAME: &str = "frames.csv";
 pub const CSV_HEADER: &str = "frame,file,pts_seconds,received_unix_seconds,width,height,keyframe";
 
+/// One row of frames.csv.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub index: u64,
+    pub pts_seconds: Option<f64>,
+    pub received_unix: f64,
+    pub width: u32,
+    pub height: u32,
+    pub keyframe: bool,
+}
+
 pub struct NpyDirWriter {
     dir: PathBuf,
     /// The index and how many of its bytes are whole rows. Opened with the
@@ -81,11 +92,35 @@ impl NpyDirWriter {
     /// Writes one frame and its index row. On error nothing partial is left:
     /// the temporary file is removed and no row is written.
     pub fn write(&mut self, f: &BgrFrame) -> Result<(), SinkError> {
+        let row = Row {
+            index: f.index,
+            pts_seconds: f.pts_seconds,
+            received_unix: f.received_unix,
+            width: f.width,
+            height: f.height,
+            keyframe: f.keyframe,
+        };
+        self.commit(Self::file_name(f.index), &row, |path| write_npy(path, f))
+    }
+
+    /// Writes one JPEG exactly as received (`frame_NNNNNN.jpg`) and its row.
+    pub fn write_jpeg(&mut self, row: &Row, jpeg: &[u8]) -> Result<(), SinkError> {
+        let name = format!("frame_{:06}.jpg", row.index);
+        self.commit(name, row, |path| fs::write(path, jpeg))
+    }
+
+    /// Writes a frame file under a temporary name, renames it into place,
+    /// then appends its row.
+    fn commit(
+        &mut self,
+        name: String,
+        r: &Row,
+        write: impl FnOnce(&Path) -> io::Result<()>,
+    ) -> Result<(), SinkError> {
         self.start()?;
-        let name = Self::file_name(f.index);
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let dst = self.dir.join(&name);
-        if let Err(e) = write_npy(&tmp, f) {
+        if let Err(e) = write(&tmp) {
             let _ = fs::remove_file(&tmp);
             return Err(SinkError {
                 path: dst,
@@ -99,16 +134,16 @@ impl NpyDirWriter {
                 source: e,
             });
         }
-        let pts = f.pts_seconds.map(|p| format!("{p:.6}")).unwrap_or_default();
+        let pts = r.pts_seconds.map(|p| format!("{p:.6}")).unwrap_or_default();
         let row = format!(
             "{},{},{},{:.6},{},{},{}\n",
-            f.index,
+            r.index,
             name,
             pts,
-            f.received_unix,
-            f.width,
-            f.height,
-            u8::from(f.keyframe)
+            r.received_unix,
+            r.width,
+            r.height,
+            u8::from(r.keyframe)
         );
         let csv_path = self.dir.join(CSV_NAME);
         let Some((csv, good)) = self.csv.as_mut() else {
@@ -134,19 +169,18 @@ impl NpyDirWriter {
 
 /// A new run replaces the frames of an earlier one in the same folder, so
 /// that a script polling for `*.npy` never mixes two runs. Only camflow's
-/// own names are touched: `frame_<digits>.npy` and `.frame_<digits>.npy.tmp`.
+/// own names are touched: `frame_<digits>.npy` / `.jpg` and their
+/// `.frame_<digits>.npy.tmp` / `.jpg.tmp` temporaries.
 fn remove_earlier_frames(dir: &Path) -> Result<(), SinkError> {
     for entry in fs::read_dir(dir).map_err(at(dir))? {
         let entry = entry.map_err(at(dir))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let digits = name
+        let base = name.strip_suffix(".tmp").and_then(|n| n.strip_prefix('.'));
+        let digits = base
+            .unwrap_or(name)
             .strip_prefix("frame_")
-            .and_then(|n| n.strip_suffix(".npy"))
-            .or_else(|| {
-                name.strip_prefix(".frame_")
-                    .and_then(|n| n.strip_suffix(".npy.tmp"))
-            });
+            .and_then(|n| n.strip_suffix(".npy").or_else(|| n.strip_suffix(".jpg")));
         if digits.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) {
             let path = entry.path();
             fs::remove_file(&path).map_err(at(&path))?;

@@ -3,6 +3,7 @@
 //! reads them itself.
 
 pub mod reconnect;
+pub mod tcp;
 pub mod ws;
 
 use std::fmt;
@@ -69,6 +70,10 @@ pub enum SourceSpec {
     File(PathBuf),
     Stdin,
     WebSocket(Url),
+    /// Raw JPEGs back to back on a TCP connection.
+    Tcp(Url),
+    /// A Canon VB camera's port: a hello, then raw JPEGs.
+    Vbc(Url),
 }
 
 impl SourceSpec {
@@ -86,13 +91,27 @@ impl SourceSpec {
                     }
                     Ok(SourceSpec::WebSocket(url))
                 }
+                "tcp" | "vbc" => {
+                    let url = Url::parse(s).map_err(|e| format!("not a valid URL: {e}"))?;
+                    if url.host_str().is_none_or(str::is_empty) {
+                        return Err("the URL has no host".into());
+                    }
+                    if scheme == "tcp" {
+                        if url.port().is_none() {
+                            return Err("tcp:// needs a port (tcp://host:port)".into());
+                        }
+                        Ok(SourceSpec::Tcp(url))
+                    } else {
+                        Ok(SourceSpec::Vbc(url))
+                    }
+                }
                 "file" => Url::parse(s)
                     .ok()
                     .and_then(|u| u.to_file_path().ok())
                     .map(SourceSpec::File)
                     .ok_or_else(|| "not a valid file:// URL".to_string()),
                 _ => Err(format!(
-                    "unknown scheme {scheme:?} (camflow reads files, `-` for stdin, ws:// and wss://)"
+                    "unknown scheme {scheme:?} (camflow reads files, `-` for stdin, ws://, wss://, tcp:// and vbc://)"
                 )),
             };
         }
@@ -106,6 +125,8 @@ impl SourceSpec {
             SourceSpec::Stdin => "stdin",
             SourceSpec::WebSocket(u) if u.scheme() == "wss" => "wss",
             SourceSpec::WebSocket(_) => "ws",
+            SourceSpec::Tcp(_) => "tcp",
+            SourceSpec::Vbc(_) => "vbc",
         }
     }
 
@@ -114,8 +135,13 @@ impl SourceSpec {
         match self {
             SourceSpec::File(p) => p.display().to_string(),
             SourceSpec::Stdin => "stdin".into(),
-            SourceSpec::WebSocket(u) => redact(u),
+            SourceSpec::WebSocket(u) | SourceSpec::Tcp(u) | SourceSpec::Vbc(u) => redact(u),
         }
+    }
+
+    /// Sources that deliver JPEG frames rather than a container.
+    pub fn is_mjpeg(&self) -> bool {
+        matches!(self, SourceSpec::Tcp(_) | SourceSpec::Vbc(_))
     }
 }
 
@@ -144,7 +170,7 @@ fn mask_userinfo(s: &str) -> Option<String> {
 /// Error texts from lower layers sometimes quote the URL they were given.
 pub fn redact_text(text: &str, spec: &SourceSpec) -> String {
     match spec {
-        SourceSpec::WebSocket(u) => match u.password() {
+        SourceSpec::WebSocket(u) | SourceSpec::Tcp(u) | SourceSpec::Vbc(u) => match u.password() {
             Some(p) if !p.is_empty() => text.replace(p, "***"),
             _ => text.to_string(),
         },
@@ -161,6 +187,8 @@ pub struct SourceOptions {
     pub ws_send: Vec<String>,
     pub ws_framing: WsFraming,
     pub max_message: usize,
+    pub vbc_hello: Vec<u8>,
+    pub max_frame: usize,
 }
 
 impl SourceOptions {
@@ -185,6 +213,11 @@ impl SourceOptions {
         if a.max_message_bytes < 1024 {
             anyhow::bail!("--max-message-bytes must be at least 1024");
         }
+        if a.max_frame_bytes < 1024 {
+            anyhow::bail!("--max-frame-bytes must be at least 1024");
+        }
+        let vbc_hello = unescape(&a.vbc_hello)
+            .map_err(|e| anyhow::anyhow!("--vbc-hello {:?}: {e}", a.vbc_hello))?;
         Ok(SourceOptions {
             spec,
             timeout,
@@ -192,8 +225,44 @@ impl SourceOptions {
             ws_send: a.ws_send.clone(),
             ws_framing: a.ws_framing,
             max_message: a.max_message_bytes,
+            vbc_hello,
+            max_frame: a.max_frame_bytes,
         })
     }
+}
+
+/// Bytes from text with C-style escapes: `\n`, `\r`, `\t`, `\0`, `\\` and
+/// `\xNN`.
+pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut it = s.bytes();
+    while let Some(b) = it.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match it.next() {
+            Some(b'n') => out.push(b'\n'),
+            Some(b'r') => out.push(b'\r'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'0') => out.push(0),
+            Some(b'\\') => out.push(b'\\'),
+            Some(b'x') => {
+                let hex: Vec<u8> = it.by_ref().take(2).collect();
+                let v = std::str::from_utf8(&hex)
+                    .ok()
+                    .filter(|h| h.len() == 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or("\\x needs two hex digits")?;
+                out.push(v);
+            }
+            _ => return Err(r"unknown escape (use \n \r \t \0 \\ \xNN)".into()),
+        }
+    }
+    if out.is_empty() {
+        return Err("empty".into());
+    }
+    Ok(out)
 }
 
 /// Password removal for a source argument that may not parse as a URL:
@@ -257,8 +326,48 @@ pub fn spawn_receiver(
             ));
             Some(ChunkStream { rx, stats })
         }
-        SourceSpec::File(_) | SourceSpec::Stdin => None,
+        _ => None,
     }
+}
+
+/// A JPEG frame from a raw-MJPEG receiver and when its last byte arrived.
+#[derive(Debug, Clone)]
+pub struct JpegFrame {
+    pub data: bytes::Bytes,
+    pub at_unix: f64,
+}
+
+/// A running MJPEG receiver: whole JPEGs arrive on `rx`; an `Err` item
+/// comes last if it failed.
+pub struct JpegStream {
+    pub rx: mpsc::Receiver<Result<JpegFrame, SourceError>>,
+    pub stats: Arc<SourceStats>,
+}
+
+/// Frames in flight between an MJPEG receiver and its consumer.
+pub const JPEG_QUEUE: usize = 16;
+
+/// Starts the receiver for an MJPEG source (`tcp://`, `vbc://`).
+pub fn spawn_jpeg_receiver(
+    opts: &SourceOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Option<JpegStream> {
+    let (url, hello) = match &opts.spec {
+        SourceSpec::Tcp(u) => (u.clone(), None),
+        SourceSpec::Vbc(u) => (u.clone(), Some(opts.vbc_hello.clone())),
+        _ => return None,
+    };
+    let (tx, rx) = mpsc::channel(JPEG_QUEUE);
+    let stats = Arc::new(SourceStats::default());
+    tokio::spawn(tcp::run(
+        url,
+        hello,
+        opts.clone(),
+        tx,
+        stats.clone(),
+        shutdown,
+    ));
+    Some(JpegStream { rx, stats })
 }
 
 #[cfg(test)]
@@ -292,6 +401,28 @@ mod tests {
             let s = redact_arg(weird);
             assert!(!s.contains("cret"), "{weird} → {s}");
         }
+    }
+
+    #[test]
+    fn hello_escapes() {
+        assert_eq!(unescape(r"\n\n\n\n").unwrap(), b"\n\n\n\n");
+        assert_eq!(unescape(r"a\x0Ab\0").unwrap(), b"a\nb\0");
+        assert!(unescape(r"\q").is_err());
+        assert!(unescape(r"\x4").is_err());
+        assert!(unescape("").is_err());
+    }
+
+    #[test]
+    fn tcp_needs_a_port_and_vbc_has_one() {
+        assert!(SourceSpec::parse("tcp://cam").is_err());
+        assert!(matches!(
+            SourceSpec::parse("tcp://cam:4000"),
+            Ok(SourceSpec::Tcp(_))
+        ));
+        assert!(matches!(
+            SourceSpec::parse("vbc://cam"),
+            Ok(SourceSpec::Vbc(_))
+        ));
     }
 
     #[test]

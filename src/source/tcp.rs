@@ -1,0 +1,111 @@
+//! Raw-MJPEG receiver (`tcp://`, `vbc://`): the one place that owns the
+//! socket. For a Canon VB camera it sends the hello first; whatever the
+//! camera answers ("100") is skipped by the JPEG splitter along with any
+//! other bytes before a JPEG's start. Whole JPEGs go to the consumer.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{timeout, timeout_at, Instant};
+use url::Url;
+
+use super::{JpegFrame, SourceError, SourceOptions, SourceStats};
+use crate::packet::unix_now;
+use crate::proto::jpeg;
+
+/// The Canon VB-C10's streaming port.
+pub const VBC_PORT: u16 = 65310;
+
+type Tx = mpsc::Sender<Result<JpegFrame, SourceError>>;
+
+fn err(msg: impl Into<String>) -> SourceError {
+    SourceError(msg.into())
+}
+
+/// Runs until the camera closes the connection, an error, the consumer
+/// hanging up, or shutdown. An error is sent down the channel last.
+pub async fn run(
+    url: Url,
+    hello: Option<Vec<u8>>,
+    opts: SourceOptions,
+    tx: Tx,
+    stats: Arc<SourceStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let result = tokio::select! {
+        r = session(&url, hello.as_deref(), &opts, &tx, &stats) => r,
+        _ = shutdown.wait_for(|stop| *stop) => Ok(()),
+        _ = tx.closed() => Ok(()),
+    };
+    if let Err(e) = result {
+        let _ = tx.send(Err(e)).await;
+    }
+}
+
+async fn session(
+    url: &Url,
+    hello: Option<&[u8]>,
+    opts: &SourceOptions,
+    tx: &Tx,
+    stats: &SourceStats,
+) -> Result<(), SourceError> {
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port().unwrap_or(VBC_PORT);
+    let secs = opts.timeout.as_secs_f64();
+    let mut sock = timeout(opts.timeout, TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| err(format!("no answer within {secs} s while connecting")))?
+        .map_err(|e| err(format!("cannot connect: {e}")))?;
+    let _ = sock.set_nodelay(true);
+    if let Some(h) = hello {
+        sock.write_all(h)
+            .await
+            .map_err(|e| err(format!("sending the hello: {e}")))?;
+    }
+
+    let mut splitter = jpeg::Splitter::new(opts.max_frame);
+    let mut buf = vec![0u8; 64 * 1024];
+    // Only a whole JPEG resets the deadline: a camera that sends bytes but
+    // no pictures (junk, a stuck encoder) must still time out.
+    let mut deadline = Instant::now() + opts.timeout;
+    loop {
+        let n = match timeout_at(deadline, sock.read(&mut buf)).await {
+            Err(_) => {
+                return Err(err(if splitter.in_frame() {
+                    format!("no whole JPEG for {secs} s (in the middle of one)")
+                } else {
+                    format!("no JPEG for {secs} s")
+                }))
+            }
+            Ok(Err(e)) => {
+                let mid = if splitter.in_frame() {
+                    " (in the middle of a JPEG)"
+                } else {
+                    ""
+                };
+                return Err(err(format!("the connection failed: {e}{mid}")));
+            }
+            Ok(Ok(n)) => n,
+        };
+        if n == 0 {
+            // The camera closed the connection: a clean end, unless it cut
+            // a picture short.
+            if splitter.in_frame() {
+                return Err(err("the connection was closed in the middle of a JPEG"));
+            }
+            return Ok(());
+        }
+        stats.add_bytes(n);
+        splitter.feed(buf.get(..n).unwrap_or_default());
+        let at_unix = unix_now();
+        while let Some(data) = splitter.next_frame().map_err(|e| err(e.to_string()))? {
+            if tx.send(Ok(JpegFrame { data, at_unix })).await.is_err() {
+                // The consumer has all it wants; `run` sees the channel close.
+                std::future::pending::<()>().await;
+            }
+            deadline = Instant::now() + opts.timeout;
+        }
+    }
+}
