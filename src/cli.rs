@@ -62,7 +62,16 @@ pub struct SourceArgs {
     #[arg(long = "vbc-hello", value_name = "BYTES", default_value = r"\n\n\n\n")]
     pub vbc_hello: String,
 
-    /// tcp:// and vbc://: largest JPEG accepted, in bytes.
+    /// User name for cameras that ask for one (HTTP Basic or Digest, WebSocket Basic);
+    /// `user:password@` in the URL does the same.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// Password for --user.
+    #[arg(long, value_name = "PASSWORD", requires = "user")]
+    pub password: Option<String>,
+
+    /// tcp://, vbc:// and http:// MJPEG: largest JPEG accepted, in bytes.
     #[arg(long = "max-frame-bytes", value_name = "BYTES", default_value_t = crate::proto::jpeg::DEFAULT_MAX_FRAME)]
     pub max_frame_bytes: usize,
 }
@@ -144,6 +153,9 @@ pub enum CameraProtocol {
     /// Canon VB-C10 port: the client sends a 4-byte hello, the camera
     /// answers "100", then raw JPEGs follow.
     Vbc,
+    /// MJPEG over HTTP: multipart/x-mixed-replace with Content-Length and
+    /// X-Timestamp in every part.
+    MjpegHttp,
 }
 
 /// Misbehaviours the simulated camera can put on, to test clients against.
@@ -190,7 +202,11 @@ pub struct CameraArgs {
     #[arg(long)]
     pub fps: Option<f64>,
 
-    /// tcp-mjpeg and vbc: put an EXIF-style thumbnail (a whole small JPEG
+    /// mjpeg-http: ask for HTTP Basic authentication with this user:password.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub auth: Option<String>,
+
+    /// tcp-mjpeg, vbc and mjpeg-http: put an EXIF-style thumbnail (a whole small JPEG
     /// inside APP1) in every frame, as many cameras do.
     #[arg(long = "exif-thumbnail")]
     pub exif_thumbnail: bool,

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -37,6 +37,8 @@ const MOOV_EXTRA: [u8; 4] = [0xf1, 0x42, 0xc0, 0x1e];
 pub struct CameraSettings {
     pub synth: SynthSettings,
     pub exif_thumbnail: bool,
+    /// mjpeg-http: the `user:password` Basic auth must carry.
+    pub auth: Option<String>,
     pub protocol: CameraProtocol,
     pub fault: Option<CameraFault>,
     pub fault_after: u64,
@@ -367,4 +369,107 @@ async fn tcp_client(mut stream: TcpStream, s: Arc<CameraSettings>) -> anyhow::Re
     }
     stream.shutdown().await?;
     Ok(sent)
+}
+
+/// The path of the MJPEG-over-HTTP stream.
+pub const MJPEG_PATH: &str = "/mjpeg";
+const BOUNDARY: &str = "camflowboundary";
+
+/// MJPEG over HTTP (multipart/x-mixed-replace), served with axum.
+pub async fn serve_http(
+    listener: TcpListener,
+    settings: Arc<CameraSettings>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let app = axum::Router::new()
+        .route(MJPEG_PATH, axum::routing::get(mjpeg_http))
+        .with_state(settings);
+    let stopped = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stopped)
+        .await
+    {
+        eprintln!("camera: {e}");
+    }
+}
+
+async fn mjpeg_http(
+    axum::extract::State(s): axum::extract::State<Arc<CameraSettings>>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::http::{header, StatusCode as Status};
+    use axum::response::IntoResponse;
+    if let Some(auth) = &s.auth {
+        let want = format!(
+            "Basic {}",
+            crate::source::ws::base64_encode(auth.as_bytes())
+        );
+        let got = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if got != Some(want.as_str()) {
+            return (
+                Status::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"camflow\"")],
+                "wrong user or password\n",
+            )
+                .into_response();
+        }
+    }
+    let (tx, rx) = mpsc::channel::<synth::TimedJpeg>(8);
+    let stop = Arc::new(AtomicBool::new(false));
+    let guard = StopOnDrop(stop.clone());
+    let synth_settings = s.synth.clone();
+    let thumb = s.exif_thumbnail;
+    if let Err(e) = std::thread::Builder::new()
+        .name("camflow-synth".into())
+        .spawn(move || synth::jpeg_run(&synth_settings, thumb, tx, stop))
+    {
+        return (Status::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    let start = Instant::now();
+    let epoch = crate::packet::unix_now();
+    // State: the frames, how many were sent, the synth's stop guard, and
+    // whether the connection is to break on the next poll.
+    let parts = futures_util::stream::unfold(
+        (rx, 0u64, guard, false),
+        move |(mut rx, sent, guard, breaking)| {
+            let s = s.clone();
+            async move {
+                if breaking {
+                    // Let the half JPEG reach the client, then break.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let e: Result<bytes::Bytes, std::io::Error> =
+                        Err(std::io::Error::other("dropped"));
+                    return Some((vec![e], (rx, sent, guard, false)));
+                }
+                let synth::TimedJpeg { jpeg, at } = rx.recv().await?;
+                tokio::time::sleep_until(start + Duration::from_secs_f64(at.max(0.0))).await;
+                let head = format!(
+                    "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {:.6}\r\n\r\n",
+                    jpeg.len(),
+                    epoch + at
+                );
+                let mut part = head.into_bytes();
+                if s.fault == Some(CameraFault::DropMidFragment) && sent == s.fault_after {
+                    part.extend_from_slice(jpeg.get(..jpeg.len() / 2).unwrap_or_default());
+                    return Some((vec![Ok(part.into())], (rx, sent, guard, true)));
+                }
+                part.extend_from_slice(&jpeg);
+                part.extend_from_slice(b"\r\n");
+                Some((vec![Ok(part.into())], (rx, sent + 1, guard, false)))
+            }
+        },
+    )
+    .flat_map(futures_util::stream::iter);
+    (
+        [(
+            header::CONTENT_TYPE,
+            format!("multipart/x-mixed-replace; boundary={BOUNDARY}"),
+        )],
+        axum::body::Body::from_stream(parts),
+    )
+        .into_response()
 }

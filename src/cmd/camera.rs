@@ -39,8 +39,16 @@ pub async fn run(args: CameraArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     }
     let mjpeg = matches!(
         args.protocol,
-        CameraProtocol::TcpMjpeg | CameraProtocol::Vbc
+        CameraProtocol::TcpMjpeg | CameraProtocol::Vbc | CameraProtocol::MjpegHttp
     );
+    if args.auth.is_some() && args.protocol != CameraProtocol::MjpegHttp {
+        bail!("--auth applies to --protocol mjpeg-http");
+    }
+    if let Some(a) = &args.auth {
+        if !a.contains(':') {
+            bail!("--auth {a:?} is not user:password");
+        }
+    }
     if let Some(input) = &args.input {
         match (input.is_dir(), mjpeg) {
             (true, false) => bail!(
@@ -70,6 +78,13 @@ pub async fn run(args: CameraArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         }) {
             bail!("--fault {f:?} is for the WebSocket protocols; tcp-mjpeg and vbc take drop-mid-fragment, stall and garbage");
         }
+        if args.protocol == CameraProtocol::MjpegHttp
+            && args
+                .fault
+                .is_some_and(|f| f != CameraFault::DropMidFragment)
+        {
+            bail!("mjpeg-http takes --fault drop-mid-fragment only");
+        }
         if args.require_header.is_some() || args.expect_text.is_some() {
             bail!("--require-header and --expect-text are for the WebSocket protocols");
         }
@@ -84,6 +99,7 @@ pub async fn run(args: CameraArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         },
         protocol: args.protocol,
         exif_thumbnail: args.exif_thumbnail,
+        auth: args.auth.clone(),
         fault: args.fault,
         fault_after: args.fault_after,
         require_header: match &args.require_header {
@@ -107,6 +123,7 @@ pub async fn run(args: CameraArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         }
         CameraProtocol::TcpMjpeg => format!("tcp://{addr}"),
         CameraProtocol::Vbc => format!("vbc://{addr}"),
+        CameraProtocol::MjpegHttp => format!("http://{addr}{}", camera::MJPEG_PATH),
     };
     // The URL is the first line on stdout, for scripts and tests to read.
     let mut out = std::io::stdout();
@@ -119,7 +136,9 @@ pub async fn run(args: CameraArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             None => format!("a {width}x{height} test pattern at {fps} fps"),
         }
     );
-    if mjpeg {
+    if args.protocol == CameraProtocol::MjpegHttp {
+        camera::serve_http(listener, settings, shutdown.subscribe()).await;
+    } else if mjpeg {
         camera::serve_tcp(listener, settings, shutdown.subscribe()).await;
     } else {
         camera::serve(listener, settings, shutdown.subscribe()).await;

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 
 use crate::cli::DecodeArgs;
+use crate::cmd::{open_source, Opened};
 use crate::pipeline::decode::{self, BgrFrame, DecodeSettings};
-use crate::pipeline::{self, input::InputSource, PipelineError};
+use crate::pipeline::{self, PipelineError};
 use crate::progress::Progress;
 use crate::proto::jpeg;
 use crate::shutdown::Shutdown;
 use crate::sink::npy::{NpyDirWriter, Row};
-use crate::source::{self, SourceSpec};
+use crate::source;
 
 /// Frames between the decoder and the writer: two or three let file writes
 /// overlap with decoding; more would only hold memory (6 MB each at 1080p).
@@ -36,9 +37,6 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             bail!("--duration must be a positive number of seconds");
         }
     }
-    if args.save_jpeg && !opts.spec.is_mjpeg() {
-        bail!("{name}: --save-jpeg needs an MJPEG source (tcp://, vbc://)");
-    }
     let mut writer = NpyDirWriter::create(&args.frames_dir)
         .map_err(|e| anyhow!("{name}: cannot write frames: {e}"))?;
 
@@ -48,38 +46,35 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         duration: args.duration,
         fps: args.fps,
     };
-    let jpegs = source::spawn_jpeg_receiver(&opts, shutdown.subscribe());
+    let opened = open_source(&opts, &shutdown).await.map_err(|e| {
+        anyhow!(
+            "{name}: {}",
+            source::redact_text_with(&e.0, &opts.spec, opts.password.as_deref())
+        )
+    })?;
     if args.save_jpeg {
-        if let Some(jpegs) = jpegs {
-            return save_jpegs(jpegs, writer, settings, &args, &name, started).await;
-        }
+        return match opened {
+            Opened::Jpegs(jpegs) => save_jpegs(jpegs, writer, settings, &args, &name, started).await,
+            _ => bail!(
+                "{name}: --save-jpeg needs an MJPEG source (tcp://, vbc://, multipart MJPEG over HTTP)"
+            ),
+        };
     }
     let bytes_read = Arc::new(AtomicU64::new(0));
     let (frame_tx, frame_rx) = mpsc::sync_channel::<BgrFrame>(FRAME_QUEUE);
     let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
     let stop = shutdown.flag();
     let counter = bytes_read.clone();
-    let (decoder, net_stats) = if let Some(jpegs) = jpegs {
-        let stats = jpegs.stats.clone();
-        let t = pipeline::spawn("camflow-decode", move || {
+    let net_stats = opened.stats();
+    let decoder = match opened.into_input() {
+        Err(jpegs) => pipeline::spawn("camflow-decode", move || {
             decode::run_jpegs(jpegs.rx, &settings, stop, frame_tx, pool_rx)
-        });
-        (t, Some(stats))
-    } else {
-        let chunks = source::spawn_receiver(&opts, shutdown.subscribe());
-        let net_stats = chunks.as_ref().map(|c| c.stats.clone());
-        let input = match (chunks, &opts.spec) {
-            (Some(c), _) => InputSource::Chunks(pipeline::input::ChunkFeed::new(c.rx)),
-            (None, SourceSpec::Stdin) => InputSource::Stdin,
-            (None, SourceSpec::File(p)) => InputSource::Path(p.clone()),
-            (None, _) => bail!("{name}: no receiver for this source"),
-        };
-        let t = pipeline::spawn("camflow-decode", move || {
+        }),
+        Ok(input) => pipeline::spawn("camflow-decode", move || {
             decode::run(input, &settings, stop, counter, frame_tx, pool_rx)
-        });
-        (t, net_stats)
-    };
-    let decoder = decoder.context("cannot start the decode thread")?;
+        }),
+    }
+    .context("cannot start the decode thread")?;
 
     let quiet = args.quiet;
     let writer_thread = pipeline::spawn("camflow-npy", move || {
@@ -145,11 +140,11 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         }
         Err(PipelineError::Source(e)) => Err(anyhow!(
             "{name}: {}{before}",
-            source::redact_text(&e.0, &opts.spec)
+            source::redact_text_with(&e.0, &opts.spec, opts.password.as_deref())
         )),
         Err(e) => Err(anyhow!(
             "{name}: {}{before}",
-            source::redact_text(&e.to_string(), &opts.spec)
+            source::redact_text_with(&e.to_string(), &opts.spec, opts.password.as_deref())
         )),
     }
 }
@@ -181,7 +176,7 @@ async fn save_jpegs(
                 Some(Err(e)) => break Err(anyhow!("{}", e.0)),
                 Some(Ok(j)) => j,
             };
-            let t = jpeg.at_unix - *first.get_or_insert(jpeg.at_unix);
+            let t = jpeg.clock() - *first.get_or_insert(jpeg.clock());
             if settings.duration.is_some_and(|d| t >= d) {
                 break Ok(());
             }

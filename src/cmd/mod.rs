@@ -4,3 +4,62 @@ pub mod camera;
 pub mod decode;
 pub mod probe;
 pub mod record;
+
+use crate::pipeline::input::{ChunkFeed, InputSource};
+use crate::shutdown::Shutdown;
+use crate::source::{self, http, ChunkStream, JpegStream, SourceError, SourceOptions, SourceSpec};
+
+/// A source, opened: what the pipeline gets from it.
+pub enum Opened {
+    /// Whole JPEGs (tcp://, vbc://, multipart MJPEG over HTTP).
+    Jpegs(JpegStream),
+    /// Clean fMP4 chunks (ws://, wss://).
+    Chunks(ChunkStream),
+    /// What libavformat reads itself (files, stdin, other HTTP).
+    Libav(InputSource),
+}
+
+impl Opened {
+    /// Received-bytes counter of a network receiver.
+    pub fn stats(&self) -> Option<std::sync::Arc<source::SourceStats>> {
+        match self {
+            Opened::Jpegs(j) => Some(j.stats.clone()),
+            Opened::Chunks(c) => Some(c.stats.clone()),
+            Opened::Libav(_) => None,
+        }
+    }
+
+    /// For the libav stage: chunks become a custom-AVIO input.
+    pub fn into_input(self) -> Result<InputSource, JpegStream> {
+        match self {
+            Opened::Jpegs(j) => Err(j),
+            Opened::Chunks(c) => Ok(InputSource::Chunks(ChunkFeed::new(c.rx))),
+            Opened::Libav(i) => Ok(i),
+        }
+    }
+}
+
+/// Starts the receiver a source needs (HTTP first looks at the answer).
+pub async fn open_source(opts: &SourceOptions, shutdown: &Shutdown) -> Result<Opened, SourceError> {
+    if let Some(j) = source::spawn_jpeg_receiver(opts, shutdown.subscribe()) {
+        return Ok(Opened::Jpegs(j));
+    }
+    if let Some(c) = source::spawn_receiver(opts, shutdown.subscribe()) {
+        return Ok(Opened::Chunks(c));
+    }
+    Ok(match &opts.spec {
+        SourceSpec::Http(url) => match http::open(url, opts, shutdown.subscribe()).await? {
+            http::Opened::Mjpeg(j) => Opened::Jpegs(j),
+            http::Opened::Other(url) => Opened::Libav(InputSource::Url {
+                url,
+                timeout: opts.timeout,
+                headers: opts.headers.clone(),
+            }),
+        },
+        SourceSpec::Stdin => Opened::Libav(InputSource::Stdin),
+        SourceSpec::File(p) => Opened::Libav(InputSource::Path(p.clone())),
+        SourceSpec::WebSocket(_) | SourceSpec::Tcp(_) | SourceSpec::Vbc(_) => {
+            return Err(SourceError("no receiver for this source".into()))
+        }
+    })
+}

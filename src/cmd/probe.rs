@@ -6,17 +6,18 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use serde::Serialize;
 
 use crate::cli::ProbeArgs;
 use crate::cmd::decode::join;
+use crate::cmd::open_source;
 use crate::pipeline::probe::{ContainerReport, StreamReport};
-use crate::pipeline::{self, input::ChunkFeed, input::InputSource, PipelineError};
+use crate::pipeline::{self, input::InputSource, PipelineError};
 use crate::proto::evostream;
 use crate::proto::jpeg;
 use crate::shutdown::Shutdown;
-use crate::source::{self, SourceSpec};
+use crate::source;
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -49,28 +50,33 @@ fn tag_name(tag: u8) -> String {
 pub async fn run(args: ProbeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     let opts = args.source.options()?;
     let name = opts.spec.display_name();
-    if let Some(jpegs) = source::spawn_jpeg_receiver(&opts, shutdown.subscribe()) {
-        let container = probe_jpegs(jpegs.rx)
-            .await
-            .map_err(|e| anyhow!("{name}: {}", source::redact_text(&e.0, &opts.spec)))?;
-        let report = Report {
-            source: name,
-            protocol: opts.spec.protocol(),
-            framing: Some("raw JPEG".into()),
-            container,
-            received_bytes: Some(jpegs.stats.bytes()),
-            evostream_tags: None,
-        };
-        print_report(&report, args.json)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let chunks = source::spawn_receiver(&opts, shutdown.subscribe());
-    let stats = chunks.as_ref().map(|c| c.stats.clone());
-    let input = match (chunks, &opts.spec) {
-        (Some(c), _) => InputSource::Chunks(ChunkFeed::new(c.rx)),
-        (None, SourceSpec::Stdin) => InputSource::Stdin,
-        (None, SourceSpec::File(p)) => InputSource::Path(p.clone()),
-        (None, _) => bail!("{name}: no receiver for this source"),
+    let opened = open_source(&opts, &shutdown).await.map_err(|e| {
+        anyhow!(
+            "{name}: {}",
+            source::redact_text_with(&e.0, &opts.spec, opts.password.as_deref())
+        )
+    })?;
+    let stats = opened.stats();
+    let input = match opened.into_input() {
+        Ok(input) => input,
+        Err(jpegs) => {
+            let container = probe_jpegs(jpegs.rx).await.map_err(|e| {
+                anyhow!(
+                    "{name}: {}",
+                    source::redact_text_with(&e.0, &opts.spec, opts.password.as_deref())
+                )
+            })?;
+            let report = Report {
+                source: name,
+                protocol: opts.spec.protocol(),
+                framing: Some("raw JPEG".into()),
+                container,
+                received_bytes: Some(jpegs.stats.bytes()),
+                evostream_tags: None,
+            };
+            print_report(&report, args.json)?;
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     let stop = shutdown.flag();
     let worker = pipeline::spawn("camflow-probe", move || {
@@ -91,7 +97,7 @@ pub async fn run(args: ProbeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode
     let container = join(worker).await?.map_err(|e| {
         anyhow!(
             "{name}: {}",
-            source::redact_text(&e.to_string(), &opts.spec)
+            source::redact_text_with(&e.to_string(), &opts.spec, opts.password.as_deref())
         )
     })?;
 
@@ -155,7 +161,7 @@ async fn probe_jpegs(
                 if size.is_none() {
                     size = jpeg::dimensions(&j.data);
                 }
-                times.push(j.at_unix);
+                times.push(j.clock());
             }
         }
     }

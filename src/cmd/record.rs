@@ -8,12 +8,13 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::cli::RecordArgs;
 use crate::cmd::decode::join;
+use crate::cmd::{open_source, Opened};
 use crate::packet::{Arrived, Chunk};
-use crate::pipeline::{self, input::InputSource, remux, PipelineError};
+use crate::pipeline::{self, remux};
 use crate::progress::Progress;
 use crate::shutdown::Shutdown;
 use crate::sink::fmp4_file::Fmp4FileWriter;
-use crate::source::{self, SourceSpec};
+use crate::source;
 
 pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     let opts = args.source.options()?;
@@ -35,7 +36,13 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     let quiet = args.quiet;
     let duration = args.duration;
 
-    if let Some(mut chunks) = source::spawn_receiver(&opts, shutdown.subscribe()) {
+    let opened = open_source(&opts, &shutdown).await.map_err(|e| {
+        anyhow!(
+            "{name}: {}",
+            source::redact_text_with(&e.0, &opts.spec, opts.password.as_deref())
+        )
+    })?;
+    if let Opened::Chunks(mut chunks) = opened {
         // fMP4 from the network: written exactly as received, on a thread of
         // its own because file writes block.
         let stats = chunks.stats.clone();
@@ -99,7 +106,7 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(e) => Err(anyhow!(
                 "{name}: {}",
-                source::redact_text(&format!("{e:#}"), &opts.spec)
+                source::redact_text_with(&format!("{e:#}"), &opts.spec, opts.password.as_deref())
             )),
         };
     }
@@ -107,21 +114,13 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     let stop = shutdown.flag();
     let bytes = Arc::new(AtomicU64::new(0));
     let counter = bytes.clone();
-    let jpegs = source::spawn_jpeg_receiver(&opts, shutdown.subscribe());
-    let input = match (&jpegs, &opts.spec) {
-        (Some(_), _) => None,
-        (None, SourceSpec::Stdin) => Some(InputSource::Stdin),
-        (None, SourceSpec::File(p)) => Some(InputSource::Path(p.clone())),
-        (None, _) => bail!("{name}: no receiver for this source"),
-    };
     let worker = pipeline::spawn("camflow-remux", move || {
         let mut progress = Progress::new(quiet, "packets");
         // MJPEG cameras' JPEGs go into MP4 as they are; anything libavformat
         // reads is stream-copied.
-        let r = match (jpegs, input) {
-            (Some(j), _) => remux::record_jpegs(j.rx, &out, duration, stop),
-            (None, Some(input)) => remux::run(&input, &out, duration, stop, counter),
-            (None, None) => Err(PipelineError::NoVideo),
+        let r = match opened.into_input() {
+            Err(jpegs) => remux::record_jpegs(jpegs.rx, &out, duration, stop),
+            Ok(input) => remux::run(&input, &out, duration, stop, counter),
         };
         progress.update(0, bytes.load(Ordering::Relaxed));
         progress.clear();

@@ -180,8 +180,8 @@ pub fn run_jpegs(
             }
             Some(Ok(j)) => j,
         };
-        let first = *first_at.get_or_insert(jpeg.at_unix);
-        let pts = ((jpeg.at_unix - first) * 1e6).round() as i64;
+        let first = *first_at.get_or_insert(jpeg.clock());
+        let pts = ((jpeg.clock() - first) * 1e6).round() as i64;
         run.arrivals.insert(pts, jpeg.at_unix);
         let mut packet = ffmpeg::Packet::copy(&jpeg.data);
         packet.set_pts(Some(pts));

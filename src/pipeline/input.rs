@@ -21,6 +21,12 @@ pub enum InputSource {
     Path(PathBuf),
     Stdin,
     Chunks(ChunkFeed),
+    /// A URL libavformat opens itself (HTTP that is not multipart MJPEG).
+    Url {
+        url: String,
+        timeout: std::time::Duration,
+        headers: Vec<(String, String)>,
+    },
 }
 
 /// The receiving end of a network receiver, shared between the AVIO reader
@@ -259,6 +265,23 @@ pub fn open(
 ) -> Result<Input, ffmpeg::Error> {
     match src {
         InputSource::Path(p) => ffmpeg::format::input(p),
+        InputSource::Url {
+            url,
+            timeout,
+            headers,
+        } => {
+            let mut opts = ffmpeg::Dictionary::new();
+            // libavformat's own network timeout, in microseconds.
+            opts.set("rw_timeout", &timeout.as_micros().to_string());
+            if !headers.is_empty() {
+                let h: String = headers
+                    .iter()
+                    .map(|(n, v)| format!("{n}: {v}\r\n"))
+                    .collect();
+                opts.set("headers", &h);
+            }
+            ffmpeg::format::input_with_dictionary(url, opts)
+        }
         InputSource::Stdin => {
             let reader =
                 StdinReader::spawn(stop.clone(), bytes_read).map_err(|e| ffmpeg::Error::Other {

@@ -248,7 +248,7 @@ pub fn record_jpegs(
             }
             Some(Ok(j)) => j,
         };
-        let t = jpeg.at_unix - *first_at.get_or_insert(jpeg.at_unix);
+        let t = jpeg.clock() - *first_at.get_or_insert(jpeg.clock());
         if duration.is_some_and(|d| t >= d) {
             break;
         }

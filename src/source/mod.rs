@@ -2,6 +2,7 @@
 //! stream for the pipeline. Files and stdin need no receiver: libavformat
 //! reads them itself.
 
+pub mod http;
 pub mod reconnect;
 pub mod tcp;
 pub mod ws;
@@ -74,6 +75,8 @@ pub enum SourceSpec {
     Tcp(Url),
     /// A Canon VB camera's port: a hello, then raw JPEGs.
     Vbc(Url),
+    /// HTTP: multipart MJPEG, or anything libavformat reads over HTTP.
+    Http(Url),
 }
 
 impl SourceSpec {
@@ -90,6 +93,10 @@ impl SourceSpec {
                         return Err("the URL has no host".into());
                     }
                     Ok(SourceSpec::WebSocket(url))
+                }
+                "http" | "https" => {
+                    let url = Url::parse(s).map_err(|e| format!("not a valid URL: {e}"))?;
+                    Ok(SourceSpec::Http(url))
                 }
                 "tcp" | "vbc" => {
                     let url = Url::parse(s).map_err(|e| format!("not a valid URL: {e}"))?;
@@ -111,7 +118,7 @@ impl SourceSpec {
                     .map(SourceSpec::File)
                     .ok_or_else(|| "not a valid file:// URL".to_string()),
                 _ => Err(format!(
-                    "unknown scheme {scheme:?} (camflow reads files, `-` for stdin, ws://, wss://, tcp:// and vbc://)"
+                    "unknown scheme {scheme:?} (camflow reads files, `-` for stdin, http://, https://, ws://, wss://, tcp:// and vbc://)"
                 )),
             };
         }
@@ -127,6 +134,8 @@ impl SourceSpec {
             SourceSpec::WebSocket(_) => "ws",
             SourceSpec::Tcp(_) => "tcp",
             SourceSpec::Vbc(_) => "vbc",
+            SourceSpec::Http(u) if u.scheme() == "https" => "https",
+            SourceSpec::Http(_) => "http",
         }
     }
 
@@ -135,7 +144,10 @@ impl SourceSpec {
         match self {
             SourceSpec::File(p) => p.display().to_string(),
             SourceSpec::Stdin => "stdin".into(),
-            SourceSpec::WebSocket(u) | SourceSpec::Tcp(u) | SourceSpec::Vbc(u) => redact(u),
+            SourceSpec::WebSocket(u)
+            | SourceSpec::Tcp(u)
+            | SourceSpec::Vbc(u)
+            | SourceSpec::Http(u) => redact(u),
         }
     }
 
@@ -169,11 +181,24 @@ fn mask_userinfo(s: &str) -> Option<String> {
 /// Removes `user:password@` from anything that looks like a URL inside `text`.
 /// Error texts from lower layers sometimes quote the URL they were given.
 pub fn redact_text(text: &str, spec: &SourceSpec) -> String {
+    redact_text_with(text, spec, None)
+}
+
+/// [`redact_text`], also masking a password given with `--password`.
+pub fn redact_text_with(text: &str, spec: &SourceSpec, extra_password: Option<&str>) -> String {
     match spec {
-        SourceSpec::WebSocket(u) | SourceSpec::Tcp(u) | SourceSpec::Vbc(u) => match u.password() {
-            Some(p) if !p.is_empty() => text.replace(p, "***"),
-            _ => text.to_string(),
-        },
+        SourceSpec::WebSocket(u)
+        | SourceSpec::Tcp(u)
+        | SourceSpec::Vbc(u)
+        | SourceSpec::Http(u) => {
+            let mut t = text.to_string();
+            for secret in [u.password(), extra_password] {
+                if let Some(p) = secret.filter(|p| !p.is_empty()) {
+                    t = t.replace(p, "***");
+                }
+            }
+            t
+        }
         _ => text.to_string(),
     }
 }
@@ -189,6 +214,8 @@ pub struct SourceOptions {
     pub max_message: usize,
     pub vbc_hello: Vec<u8>,
     pub max_frame: usize,
+    pub user: Option<String>,
+    pub password: Option<String>,
 }
 
 impl SourceOptions {
@@ -227,6 +254,8 @@ impl SourceOptions {
             max_message: a.max_message_bytes,
             vbc_hello,
             max_frame: a.max_frame_bytes,
+            user: a.user.clone(),
+            password: a.password.clone(),
         })
     }
 }
@@ -335,6 +364,15 @@ pub fn spawn_receiver(
 pub struct JpegFrame {
     pub data: bytes::Bytes,
     pub at_unix: f64,
+    /// The camera's own time for the frame (an `X-Timestamp` header), seconds.
+    pub pts: Option<f64>,
+}
+
+impl JpegFrame {
+    /// The frame's time: the camera's when it gives one, else its arrival.
+    pub fn clock(&self) -> f64 {
+        self.pts.unwrap_or(self.at_unix)
+    }
 }
 
 /// A running MJPEG receiver: whole JPEGs arrive on `rx`; an `Err` item

@@ -101,7 +101,15 @@ async fn session(
         splitter.feed(buf.get(..n).unwrap_or_default());
         let at_unix = unix_now();
         while let Some(data) = splitter.next_frame().map_err(|e| err(e.to_string()))? {
-            if tx.send(Ok(JpegFrame { data, at_unix })).await.is_err() {
+            if tx
+                .send(Ok(JpegFrame {
+                    data,
+                    at_unix,
+                    pts: None,
+                }))
+                .await
+                .is_err()
+            {
                 // The consumer has all it wants; `run` sees the channel close.
                 std::future::pending::<()>().await;
             }

@@ -87,8 +87,14 @@ fn build_request(
             .decode_utf8_lossy()
             .into_owned()
     };
-    let user = decode(url.username());
-    let pass = url.password().map(decode);
+    let mut user = decode(url.username());
+    let mut pass = url.password().map(decode);
+    if user.is_empty() && pass.is_none() {
+        if let Some(u) = &opts.user {
+            user = u.clone();
+            pass = Some(opts.password.clone().unwrap_or_default());
+        }
+    }
     let _ = clean.set_username("");
     let _ = clean.set_password(None);
     let mut req = clean
@@ -285,7 +291,7 @@ async fn send(tx: &Tx, chunk: Chunk) -> Result<(), SourceError> {
 
 /// Standard base64 (RFC 4648 §4) for one Basic auth header; too small a
 /// need to add a crate for.
-fn base64_encode(data: &[u8]) -> String {
+pub(crate) fn base64_encode(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {

@@ -1,0 +1,169 @@
+//! MJPEG over HTTP against real peers: ffmpeg serving multipart MJPEG
+//! (`-f mpjpeg -listen 1`), the built-in camera (Basic auth, X-Timestamp,
+//! faults), and Python's http.server for plain files libavformat reads.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Kills a helper process when the test ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until something listens on 127.0.0.1:`port`, reading the kernel's
+/// socket table: connecting to look would use up ffmpeg's only client.
+fn wait_listening(port: u16) {
+    let needle = format!("0100007F:{port:04X} 00000000:0000 0A");
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        if table.contains(&needle) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on port {port}");
+}
+
+#[test]
+fn ffmpeg_serving_multipart_mjpeg() {
+    let port = closed_port();
+    let url = format!("http://127.0.0.1:{port}/cam");
+    let ffmpeg = Killed(
+        Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=25",
+            ])
+            .args(["-t", "2", "-c:v", "mjpeg", "-q:v", "3", "-f", "mpjpeg"])
+            .args(["-content_type", "multipart/x-mixed-replace;boundary=ffmpeg"])
+            .args(["-listen", "1", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg"),
+    );
+    wait_listening(port);
+    let dir = decode_ok(&url, &[]);
+    // ffmpeg serves its one client, then closes the connection.
+    assert_eq!(assert_frames_complete(dir.path()), 50);
+    drop(ffmpeg);
+}
+
+fn http_camera(extra: &[&str]) -> Camera {
+    let mut args = vec![
+        "--protocol",
+        "mjpeg-http",
+        "--size",
+        "320x240",
+        "--fps",
+        "50",
+    ];
+    args.extend_from_slice(extra);
+    Camera::start(&args)
+}
+
+#[test]
+fn camera_with_basic_auth_and_x_timestamps() {
+    let cam = http_camera(&["--frames", "25", "--auth", "admin:p@ss", "--exif-thumbnail"]);
+    let dir = tempdir();
+    let d = path_str(dir.path());
+    let out = camflow_run(&["decode", &cam.url, "--frames-dir", d]);
+    assert_one_line_error(&out, &cam.url, "wants a user name and password");
+    let wrong = cam.url.replace("http://", "http://admin:nope@");
+    let out = camflow_run(&["decode", &wrong, "--frames-dir", d]);
+    let line = assert_one_line_error(&out, "admin:***@", "refused the user name or password");
+    assert!(!line.contains("nope"));
+    // Right password, in the URL (percent-encoded) and as options.
+    let right = cam.url.replace("http://", "http://admin:p%40ss@");
+    let dir = decode_ok(&right, &[]);
+    assert_eq!(assert_frames_complete(dir.path()), 25);
+    let dir = decode_ok(&cam.url, &["--user", "admin", "--password", "p@ss"]);
+    // pts_seconds comes from the camera's X-Timestamp: exactly 1/50 s apart.
+    let rows = csv_rows(dir.path());
+    assert_eq!(rows.len(), 25);
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r[2], format!("{:.6}", i as f64 / 50.0), "row {i}");
+    }
+}
+
+#[test]
+fn camera_dropping_the_connection_mid_jpeg_over_http() {
+    let cam = http_camera(&["--fault", "drop-mid-fragment", "--fault-after", "6"]);
+    let dir = tempdir();
+    let out = camflow_run(&["decode", &cam.url, "--frames-dir", path_str(dir.path())]);
+    assert_one_line_error(&out, &cam.url, "in the middle of a JPEG");
+    assert_eq!(assert_frames_complete(dir.path()), 6);
+}
+
+#[test]
+fn save_jpeg_and_record_over_http() {
+    let cam = http_camera(&["--frames", "30", "--exif-thumbnail"]);
+    let dir = decode_ok(&cam.url, &["--save-jpeg"]);
+    let rows = csv_rows(dir.path());
+    assert_eq!(rows.len(), 30);
+    for r in &rows {
+        let jpeg = std::fs::read(dir.path().join(&r[1])).unwrap();
+        assert!(
+            jpeg.starts_with(&[0xFF, 0xD8, 0xFF, 0xE1]),
+            "EXIF segment kept"
+        );
+        assert!(jpeg.ends_with(&[0xFF, 0xD9]));
+    }
+    let out = tempdir();
+    let mp4 = out.path().join("http.mp4");
+    assert_ok(&camflow_run(&["record", &cam.url, "-o", path_str(&mp4)]));
+    assert_eq!(ffprobe_frames(&mp4), 30);
+    ffmpeg_decodes_cleanly(&mp4);
+}
+
+#[test]
+fn plain_http_files_go_to_libavformat() {
+    let www = tempdir();
+    make_h264_file(www.path(), "unused.mp4", "160x120", 1);
+    ffmpeg_make(
+        &www.path().join("clip.ts"),
+        "-f lavfi -i testsrc2=size=160x120:rate=25 -t 1 -c:v libx264 -pix_fmt yuv420p",
+    );
+    let mut server = Killed(
+        Command::new("python3")
+            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
+            .current_dir(www.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server"),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("server banner");
+    // "Serving HTTP on 127.0.0.1 port 41697 (http://127.0.0.1:41697/) ..."
+    let port: u16 = line
+        .split_whitespace()
+        .skip_while(|w| *w != "port")
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    let url = format!("http://127.0.0.1:{port}/clip.ts");
+    let dir = decode_ok(&url, &[]);
+    assert_eq!(assert_frames_complete(dir.path()), 25);
+    let missing = format!("http://127.0.0.1:{port}/nope.ts");
+    let out = camflow_run(&["decode", &missing, "--frames-dir", path_str(dir.path())]);
+    assert_one_line_error(&out, &missing, "HTTP 404");
+}
