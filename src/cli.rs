@@ -62,6 +62,11 @@ pub struct SourceArgs {
     #[arg(long = "vbc-hello", value_name = "BYTES", default_value = r"\n\n\n\n")]
     pub vbc_hello: String,
 
+    /// Reconnect a live source: `on-error` after a dropped connection or a
+    /// stalled stream, `always` also after a clean end, `never`.
+    #[arg(long, value_name = "WHEN", default_value_t = crate::source::reconnect::ReconnectPolicy::OnError)]
+    pub reconnect: crate::source::reconnect::ReconnectPolicy,
+
     /// User name for cameras that ask for one (HTTP Basic or Digest, WebSocket Basic);
     /// `user:password@` in the URL does the same.
     #[arg(long, value_name = "NAME")]
@@ -222,6 +227,11 @@ pub struct CameraArgs {
     /// With --fault: how many good fragments to send first.
     #[arg(long = "fault-after", value_name = "N", default_value_t = 5)]
     pub fault_after: u64,
+
+    /// With --fault: misbehave with the first client only; later clients (a
+    /// client reconnecting) get a good stream.
+    #[arg(long = "fault-once", requires = "fault")]
+    pub fault_once: bool,
 
     /// Refuse the WebSocket upgrade (HTTP 403) unless the request carries this
     /// header, `Name: value`, as sites that check Origin do.

@@ -88,7 +88,8 @@ fn fault_keeps_earlier_frames(fault: &str, what: &str) {
         "--fault-after",
         "12",
     ]);
-    let (out, dir) = decode_err(&cam.url, &[]);
+    // Not reconnecting: the camera would fault again on every connection.
+    let (out, dir) = decode_err(&cam.url, &["--reconnect", "never"]);
     assert_one_line_error(&out, &cam.url, what);
     // Every fragment before the fault was whole: all 12 frames are there.
     assert_eq!(assert_frames_complete(dir.path()), 12);
@@ -133,7 +134,14 @@ fn record_keeps_whole_fragments_before_a_drop() {
     ]);
     let dir = tempdir();
     let mp4 = dir.path().join("partial.mp4");
-    let out = camflow_run(&["record", &cam.url, "-o", path_str(&mp4)]);
+    let out = camflow_run(&[
+        "record",
+        &cam.url,
+        "-o",
+        path_str(&mp4),
+        "--reconnect",
+        "never",
+    ]);
     assert_one_line_error(&out, &cam.url, "in the middle of a fragment");
     assert_eq!(ffprobe_frames(&mp4), 12);
     ffmpeg_decodes_cleanly(&mp4);
@@ -208,7 +216,7 @@ fn stalled_camera_behind_keepalive_pings_times_out() {
         "--fault-after",
         "8",
     ]);
-    let (out, dir) = decode_err(&cam.url, &["--timeout", "1"]);
+    let (out, dir) = decode_err(&cam.url, &["--timeout", "1", "--reconnect", "never"]);
     assert_one_line_error(&out, &cam.url, "no video data for 1 s");
     assert_eq!(assert_frames_complete(dir.path()), 8);
 }

@@ -106,7 +106,14 @@ fn camera_with_basic_auth_and_x_timestamps() {
 fn camera_dropping_the_connection_mid_jpeg_over_http() {
     let cam = http_camera(&["--fault", "drop-mid-fragment", "--fault-after", "6"]);
     let dir = tempdir();
-    let out = camflow_run(&["decode", &cam.url, "--frames-dir", path_str(dir.path())]);
+    let out = camflow_run(&[
+        "decode",
+        &cam.url,
+        "--frames-dir",
+        path_str(dir.path()),
+        "--reconnect",
+        "never",
+    ]);
     assert_one_line_error(&out, &cam.url, "in the middle of a JPEG");
     assert_eq!(assert_frames_complete(dir.path()), 6);
 }

@@ -84,16 +84,14 @@ fn camera_dropping_the_connection_mid_jpeg_keeps_whole_frames_only() {
         &["--fault", "drop-mid-fragment", "--fault-after", "7"],
     );
     let dir = tempdir();
-    let out = camflow_run(&["decode", &cam.url, "--frames-dir", path_str(dir.path())]);
+    let never = ["--reconnect", "never"];
+    let mut args = vec!["decode", &cam.url, "--frames-dir", path_str(dir.path())];
+    args.extend(never);
+    let out = camflow_run(&args);
     assert_one_line_error(&out, &cam.url, "in the middle of a JPEG");
     assert_eq!(assert_frames_complete(dir.path()), 7);
-    let out = camflow_run(&[
-        "decode",
-        &cam.url,
-        "--frames-dir",
-        path_str(dir.path()),
-        "--save-jpeg",
-    ]);
+    args.push("--save-jpeg");
+    let out = camflow_run(&args);
     assert_one_line_error(&out, &cam.url, "in the middle of a JPEG");
     assert_eq!(csv_rows(dir.path()).len(), 7);
 }
@@ -109,6 +107,8 @@ fn camera_sending_bytes_but_no_jpeg_times_out() {
         path_str(dir.path()),
         "--timeout",
         "1",
+        "--reconnect",
+        "never",
     ]);
     assert_one_line_error(&out, &cam.url, "no JPEG for 1 s");
     assert_eq!(assert_frames_complete(dir.path()), 3);

@@ -33,7 +33,7 @@ pub const PATH: &str = "/live";
 /// The 4 player-specific bytes EvoStream puts before the init segment.
 const MOOV_EXTRA: [u8; 4] = [0xf1, 0x42, 0xc0, 0x1e];
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CameraSettings {
     pub synth: SynthSettings,
     pub exif_thumbnail: bool,
@@ -42,8 +42,25 @@ pub struct CameraSettings {
     pub protocol: CameraProtocol,
     pub fault: Option<CameraFault>,
     pub fault_after: u64,
+    pub fault_once: bool,
+    /// Clients served so far (for `fault_once`).
+    pub clients: std::sync::atomic::AtomicU64,
     pub require_header: Option<(String, String)>,
     pub expect_text: Option<String>,
+}
+
+impl CameraSettings {
+    /// The fault the next client gets: none after the first with `fault_once`.
+    fn fault_for_next_client(&self) -> Option<CameraFault> {
+        let n = self
+            .clients
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.fault_once && n > 0 {
+            None
+        } else {
+            self.fault
+        }
+    }
 }
 
 /// One EvoStream message: tag, 3-byte big-endian length, body.
@@ -141,6 +158,7 @@ async fn client(
     };
     let mut ws = tokio_tungstenite::accept_hdr_async(stream, check_path).await?;
     eprintln!("camera: {peer}: connected");
+    let fault = s.fault_for_next_client();
 
     if let Some(want) = &s.expect_text {
         use futures_util::StreamExt;
@@ -154,7 +172,7 @@ async fn client(
         }
     }
 
-    if s.fault == Some(CameraFault::Garbage) {
+    if fault == Some(CameraFault::Garbage) {
         ws.send(Message::binary(
             b"<html>this is not a video stream</html>".to_vec(),
         ))
@@ -170,7 +188,7 @@ async fn client(
         let start = Instant::now();
         while let Some(Timed { chunk, at }) = rx.recv().await {
             let faulty = frags == s.fault_after && matches!(chunk, Chunk::Fragment(_));
-            if faulty && s.fault == Some(CameraFault::Restart) && !restarted {
+            if faulty && fault == Some(CameraFault::Restart) && !restarted {
                 // A server restarting its stream: a new init segment, and
                 // timestamps from zero again.
                 restarted = true;
@@ -178,7 +196,7 @@ async fn client(
                 let _ = tokio::task::spawn_blocking(move || worker.join()).await;
                 continue 'runs;
             }
-            if faulty && s.fault == Some(CameraFault::Stall) {
+            if faulty && fault == Some(CameraFault::Stall) {
                 // The camera stops; the server keeps the connection alive.
                 loop {
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -202,7 +220,7 @@ async fn client(
                     tokio::time::sleep_until(start + Duration::from_secs_f64(at.max(0.0))).await;
                     let msgs = fragment_messages(&frag)
                         .ok_or_else(|| anyhow::anyhow!("muxer produced a fragment without mdat"))?;
-                    match s.fault {
+                    match fault {
                         Some(CameraFault::DropMidFragment) if faulty => {
                             for m in msgs.into_iter().take(2) {
                                 ws.send(Message::binary(m)).await?;
@@ -318,6 +336,7 @@ pub async fn serve_tcp(
 
 async fn tcp_client(mut stream: TcpStream, s: Arc<CameraSettings>) -> anyhow::Result<u64> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fault = s.fault_for_next_client();
     let _ = stream.set_nodelay(true);
     if s.protocol == CameraProtocol::Vbc {
         let mut hello = [0u8; 4];
@@ -339,7 +358,7 @@ async fn tcp_client(mut stream: TcpStream, s: Arc<CameraSettings>) -> anyhow::Re
     while let Some(synth::TimedJpeg { jpeg, at }) = rx.recv().await {
         tokio::time::sleep_until(start + Duration::from_secs_f64(at.max(0.0))).await;
         if sent == s.fault_after {
-            match s.fault {
+            match fault {
                 Some(CameraFault::DropMidFragment) => {
                     stream
                         .write_all(jpeg.get(..jpeg.len() / 2).unwrap_or_default())
@@ -418,6 +437,7 @@ async fn mjpeg_http(
                 .into_response();
         }
     }
+    let fault = s.fault_for_next_client();
     let (tx, rx) = mpsc::channel::<synth::TimedJpeg>(8);
     let stop = Arc::new(AtomicBool::new(false));
     let guard = StopOnDrop(stop.clone());
@@ -453,7 +473,7 @@ async fn mjpeg_http(
                     epoch + at
                 );
                 let mut part = head.into_bytes();
-                if s.fault == Some(CameraFault::DropMidFragment) && sent == s.fault_after {
+                if fault == Some(CameraFault::DropMidFragment) && sent == s.fault_after {
                     part.extend_from_slice(jpeg.get(..jpeg.len() / 2).unwrap_or_default());
                     return Some((vec![Ok(part.into())], (rx, sent, guard, true)));
                 }

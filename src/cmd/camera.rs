@@ -102,6 +102,8 @@ pub async fn run(args: CameraArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         auth: args.auth.clone(),
         fault: args.fault,
         fault_after: args.fault_after,
+        fault_once: args.fault_once,
+        clients: Default::default(),
         require_header: match &args.require_header {
             None => None,
             Some(h) => {

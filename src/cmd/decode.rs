@@ -22,7 +22,8 @@ use crate::source;
 const FRAME_QUEUE: usize = 3;
 
 pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
-    let opts = args.source.options()?;
+    let mut opts = args.source.options()?;
+    opts.quiet = args.quiet;
     let name = opts.spec.display_name();
     if args.max_frames == Some(0) {
         bail!("--max-frames must be at least 1");

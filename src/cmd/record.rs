@@ -17,7 +17,8 @@ use crate::sink::fmp4_file::Fmp4FileWriter;
 use crate::source;
 
 pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
-    let opts = args.source.options()?;
+    let mut opts = args.source.options()?;
+    opts.quiet = args.quiet;
     let name = opts.spec.display_name();
     if let Some(d) = args.duration {
         if !(d.is_finite() && d > 0.0) {

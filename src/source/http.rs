@@ -95,6 +95,86 @@ fn answer(challenge: &str, url: &Url, user: &str, pass: &str) -> Result<String, 
     )))
 }
 
+/// One camera's HTTP client, URL and credentials, for every (re)connect.
+struct Conn {
+    client: reqwest::Client,
+    url: Url,
+    creds: Option<(String, String)>,
+}
+
+impl Conn {
+    /// GETs the URL, answering a 401 once with the credentials; returns a
+    /// successful response.
+    async fn request(&self, opts: &SourceOptions) -> Result<reqwest::Response, SourceError> {
+        let secs = opts.timeout.as_secs_f64();
+        let get = |auth: Option<String>| {
+            let mut req = self.client.get(self.url.clone());
+            if let Some(a) = auth {
+                req = req.header(AUTHORIZATION, a);
+            }
+            async move {
+                timeout(opts.timeout, req.send())
+                    .await
+                    .map_err(|_| err(format!("no answer within {secs} s")))?
+                    .map_err(|e| err(describe(&e)))
+            }
+        };
+        let mut resp = get(None).await?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            let Some((user, pass)) = &self.creds else {
+                return Err(err(
+                    "HTTP 401 Unauthorized: the camera wants a user name and password \
+                     (--user/--password, or user:password@ in the URL)",
+                ));
+            };
+            let challenge = resp
+                .headers()
+                .get_all(reqwest::header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                // Digest first when a camera offers both: it does not send the password.
+                .max_by_key(|c| c.to_ascii_lowercase().starts_with("digest"))
+                .unwrap_or("Basic")
+                .to_string();
+            resp = get(Some(answer(&challenge, &self.url, user, pass)?)).await?;
+            if resp.status() == StatusCode::UNAUTHORIZED {
+                return Err(err(
+                    "HTTP 401 Unauthorized: the camera refused the user name or password",
+                ));
+            }
+        }
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(err(format!(
+                "HTTP {} {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            )
+            .trim_end()
+            .to_string()));
+        }
+        Ok(resp)
+    }
+}
+
+/// The multipart boundary of a response, or `None` if it is not multipart.
+fn multipart_boundary(resp: &reqwest::Response) -> Option<Result<String, SourceError>> {
+    let content_type = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    if !content_type.to_ascii_lowercase().starts_with("multipart/") {
+        return None;
+    }
+    Some(
+        multipart::boundary_from_content_type(&content_type)
+            .filter(|b| !b.trim_start_matches('-').is_empty())
+            .ok_or_else(|| err(format!("{content_type:?} names no boundary"))),
+    )
+}
+
 /// Connects, authenticates if asked, and looks at the answer.
 pub async fn open(
     url: &Url,
@@ -107,77 +187,27 @@ pub async fn open(
         .default_headers(headers(opts)?)
         .build()
         .map_err(|e| err(format!("cannot start an HTTP client: {e}")))?;
-    let secs = opts.timeout.as_secs_f64();
-    let get = |auth: Option<String>| {
-        let mut req = client.get(clean.clone());
-        if let Some(a) = auth {
-            req = req.header(AUTHORIZATION, a);
-        }
-        async move {
-            timeout(opts.timeout, req.send())
-                .await
-                .map_err(|_| err(format!("no answer within {secs} s")))?
-                .map_err(|e| err(describe(&e)))
-        }
+    let conn = Conn {
+        client,
+        url: clean,
+        creds,
     };
-    let mut resp = get(None).await?;
-    if resp.status() == StatusCode::UNAUTHORIZED {
-        let Some((user, pass)) = &creds else {
-            return Err(err(
-                "HTTP 401 Unauthorized: the camera wants a user name and password \
-                 (--user/--password, or user:password@ in the URL)",
-            ));
-        };
-        let challenge = resp
-            .headers()
-            .get_all(reqwest::header::WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            // Digest first when a camera offers both: it does not send the password.
-            .max_by_key(|c| c.to_ascii_lowercase().starts_with("digest"))
-            .unwrap_or("Basic")
-            .to_string();
-        resp = get(Some(answer(&challenge, &clean, user, pass)?)).await?;
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            return Err(err(
-                "HTTP 401 Unauthorized: the camera refused the user name or password",
-            ));
-        }
-    }
-    let status = resp.status();
-    if !status.is_success() {
-        return Err(err(format!(
-            "HTTP {} {}",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("")
-        )
-        .trim_end()
-        .to_string()));
-    }
-    let content_type = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let lower = content_type.to_ascii_lowercase();
-    if !lower.starts_with("multipart/") {
+    let resp = conn.request(opts).await?;
+    let Some(boundary) = multipart_boundary(&resp) else {
         // Not MJPEG: libavformat reads it, with the credentials in the URL.
-        let mut for_libav = clean.clone();
-        if let Some((user, pass)) = &creds {
+        let mut for_libav = conn.url.clone();
+        if let Some((user, pass)) = &conn.creds {
             let _ = for_libav.set_username(user);
             let _ = for_libav.set_password(Some(pass));
         }
         return Ok(Opened::Other(for_libav.to_string()));
-    }
-    let boundary = multipart::boundary_from_content_type(&content_type)
-        .filter(|b| !b.trim_start_matches('-').is_empty())
-        .ok_or_else(|| err(format!("{content_type:?} names no boundary")))?;
+    };
+    let boundary = boundary?;
     let (tx, rx) = mpsc::channel(JPEG_QUEUE);
     let stats = Arc::new(SourceStats::default());
     tokio::spawn(receive(
-        resp,
-        boundary,
+        conn,
+        (resp, boundary),
         opts.clone(),
         tx,
         stats.clone(),
@@ -206,15 +236,34 @@ fn describe(e: &reqwest::Error) -> String {
 type Tx = mpsc::Sender<Result<JpegFrame, SourceError>>;
 
 async fn receive(
-    resp: reqwest::Response,
-    boundary: String,
+    conn: Conn,
+    first: (reqwest::Response, String),
     opts: SourceOptions,
     tx: Tx,
     stats: Arc<SourceStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // The first answer was already read by `open`; reconnects ask again.
+    let first = std::sync::Mutex::new(Some(first));
+    let sessions = super::supervised(&opts, shutdown.clone(), |_, streamed| {
+        let taken = first.lock().ok().and_then(|mut f| f.take());
+        let (conn, opts, tx, stats) = (&conn, &opts, &tx, &stats);
+        async move {
+            let (resp, boundary) = match taken {
+                Some(f) => f,
+                None => {
+                    let resp = conn.request(opts).await?;
+                    let boundary = multipart_boundary(&resp).ok_or_else(|| {
+                        err("the camera no longer answers with multipart MJPEG")
+                    })??;
+                    (resp, boundary)
+                }
+            };
+            parts(resp, &boundary, opts, tx, stats, streamed).await
+        }
+    });
     let result = tokio::select! {
-        r = parts(resp, &boundary, &opts, &tx, &stats) => r,
+        r = sessions => r,
         _ = shutdown.wait_for(|stop| *stop) => Ok(()),
         _ = tx.closed() => Ok(()),
     };
@@ -229,6 +278,7 @@ async fn parts(
     opts: &SourceOptions,
     tx: &Tx,
     stats: &SourceStats,
+    streamed: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<(), SourceError> {
     let secs = opts.timeout.as_secs_f64();
     let mut splitter = multipart::Splitter::new(boundary, opts.max_frame);
@@ -270,6 +320,7 @@ async fn parts(
             if tx.send(Ok(frame)).await.is_err() {
                 std::future::pending::<()>().await;
             }
+            streamed.store(true, std::sync::atomic::Ordering::Relaxed);
             deadline = Instant::now() + opts.timeout;
         }
         if splitter.is_finished() {

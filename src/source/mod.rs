@@ -216,6 +216,9 @@ pub struct SourceOptions {
     pub max_frame: usize,
     pub user: Option<String>,
     pub password: Option<String>,
+    pub reconnect: reconnect::ReconnectPolicy,
+    /// No reconnect log lines (`-q`).
+    pub quiet: bool,
 }
 
 impl SourceOptions {
@@ -256,6 +259,8 @@ impl SourceOptions {
             max_frame: a.max_frame_bytes,
             user: a.user.clone(),
             password: a.password.clone(),
+            reconnect: a.reconnect,
+            quiet: false,
         })
     }
 }
@@ -301,6 +306,48 @@ fn redact_arg(s: &str) -> String {
         return redact(&u);
     }
     mask_userinfo(s).unwrap_or_else(|| s.to_string())
+}
+
+/// Runs a live source's sessions under its reconnect policy: `session`
+/// gets the attempt number and a flag to set once it has delivered
+/// something. A failure before anything was ever delivered is fatal: the
+/// source never worked, and retrying would only hide why.
+pub async fn supervised<F, Fut>(
+    opts: &SourceOptions,
+    shutdown: watch::Receiver<bool>,
+    mut session: F,
+) -> Result<(), SourceError>
+where
+    F: FnMut(u64, Arc<std::sync::atomic::AtomicBool>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), SourceError>>,
+{
+    use reconnect::SessionEnd;
+    let streamed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let name = opts.spec.display_name();
+    let quiet = opts.quiet;
+    let seed = std::process::id() as u64 ^ (crate::packet::unix_now() * 1e6) as u64;
+    reconnect::supervise(
+        opts.reconnect,
+        reconnect::Backoff::new(seed),
+        shutdown,
+        |attempt| {
+            let fut = session(attempt, streamed.clone());
+            let streamed = streamed.clone();
+            async move {
+                match fut.await {
+                    Ok(()) => SessionEnd::Clean,
+                    Err(e) if streamed.load(Ordering::Relaxed) => SessionEnd::Failed(e),
+                    Err(e) => SessionEnd::Fatal(e),
+                }
+            }
+        },
+        |line| {
+            if !quiet {
+                eprintln!("camflow: {name}: {line}");
+            }
+        },
+    )
+    .await
 }
 
 /// What a receiver has seen, shared with progress display and `probe`.

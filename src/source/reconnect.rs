@@ -96,7 +96,11 @@ pub enum SessionEnd<E> {
     Clean,
     /// Shutdown was asked for (Ctrl-C) or the consumer has all it wants.
     Stopped,
+    /// A failure after the source had streamed: retried under the policy.
     Failed(E),
+    /// A failure that retrying cannot mend: the source never delivered a
+    /// frame (wrong address, refused credentials, not a video stream).
+    Fatal(E),
 }
 
 /// Runs sessions under `policy` until a clean end (unless `Always`), a
@@ -122,6 +126,7 @@ where
         backoff.streamed_for(started.elapsed());
         let why = match end {
             SessionEnd::Stopped => return Ok(()),
+            SessionEnd::Fatal(e) => return Err(e),
             SessionEnd::Clean if policy != ReconnectPolicy::Always => return Ok(()),
             SessionEnd::Failed(e) if policy == ReconnectPolicy::Never => return Err(e),
             SessionEnd::Clean => "the stream ended".to_string(),
@@ -231,6 +236,25 @@ mod tests {
                 "{gaps:?}"
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fatal_end_is_never_retried() {
+        let (_tx, rx) = watch::channel(false);
+        let mut n = 0;
+        let r = supervise(
+            ReconnectPolicy::Always,
+            Backoff::new(1),
+            rx,
+            |_| {
+                n += 1;
+                async { SessionEnd::Fatal("HTTP 401".to_string()) }
+            },
+            |_| {},
+        )
+        .await;
+        assert_eq!(r, Err("HTTP 401".to_string()));
+        assert_eq!(n, 1);
     }
 
     #[tokio::test(start_paused = true)]

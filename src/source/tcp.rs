@@ -3,6 +3,7 @@
 //! camera answers ("100") is skipped by the JPEG splitter along with any
 //! other bytes before a JPEG's start. Whole JPEGs go to the consumer.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,8 +35,11 @@ pub async fn run(
     stats: Arc<SourceStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let sessions = super::supervised(&opts, shutdown.clone(), |_, streamed| {
+        session(&url, hello.as_deref(), &opts, &tx, &stats, streamed)
+    });
     let result = tokio::select! {
-        r = session(&url, hello.as_deref(), &opts, &tx, &stats) => r,
+        r = sessions => r,
         _ = shutdown.wait_for(|stop| *stop) => Ok(()),
         _ = tx.closed() => Ok(()),
     };
@@ -50,6 +54,7 @@ async fn session(
     opts: &SourceOptions,
     tx: &Tx,
     stats: &SourceStats,
+    streamed: Arc<AtomicBool>,
 ) -> Result<(), SourceError> {
     let host = url.host_str().unwrap_or_default();
     let port = url.port().unwrap_or(VBC_PORT);
@@ -113,6 +118,7 @@ async fn session(
                 // The consumer has all it wants; `run` sees the channel close.
                 std::future::pending::<()>().await;
             }
+            streamed.store(true, Ordering::Relaxed);
             deadline = Instant::now() + opts.timeout;
         }
     }

@@ -2,6 +2,7 @@
 //! socket. Binary messages go through the EvoStream de-framer or the raw fMP4
 //! assembler (both sans-IO, in `proto`), and clean chunks go to the pipeline.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
@@ -28,8 +29,11 @@ pub async fn run(
     stats: Arc<SourceStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let sessions = super::supervised(&opts, shutdown.clone(), |_, streamed| {
+        session(&url, &opts, &tx, &stats, streamed)
+    });
     let result = tokio::select! {
-        r = session(&url, &opts, &tx, &stats) => r,
+        r = sessions => r,
         _ = shutdown.wait_for(|stop| *stop) => Ok(()),
         _ = tx.closed() => Ok(()),
     };
@@ -147,6 +151,7 @@ async fn session(
     opts: &SourceOptions,
     tx: &Tx,
     stats: &SourceStats,
+    streamed: Arc<AtomicBool>,
 ) -> Result<(), SourceError> {
     let req = build_request(url, opts)?;
     // tungstenite's own limits sit above ours so that the de-framer, which
@@ -239,7 +244,8 @@ async fn session(
                             match item.map_err(|e| err(e.to_string()))? {
                                 Some(evostream::Item::Init(b)) => send(tx, Chunk::Init(b)).await?,
                                 Some(evostream::Item::Fragment(b)) => {
-                                    send(tx, Chunk::Fragment(b)).await?
+                                    send(tx, Chunk::Fragment(b)).await?;
+                                    streamed.store(true, Ordering::Relaxed);
                                 }
                                 None => break,
                             }
@@ -249,6 +255,9 @@ async fn session(
                     Framer::Raw(a) => {
                         a.feed(&data);
                         while let Some(c) = a.next_chunk().map_err(|e| err(e.to_string()))? {
+                            if matches!(c, Chunk::Fragment(_)) {
+                                streamed.store(true, Ordering::Relaxed);
+                            }
                             send(tx, c).await?;
                         }
                     }
