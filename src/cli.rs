@@ -211,6 +211,10 @@ pub struct CameraArgs {
     #[arg(long, value_name = "USER:PASSWORD")]
     pub auth: Option<String>,
 
+    /// With --auth: ask for HTTP Digest (MD5, qop=auth) instead of Basic.
+    #[arg(long, requires = "auth")]
+    pub digest: bool,
+
     /// tcp-mjpeg, vbc and mjpeg-http: put an EXIF-style thumbnail (a whole small JPEG
     /// inside APP1) in every frame, as many cameras do.
     #[arg(long = "exif-thumbnail")]

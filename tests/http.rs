@@ -174,3 +174,14 @@ fn plain_http_files_go_to_libavformat() {
     let out = camflow_run(&["decode", &missing, "--frames-dir", path_str(dir.path())]);
     assert_one_line_error(&out, &missing, "HTTP 404");
 }
+
+#[test]
+fn camera_asking_for_digest_auth() {
+    let cam = http_camera(&["--frames", "10", "--auth", "admin:s3cret", "--digest"]);
+    let wrong = cam.url.replace("http://", "http://admin:nope@");
+    let dir = tempdir();
+    let out = camflow_run(&["decode", &wrong, "--frames-dir", path_str(dir.path())]);
+    assert_one_line_error(&out, "admin:***@", "refused the user name or password");
+    let dir = decode_ok(&cam.url, &["--user", "admin", "--password", "s3cret"]);
+    assert_eq!(assert_frames_complete(dir.path()), 10);
+}

@@ -39,6 +39,8 @@ pub struct CameraSettings {
     pub exif_thumbnail: bool,
     /// mjpeg-http: the `user:password` Basic auth must carry.
     pub auth: Option<String>,
+    /// Ask for Digest instead of Basic, with this nonce.
+    pub digest_nonce: Option<String>,
     pub protocol: CameraProtocol,
     pub fault: Option<CameraFault>,
     pub fault_after: u64,
@@ -421,17 +423,26 @@ async fn mjpeg_http(
     use axum::http::{header, StatusCode as Status};
     use axum::response::IntoResponse;
     if let Some(auth) = &s.auth {
-        let want = format!(
-            "Basic {}",
-            crate::source::ws::base64_encode(auth.as_bytes())
-        );
         let got = headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if got != Some(want.as_str()) {
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let (ok, challenge) = match &s.digest_nonce {
+            None => (
+                got == format!("Basic {}", crate::source::ws::base64_encode(auth.as_bytes())),
+                "Basic realm=\"camflow\"".to_string(),
+            ),
+            Some(nonce) => (
+                digest_ok(got, auth, nonce),
+                format!(
+                    "Digest realm=\"{DIGEST_REALM}\", qop=\"auth\", nonce=\"{nonce}\", algorithm=MD5"
+                ),
+            ),
+        };
+        if !ok {
             return (
                 Status::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Basic realm=\"camflow\"")],
+                [(header::WWW_AUTHENTICATE, challenge)],
                 "wrong user or password\n",
             )
                 .into_response();
@@ -492,4 +503,66 @@ async fn mjpeg_http(
         axum::body::Body::from_stream(parts),
     )
         .into_response()
+}
+
+const DIGEST_REALM: &str = "camflow";
+
+/// Checks an `Authorization: Digest ...` header against `user:password`
+/// (RFC 7616, MD5, qop=auth or none).
+fn digest_ok(header: &str, auth: &str, nonce: &str) -> bool {
+    use md5::{Digest, Md5};
+    let hex = |s: &str| {
+        Md5::digest(s.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let Some(params) = header.strip_prefix("Digest ") else {
+        return false;
+    };
+    let field = |name: &str| digest_param(params, name);
+    let (Some((user, pass)), Some(got_user), Some(uri), Some(response)) = (
+        auth.split_once(':'),
+        field("username"),
+        field("uri"),
+        field("response"),
+    ) else {
+        return false;
+    };
+    if got_user != user || field("nonce").as_deref() != Some(nonce) {
+        return false;
+    }
+    let ha1 = hex(&format!("{user}:{DIGEST_REALM}:{pass}"));
+    let ha2 = hex(&format!("GET:{uri}"));
+    let want = match (field("qop"), field("nc"), field("cnonce")) {
+        (Some(qop), Some(nc), Some(cnonce)) => {
+            hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}"))
+        }
+        _ => hex(&format!("{ha1}:{nonce}:{ha2}")),
+    };
+    response.eq_ignore_ascii_case(&want)
+}
+
+/// One `name=value` or `name="value"` parameter of a Digest header.
+fn digest_param(params: &str, name: &str) -> Option<String> {
+    let mut rest = params;
+    while !rest.is_empty() {
+        rest = rest.trim_start_matches([' ', ',']);
+        let (key, after) = rest.split_once('=')?;
+        let (value, next) = match after.strip_prefix('"') {
+            Some(q) => {
+                let end = q.find('"')?;
+                (q.get(..end)?, q.get(end + 1..)?)
+            }
+            None => {
+                let end = after.find(',').unwrap_or(after.len());
+                (after.get(..end)?, after.get(end..)?)
+            }
+        };
+        if key.trim().eq_ignore_ascii_case(name) {
+            return Some(value.to_string());
+        }
+        rest = next;
+    }
+    None
 }

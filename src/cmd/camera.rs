@@ -100,6 +100,7 @@ pub async fn run(args: CameraArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         protocol: args.protocol,
         exif_thumbnail: args.exif_thumbnail,
         auth: args.auth.clone(),
+        digest_nonce: args.digest.then(|| format!("{:016x}", fastrand::u64(..))),
         fault: args.fault,
         fault_after: args.fault_after,
         fault_once: args.fault_once,
