@@ -3,7 +3,13 @@
 
 use std::process::Command;
 
-const LIBS: [&str; 4] = ["libavformat", "libavcodec", "libswscale", "libavutil"];
+const LIBS: [&str; 5] = [
+    "libavformat",
+    "libavcodec",
+    "libswscale",
+    "libavutil",
+    "libturbojpeg",
+];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -27,7 +33,7 @@ fn main() {
         .collect();
     if !missing.is_empty() {
         eprintln!(
-            "error: FFmpeg development files not found ({}): run scripts/setup",
+            "error: development files not found ({}): run scripts/setup",
             missing.join(", ")
         );
         std::process::exit(1);

@@ -113,9 +113,20 @@ pub struct DecodeArgs {
     #[arg(long = "save-jpeg")]
     pub save_jpeg: bool,
 
+    /// MJPEG sources: decode with libjpeg-turbo (straight to BGR, JPEGs in
+    /// parallel) or with libavcodec's mjpeg decoder and swscale.
+    #[arg(long = "jpeg-decoder", value_enum, default_value_t = JpegDecoder::Turbojpeg)]
+    pub jpeg_decoder: JpegDecoder,
+
     /// No progress display or log lines; errors only.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JpegDecoder {
+    Turbojpeg,
+    Libav,
 }
 
 #[derive(Debug, Args)]

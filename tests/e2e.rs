@@ -186,9 +186,14 @@ fn probe_names_protocol_codec_size_rate_and_evostream_tags() {
     assert_eq!(tags["250 moov"], 1);
     let begins = tags["249 begin"].as_u64().unwrap();
     assert!(begins >= 1);
-    assert_eq!(
+    // Three moof pieces per fragment; probing may stop inside one.
+    let (moofs, ends) = (
         tags["251 moof"].as_u64().unwrap(),
-        3 * tags["255 end"].as_u64().unwrap()
+        tags["255 end"].as_u64().unwrap(),
+    );
+    assert!(
+        moofs >= 3 * ends && moofs <= 3 * (ends + 1),
+        "{moofs} {ends}"
     );
 
     let text = camflow_run(&["probe", &cam.url]);

@@ -90,10 +90,25 @@ fn camera_dropping_the_connection_mid_jpeg_keeps_whole_frames_only() {
     let out = camflow_run(&args);
     assert_one_line_error(&out, &cam.url, "in the middle of a JPEG");
     assert_eq!(assert_frames_complete(dir.path()), 7);
-    args.push("--save-jpeg");
-    let out = camflow_run(&args);
+    // The same with --save-jpeg, into a folder of its own.
+    let jpegs = tempdir();
+    let out = camflow_run(&[
+        "decode",
+        &cam.url,
+        "--frames-dir",
+        path_str(jpegs.path()),
+        "--save-jpeg",
+        "--reconnect",
+        "never",
+    ]);
     assert_one_line_error(&out, &cam.url, "in the middle of a JPEG");
-    assert_eq!(csv_rows(dir.path()).len(), 7);
+    let rows = csv_rows(jpegs.path());
+    assert_eq!(rows.len(), 7);
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r[1], format!("frame_{i:06}.jpg"));
+        let jpeg = std::fs::read(jpegs.path().join(&r[1])).unwrap();
+        assert!(jpeg.starts_with(&[0xFF, 0xD8]) && jpeg.ends_with(&[0xFF, 0xD9]));
+    }
 }
 
 #[test]

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 
-use crate::cli::DecodeArgs;
-use crate::cmd::{open_source, Opened};
+use crate::cli::{DecodeArgs, JpegDecoder};
+use crate::cmd::{open_or_stop, Opened};
 use crate::pipeline::decode::{self, BgrFrame, DecodeSettings};
 use crate::pipeline::{self, PipelineError};
 use crate::progress::Progress;
@@ -47,12 +47,9 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         duration: args.duration,
         fps: args.fps,
     };
-    let opened = open_source(&opts, &shutdown).await.map_err(|e| {
-        anyhow!(
-            "{name}: {}",
-            source::redact_text_with(&e.0, &opts.spec, opts.password.as_deref())
-        )
-    })?;
+    let Some(opened) = open_or_stop(&opts, &shutdown).await? else {
+        return Ok(ExitCode::SUCCESS);
+    };
     if args.save_jpeg {
         return match opened {
             Opened::Jpegs(jpegs) => save_jpegs(jpegs, writer, settings, &args, &name, started).await,
@@ -68,8 +65,14 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     let counter = bytes_read.clone();
     let net_stats = opened.stats();
     let decoder = match opened.into_input() {
+        Err(jpegs) if args.jpeg_decoder == JpegDecoder::Libav => {
+            pipeline::spawn("camflow-decode", move || {
+                decode::run_jpegs(jpegs.rx, &settings, stop, frame_tx, pool_rx)
+            })
+        }
         Err(jpegs) => pipeline::spawn("camflow-decode", move || {
-            decode::run_jpegs(jpegs.rx, &settings, stop, frame_tx, pool_rx)
+            let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+            pipeline::turbo::run(jpegs.rx, &settings, stop, frame_tx, pool_rx, workers)
         }),
         Ok(input) => pipeline::spawn("camflow-decode", move || {
             decode::run(input, &settings, stop, counter, frame_tx, pool_rx)
@@ -166,7 +169,7 @@ async fn save_jpegs(
     let worker = pipeline::spawn("camflow-jpeg", move || {
         let mut progress = Progress::new(quiet, "frames");
         let mut limiter = settings.fps.map(decode::RateLimiter::new);
-        let mut first: Option<f64> = None;
+        let mut clock = source::JpegClock::default();
         let mut written = 0u64;
         let result = loop {
             if settings.max_frames.is_some_and(|m| written >= m) {
@@ -177,7 +180,7 @@ async fn save_jpegs(
                 Some(Err(e)) => break Err(anyhow!("{}", e.0)),
                 Some(Ok(j)) => j,
             };
-            let t = jpeg.clock() - *first.get_or_insert(jpeg.clock());
+            let t = clock.time(&jpeg);
             if settings.duration.is_some_and(|d| t >= d) {
                 break Ok(());
             }

@@ -40,7 +40,23 @@ impl Opened {
 }
 
 /// Starts the receiver a source needs (HTTP first looks at the answer).
+/// Ctrl-C while connecting ends it with [`STOPPED`]; commands check
+/// `shutdown.is_triggered()` and end cleanly.
 pub async fn open_source(opts: &SourceOptions, shutdown: &Shutdown) -> Result<Opened, SourceError> {
+    let mut stop = shutdown.subscribe();
+    tokio::select! {
+        r = open_source_inner(opts, shutdown) => r,
+        _ = stop.wait_for(|s| *s) => Err(SourceError(STOPPED.into())),
+    }
+}
+
+/// The error text of an open cut short by Ctrl-C.
+pub const STOPPED: &str = "stopped before the source opened";
+
+async fn open_source_inner(
+    opts: &SourceOptions,
+    shutdown: &Shutdown,
+) -> Result<Opened, SourceError> {
     if let Some(j) = source::spawn_jpeg_receiver(opts, shutdown.subscribe()) {
         return Ok(Opened::Jpegs(j));
     }
@@ -62,4 +78,21 @@ pub async fn open_source(opts: &SourceOptions, shutdown: &Shutdown) -> Result<Op
             return Err(SourceError("no receiver for this source".into()))
         }
     })
+}
+
+/// [`open_source`] for a command: `Ok(None)` when Ctrl-C came first (a
+/// clean stop), else the source or a one-line error naming it.
+pub async fn open_or_stop(
+    opts: &SourceOptions,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<Opened>> {
+    match open_source(opts, shutdown).await {
+        Ok(o) => Ok(Some(o)),
+        Err(_) if shutdown.is_triggered() => Ok(None),
+        Err(e) => Err(anyhow::anyhow!(
+            "{}: {}",
+            opts.spec.display_name(),
+            source::redact_text_with(&e.0, &opts.spec, opts.password.as_deref())
+        )),
+    }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::cli::ProbeArgs;
 use crate::cmd::decode::join;
-use crate::cmd::open_source;
+use crate::cmd::open_or_stop;
 use crate::pipeline::probe::{ContainerReport, StreamReport};
 use crate::pipeline::{self, input::InputSource, PipelineError};
 use crate::proto::evostream;
@@ -50,12 +50,9 @@ fn tag_name(tag: u8) -> String {
 pub async fn run(args: ProbeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     let opts = args.source.options()?;
     let name = opts.spec.display_name();
-    let opened = open_source(&opts, &shutdown).await.map_err(|e| {
-        anyhow!(
-            "{name}: {}",
-            source::redact_text_with(&e.0, &opts.spec, opts.password.as_deref())
-        )
-    })?;
+    let Some(opened) = open_or_stop(&opts, &shutdown).await? else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let stats = opened.stats();
     let input = match opened.into_input() {
         Ok(input) => input,
@@ -146,6 +143,7 @@ async fn probe_jpegs(
     mut rx: tokio::sync::mpsc::Receiver<Result<source::JpegFrame, source::SourceError>>,
 ) -> Result<ContainerReport, source::SourceError> {
     let mut times = Vec::new();
+    let mut clock = source::JpegClock::default();
     let mut size = None;
     let window = tokio::time::sleep(std::time::Duration::from_secs(2));
     tokio::pin!(window);
@@ -161,7 +159,7 @@ async fn probe_jpegs(
                 if size.is_none() {
                     size = jpeg::dimensions(&j.data);
                 }
-                times.push(j.clock());
+                times.push(clock.time(&j));
             }
         }
     }

@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::cli::RecordArgs;
 use crate::cmd::decode::join;
-use crate::cmd::{open_source, Opened};
+use crate::cmd::{open_or_stop, Opened};
 use crate::packet::{Arrived, Chunk};
 use crate::pipeline::{self, remux};
 use crate::progress::Progress;
@@ -37,12 +37,9 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     let quiet = args.quiet;
     let duration = args.duration;
 
-    let opened = open_source(&opts, &shutdown).await.map_err(|e| {
-        anyhow!(
-            "{name}: {}",
-            source::redact_text_with(&e.0, &opts.spec, opts.password.as_deref())
-        )
-    })?;
+    let Some(opened) = open_or_stop(&opts, &shutdown).await? else {
+        return Ok(ExitCode::SUCCESS);
+    };
     if let Opened::Chunks(mut chunks) = opened {
         // fMP4 from the network: written exactly as received, on a thread of
         // its own because file writes block.
@@ -105,6 +102,8 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         .context("cannot start the record thread")?;
         return match join(worker).await? {
             Ok(()) => Ok(ExitCode::SUCCESS),
+            // Ctrl-C before any video: a stop, with nothing to keep.
+            Err(_) if shutdown.is_triggered() && !args.output.exists() => Ok(ExitCode::SUCCESS),
             Err(e) => Err(anyhow!(
                 "{name}: {}",
                 source::redact_text_with(&format!("{e:#}"), &opts.spec, opts.password.as_deref())
@@ -154,6 +153,7 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     .context("cannot start the remux thread")?;
     match join(worker).await? {
         Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(_) if shutdown.is_triggered() && !args.output.exists() => Ok(ExitCode::SUCCESS),
         Err(e) => Err(anyhow!("{name}: {e}")),
     }
 }

@@ -17,7 +17,7 @@ use ffmpeg_next as ffmpeg;
 use super::input::{self, InputSource};
 use super::PipelineError;
 use crate::packet::unix_now;
-use crate::source::{JpegFrame, SourceError};
+use crate::source::{JpegClock, JpegFrame, SourceError};
 use tokio::sync::mpsc;
 
 #[derive(Debug, Clone, Default)]
@@ -164,7 +164,7 @@ pub fn run_jpegs(
         .map_err(|e| PipelineError::Decoder(e.to_string()))?;
     // Microseconds since the first frame arrived.
     let time_base = Rational::new(1, 1_000_000);
-    let mut first_at: Option<f64> = None;
+    let mut clock = JpegClock::default();
     let mut frame = Video::empty();
     let mut failure = None;
     while !run.done {
@@ -180,8 +180,7 @@ pub fn run_jpegs(
             }
             Some(Ok(j)) => j,
         };
-        let first = *first_at.get_or_insert(jpeg.clock());
-        let pts = ((jpeg.clock() - first) * 1e6).round() as i64;
+        let pts = (clock.time(&jpeg) * 1e6).round() as i64;
         run.arrivals.insert(pts, jpeg.at_unix);
         let mut packet = ffmpeg::Packet::copy(&jpeg.data);
         packet.set_pts(Some(pts));

@@ -280,7 +280,12 @@ pub fn open(
                     .collect();
                 opts.set("headers", &h);
             }
-            ffmpeg::format::input_with_dictionary(url, opts)
+            // Ctrl-C interrupts a stalled read.
+            ffmpeg::format::input_with_interrupt_and_dictionary(
+                url,
+                move || stop.load(Ordering::Relaxed),
+                opts,
+            )
         }
         InputSource::Stdin => {
             let reader =

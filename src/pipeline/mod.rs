@@ -6,6 +6,7 @@ pub mod input;
 pub mod probe;
 pub mod remux;
 pub mod synth;
+pub mod turbo;
 
 use crate::source::SourceError;
 

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::input::{self, InputSource};
 use super::PipelineError;
 use crate::proto::jpeg;
-use crate::source::{JpegFrame, SourceError};
+use crate::source::{JpegClock, JpegFrame, SourceError};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RemuxSummary {
@@ -232,7 +232,7 @@ pub fn record_jpegs(
     let mut summary = RemuxSummary::default();
     // Microseconds since the first frame arrived.
     let in_tb = Rational::new(1, 1_000_000);
-    let mut first_at: Option<f64> = None;
+    let mut clock = JpegClock::default();
     let mut octx: Option<(ffmpeg::format::context::Output, Rational)> = None;
     let mut pending: Option<(ffmpeg::Packet, i64)> = None;
     let mut failure = None;
@@ -248,7 +248,7 @@ pub fn record_jpegs(
             }
             Some(Ok(j)) => j,
         };
-        let t = jpeg.clock() - *first_at.get_or_insert(jpeg.clock());
+        let t = clock.time(&jpeg);
         if duration.is_some_and(|d| t >= d) {
             break;
         }

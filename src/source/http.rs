@@ -17,7 +17,7 @@ use url::Url;
 
 use super::{JpegFrame, JpegStream, SourceError, SourceOptions, SourceStats, JPEG_QUEUE};
 use crate::packet::unix_now;
-use crate::proto::multipart;
+use crate::proto::{jpeg, multipart};
 
 fn err(msg: impl Into<String>) -> SourceError {
     SourceError(msg.into())
@@ -308,12 +308,15 @@ async fn parts(
         splitter.feed(&chunk);
         let at_unix = unix_now();
         while let Some(part) = splitter.next_part().map_err(|e| err(e.to_string()))? {
-            // Cameras interleave other parts (text status) now and then.
-            if !part.body.starts_with(&[0xFF, 0xD8]) {
+            // Only whole JPEGs go on: cameras interleave other parts (text
+            // status) now and then, and a part cut short is no picture.
+            let mut check = jpeg::Splitter::new(opts.max_frame);
+            check.feed(&part.body);
+            let Ok(Some(data)) = check.next_frame() else {
                 continue;
-            }
+            };
             let frame = JpegFrame {
-                data: part.body,
+                data,
                 at_unix,
                 pts: part.timestamp,
             };

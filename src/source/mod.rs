@@ -335,6 +335,11 @@ where
             let streamed = streamed.clone();
             async move {
                 match fut.await {
+                    // A source that ends before it ever sent video did not
+                    // work: say so, and do not come back for more of it.
+                    Ok(()) if !streamed.load(Ordering::Relaxed) => SessionEnd::Fatal(SourceError(
+                        "the stream ended before any video arrived".into(),
+                    )),
                     Ok(()) => SessionEnd::Clean,
                     Err(e) if streamed.load(Ordering::Relaxed) => SessionEnd::Failed(e),
                     Err(e) => SessionEnd::Fatal(e),
@@ -422,6 +427,47 @@ impl JpegFrame {
     }
 }
 
+/// Stream time for JPEG frames, in seconds from the first one, always
+/// increasing: frames that arrive in one read share an arrival time, and a
+/// camera that restarts sends its timestamps again from a lower value. Such
+/// a frame is placed one frame interval after the previous one, and the
+/// clock goes on from there.
+#[derive(Debug, Default)]
+pub struct JpegClock {
+    /// Raw clock value that maps to stream time 0.
+    origin: Option<f64>,
+    last: Option<f64>,
+    /// The last positive gap between frames: the guess for a bad one.
+    step: Option<f64>,
+}
+
+impl JpegClock {
+    pub fn time(&mut self, frame: &JpegFrame) -> f64 {
+        let raw = frame.clock();
+        let origin = *self.origin.get_or_insert(raw);
+        // Microseconds, so that a camera's round timestamps stay round.
+        let t = ((raw - origin) * 1e6).round() / 1e6;
+        let Some(last) = self.last else {
+            self.last = Some(t);
+            return t;
+        };
+        if t > last {
+            self.step = Some(t - last);
+            self.last = Some(t);
+            return t;
+        }
+        let step = self.step.unwrap_or(0.04).max(1e-6);
+        let placed = ((last + step) * 1e6).round() / 1e6;
+        // A jump back (a restart) moves the origin, so later frames follow
+        // on; a repeated time keeps it.
+        if t < last {
+            self.origin = Some(raw - placed);
+        }
+        self.last = Some(placed);
+        placed
+    }
+}
+
 /// A running MJPEG receiver: whole JPEGs arrive on `rx`; an `Err` item
 /// comes last if it failed.
 pub struct JpegStream {
@@ -486,6 +532,21 @@ mod tests {
             let s = redact_arg(weird);
             assert!(!s.contains("cret"), "{weird} → {s}");
         }
+    }
+
+    #[test]
+    fn jpeg_clock_never_goes_back() {
+        let f = |pts: f64| JpegFrame {
+            data: bytes::Bytes::new(),
+            at_unix: 0.0,
+            pts: Some(pts),
+        };
+        let mut c = JpegClock::default();
+        let times: Vec<f64> = [5000.0, 5000.1, 5000.1, 5000.3, 10.0, 10.1]
+            .iter()
+            .map(|p| c.time(&f(*p)))
+            .collect();
+        assert_eq!(times, vec![0.0, 0.1, 0.2, 0.3, 0.4, 0.5]);
     }
 
     #[test]

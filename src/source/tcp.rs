@@ -56,10 +56,16 @@ async fn session(
     stats: &SourceStats,
     streamed: Arc<AtomicBool>,
 ) -> Result<(), SourceError> {
-    let host = url.host_str().unwrap_or_default();
     let port = url.port().unwrap_or(VBC_PORT);
     let secs = opts.timeout.as_secs_f64();
-    let mut sock = timeout(opts.timeout, TcpStream::connect((host, port)))
+    // `host_str` keeps an IPv6 address's brackets; the parsed host does not.
+    let target = match url.host() {
+        Some(url::Host::Ipv6(a)) => a.to_string(),
+        Some(url::Host::Ipv4(a)) => a.to_string(),
+        Some(url::Host::Domain(d)) => d.to_string(),
+        None => return Err(err("the URL has no host")),
+    };
+    let mut sock = timeout(opts.timeout, TcpStream::connect((target.as_str(), port)))
         .await
         .map_err(|_| err(format!("no answer within {secs} s while connecting")))?
         .map_err(|e| err(format!("cannot connect: {e}")))?;

@@ -1,0 +1,167 @@
+//! MJPEG straight to packed BGR with libjpeg-turbo: one pass per JPEG (no
+//! YUV frame, no swscale), JPEGs decoded in parallel on worker threads,
+//! frames handed on in arrival order. Frames that `--fps`, `--duration` or
+//! `--max-frames` would drop are never decoded.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::decode::{BgrFrame, DecodeSettings, DecodeSummary, RateLimiter};
+use super::PipelineError;
+use crate::source::{JpegClock, JpegFrame, SourceError};
+
+struct Job {
+    jpeg: JpegFrame,
+    t: f64,
+    buf: Vec<u8>,
+}
+
+/// A decoded frame, or the buffer back with why the JPEG was refused.
+type Done = Result<BgrFrame, Vec<u8>>;
+
+fn worker(jobs: Receiver<Job>, done: SyncSender<Done>) {
+    let Ok(mut dec) = turbojpeg::Decompressor::new() else {
+        return;
+    };
+    for Job { jpeg, t, mut buf } in jobs {
+        let result = (|| {
+            let h = dec.read_header(&jpeg.data).ok()?;
+            let len = h.width.checked_mul(h.height)?.checked_mul(3)?;
+            buf.resize(len, 0);
+            let image = turbojpeg::Image {
+                pixels: buf.as_mut_slice(),
+                width: h.width,
+                pitch: h.width * 3,
+                height: h.height,
+                format: turbojpeg::PixelFormat::BGR,
+            };
+            dec.decompress(&jpeg.data, image).ok()?;
+            Some((u32::try_from(h.width).ok()?, u32::try_from(h.height).ok()?))
+        })();
+        let out = match result {
+            Some((width, height)) => Ok(BgrFrame {
+                index: 0,
+                pts_seconds: Some(t),
+                received_unix: jpeg.at_unix,
+                width,
+                height,
+                keyframe: true,
+                data: buf,
+            }),
+            None => Err(buf),
+        };
+        if done.send(out).is_err() {
+            return;
+        }
+    }
+}
+
+/// Decodes whole JPEGs until the source ends, a limit is hit, `stop` is
+/// set, or the sink hangs up. `workers` threads decode in parallel.
+pub fn run(
+    mut rx: mpsc::Receiver<Result<JpegFrame, SourceError>>,
+    settings: &DecodeSettings,
+    stop: Arc<AtomicBool>,
+    out: SyncSender<BgrFrame>,
+    pool: Receiver<Vec<u8>>,
+    workers: usize,
+) -> Result<DecodeSummary, PipelineError> {
+    let workers = workers.max(1);
+    let mut lanes = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let (job_tx, job_rx) = sync_channel::<Job>(1);
+        let (done_tx, done_rx) = sync_channel::<Done>(1);
+        std::thread::Builder::new()
+            .name(format!("camflow-jpeg-{i}"))
+            .spawn(move || worker(job_rx, done_tx))
+            .map_err(|e| PipelineError::Decoder(format!("cannot start a decode thread: {e}")))?;
+        lanes.push((job_tx, done_rx));
+    }
+    let mut summary = DecodeSummary::default();
+    let mut limiter = settings.fps.map(RateLimiter::new);
+    let mut clock = JpegClock::default();
+    // Lanes holding a job, oldest first: results are taken in this order.
+    let mut in_flight: VecDeque<usize> = VecDeque::new();
+    let mut next_lane = 0usize;
+    let mut submitted = 0u64;
+    let mut failure = None;
+    let mut sink_gone = false;
+
+    // Takes the oldest result and hands it on; false once the sink is gone.
+    let collect = |lane: usize, summary: &mut DecodeSummary| -> bool {
+        let Some((_, done_rx)) = lanes.get(lane) else {
+            return true;
+        };
+        match done_rx.recv() {
+            Ok(Ok(mut frame)) => {
+                frame.index = summary.frames;
+                if out.send(frame).is_err() {
+                    return false;
+                }
+                summary.frames += 1;
+            }
+            // A JPEG libjpeg-turbo refuses costs that frame, not the run.
+            Ok(Err(_buf)) => {}
+            Err(_) => {}
+        }
+        true
+    };
+
+    loop {
+        if stop.load(Ordering::Relaxed) || settings.max_frames.is_some_and(|m| submitted >= m) {
+            summary.stopped_early = true;
+            break;
+        }
+        let jpeg = match rx.blocking_recv() {
+            None => break,
+            Some(Err(e)) => {
+                failure = Some(PipelineError::Source(e));
+                break;
+            }
+            Some(Ok(j)) => j,
+        };
+        let t = clock.time(&jpeg);
+        if settings.duration.is_some_and(|d| t >= d) {
+            summary.stopped_early = true;
+            break;
+        }
+        if limiter.as_mut().is_some_and(|l| !l.keep(t)) {
+            summary.dropped_by_fps += 1;
+            continue;
+        }
+        if in_flight.len() == workers {
+            let Some(lane) = in_flight.pop_front() else {
+                break;
+            };
+            if !collect(lane, &mut summary) {
+                sink_gone = true;
+                break;
+            }
+        }
+        let buf = pool.try_recv().unwrap_or_default();
+        let lane = next_lane;
+        next_lane = (next_lane + 1) % workers;
+        let Some((job_tx, _)) = lanes.get(lane) else {
+            break;
+        };
+        if job_tx.send(Job { jpeg, t, buf }).is_err() {
+            return Err(PipelineError::Decoder("a decode thread stopped".into()));
+        }
+        in_flight.push_back(lane);
+        submitted += 1;
+    }
+    rx.close();
+    while let Some(lane) = in_flight.pop_front() {
+        if sink_gone || !collect(lane, &mut summary) {
+            sink_gone = true;
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(summary),
+    }
+}
