@@ -73,6 +73,10 @@ async fn open_source_inner(
             }),
         },
         SourceSpec::Stdin => Opened::Libav(InputSource::Stdin),
+        // JPEGs back to back (an MJPEG camera's dump) take the MJPEG path.
+        SourceSpec::File(p) if source::file::is_jpeg_stream(p) => Opened::Jpegs(
+            source::file::spawn_jpeg_file(p.clone(), opts, shutdown.subscribe()),
+        ),
         SourceSpec::File(p) => Opened::Libav(InputSource::Path(p.clone())),
         SourceSpec::WebSocket(_) | SourceSpec::Tcp(_) | SourceSpec::Vbc(_) => {
             return Err(SourceError("no receiver for this source".into()))

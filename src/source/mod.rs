@@ -2,6 +2,7 @@
 //! stream for the pipeline. Files and stdin need no receiver: libavformat
 //! reads them itself.
 
+pub mod file;
 pub mod http;
 pub mod reconnect;
 pub mod tcp;
