@@ -92,3 +92,8 @@ fn a_source_that_never_worked_is_not_retried() {
     ]);
     assert_one_line_error(&out, &url, "cannot connect");
 }
+
+#[test]
+fn vbc_camera_dropped_once() {
+    dropped_once_then_reconnected("vbc");
+}
