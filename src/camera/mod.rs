@@ -103,11 +103,29 @@ pub fn fragment_messages(frag: &[u8]) -> Option<Vec<Vec<u8>>> {
     ])
 }
 
+/// EvoStream (or plain fMP4) over WebSocket.
 pub async fn serve(
     listener: TcpListener,
     settings: Arc<CameraSettings>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
+    accept_loop(listener, settings, shutdown, |stream, peer, s| {
+        client(stream, peer, s)
+    })
+    .await;
+}
+
+/// Accepts clients until shutdown; each runs `handle` on a task of its own
+/// and ends with one log line.
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    settings: Arc<CameraSettings>,
+    mut shutdown: watch::Receiver<bool>,
+    handle: F,
+) where
+    F: Fn(TcpStream, SocketAddr, Arc<CameraSettings>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<u64>> + Send + 'static,
+{
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -115,9 +133,9 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let s = settings.clone();
+                let session = handle(stream, peer, settings.clone());
                 tokio::spawn(async move {
-                    match client(stream, peer, s).await {
+                    match session.await {
                         Ok(n) => eprintln!("camera: {peer}: sent {n} frames"),
                         Err(e) => eprintln!("camera: {peer}: {e}"),
                     }
@@ -311,29 +329,12 @@ pub const VBC_REPLY: &[u8] = b"100";
 pub async fn serve_tcp(
     listener: TcpListener,
     settings: Arc<CameraSettings>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.wait_for(|s| *s) => return,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let s = settings.clone();
-                tokio::spawn(async move {
-                    match tcp_client(stream, s).await {
-                        Ok(n) => eprintln!("camera: {peer}: sent {n} frames"),
-                        Err(e) => eprintln!("camera: {peer}: {e}"),
-                    }
-                });
-            }
-            Err(e) => {
-                eprintln!("camera: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    accept_loop(listener, settings, shutdown, |stream, _, s| {
+        tcp_client(stream, s)
+    })
+    .await;
 }
 
 async fn tcp_client(mut stream: TcpStream, s: Arc<CameraSettings>) -> anyhow::Result<u64> {
