@@ -13,6 +13,9 @@ pub enum Chunk {
     Init(Bytes),
     /// One complete fMP4 fragment (moof + mdat, with any styp/sidx before it).
     Fragment(Bytes),
+    /// A piece of a container stream camflow does not look into (an HTTP
+    /// body that is not MJPEG): libavformat finds the format.
+    Data(Bytes),
 }
 
 /// A chunk and the wall-clock time (Unix seconds) its last byte arrived:
@@ -34,7 +37,7 @@ pub fn unix_now() -> f64 {
 impl Chunk {
     pub fn bytes(&self) -> &Bytes {
         match self {
-            Chunk::Init(b) | Chunk::Fragment(b) => b,
+            Chunk::Init(b) | Chunk::Fragment(b) | Chunk::Data(b) => b,
         }
     }
 }

@@ -236,6 +236,8 @@ async fn client(
                     ws.send(Message::binary(message(250, &[&MOOV_EXTRA, &init])))
                         .await?;
                 }
+                // The synth makes fMP4 only.
+                Chunk::Data(_) => {}
                 Chunk::Fragment(frag) => {
                     tokio::time::sleep_until(start + Duration::from_secs_f64(at.max(0.0))).await;
                     let msgs = fragment_messages(&frag)

@@ -66,11 +66,9 @@ async fn open_source_inner(
     Ok(match &opts.spec {
         SourceSpec::Http(url) => match http::open(url, opts, shutdown.subscribe()).await? {
             http::Opened::Mjpeg(j) => Opened::Jpegs(j),
-            http::Opened::Other(url) => Opened::Libav(InputSource::Url {
-                url,
-                timeout: opts.timeout,
-                headers: opts.headers.clone(),
-            }),
+            http::Opened::Other(body) => {
+                Opened::Libav(InputSource::Chunks(ChunkFeed::opaque(body.rx)))
+            }
         },
         SourceSpec::Stdin => Opened::Libav(InputSource::Stdin),
         // JPEGs back to back (an MJPEG camera's dump) take the MJPEG path.

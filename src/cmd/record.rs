@@ -13,7 +13,7 @@ use crate::packet::{Arrived, Chunk};
 use crate::pipeline::{self, remux};
 use crate::progress::Progress;
 use crate::shutdown::Shutdown;
-use crate::sink::fmp4_file::Fmp4FileWriter;
+use crate::sink::fmp4_file::{Fmp4FileWriter, RecordError};
 use crate::source;
 
 pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
@@ -58,6 +58,11 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
                         chunk: Chunk::Fragment(b),
                         ..
                     }) => w.fragment(&b, duration),
+                    // Only WebSocket receivers come here, and they send fMP4.
+                    Ok(Arrived {
+                        chunk: Chunk::Data(_),
+                        ..
+                    }) => Err(RecordError::NoInit),
                     Err(e) => {
                         source_err = Some(e);
                         break;

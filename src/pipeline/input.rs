@@ -21,12 +21,6 @@ pub enum InputSource {
     Path(PathBuf),
     Stdin,
     Chunks(ChunkFeed),
-    /// A URL libavformat opens itself (HTTP that is not multipart MJPEG).
-    Url {
-        url: String,
-        timeout: std::time::Duration,
-        headers: Vec<(String, String)>,
-    },
 }
 
 /// The receiving end of a network receiver, shared between the AVIO reader
@@ -35,6 +29,7 @@ pub enum InputSource {
 #[derive(Clone)]
 pub struct ChunkFeed {
     inner: Arc<Mutex<FeedState>>,
+    kind: FeedKind,
 }
 
 struct FeedState {
@@ -51,9 +46,29 @@ struct FeedState {
     error: Option<SourceError>,
 }
 
+/// What a feed carries, for libavformat's probing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FeedKind {
+    /// fMP4 from a receiver that checked it.
+    Fmp4,
+    /// Bytes of a format libavformat has to find.
+    Unknown,
+}
+
 impl ChunkFeed {
+    /// A feed of fMP4 chunks.
     pub fn new(rx: mpsc::Receiver<Result<Arrived, SourceError>>) -> Self {
+        Self::with_kind(rx, FeedKind::Fmp4)
+    }
+
+    /// A feed of bytes in a format libavformat has to find.
+    pub fn opaque(rx: mpsc::Receiver<Result<Arrived, SourceError>>) -> Self {
+        Self::with_kind(rx, FeedKind::Unknown)
+    }
+
+    fn with_kind(rx: mpsc::Receiver<Result<Arrived, SourceError>>, kind: FeedKind) -> Self {
         ChunkFeed {
+            kind,
             inner: Arc::new(Mutex::new(FeedState {
                 rx,
                 cur: Bytes::new(),
@@ -175,7 +190,7 @@ impl Read for ChunkReader {
                     s.push(b, at_unix);
                 }
                 Some(Ok(Arrived {
-                    chunk: Chunk::Fragment(b),
+                    chunk: Chunk::Fragment(b) | Chunk::Data(b),
                     at_unix,
                 })) => {
                     s.session_has_data = true;
@@ -265,34 +280,18 @@ pub fn open(
 ) -> Result<Input, ffmpeg::Error> {
     match src {
         InputSource::Path(p) => ffmpeg::format::input(p),
-        InputSource::Url {
-            url,
-            timeout,
-            headers,
-        } => {
-            let mut opts = ffmpeg::Dictionary::new();
-            // libavformat's own network timeout, in microseconds.
-            opts.set("rw_timeout", &timeout.as_micros().to_string());
-            if !headers.is_empty() {
-                let h: String = headers
-                    .iter()
-                    .map(|(n, v)| format!("{n}: {v}\r\n"))
-                    .collect();
-                opts.set("headers", &h);
-            }
-            // Ctrl-C interrupts a stalled read.
-            ffmpeg::format::input_with_interrupt_and_dictionary(
-                url,
-                move || stop.load(Ordering::Relaxed),
-                opts,
-            )
-        }
         InputSource::Stdin => {
             let reader =
                 StdinReader::spawn(stop.clone(), bytes_read).map_err(|e| ffmpeg::Error::Other {
                     errno: e.raw_os_error().unwrap_or(ffmpeg::util::error::EIO),
                 })?;
             let io = StreamIo::from_read_with_capacity(reader, AVIO_BUFFER)?;
+            ffmpeg::format::input_from_stream_with_interrupt(io, None, None, move || {
+                stop.load(Ordering::Relaxed)
+            })
+        }
+        InputSource::Chunks(feed) if feed.kind == FeedKind::Unknown => {
+            let io = StreamIo::from_read_with_capacity(feed.reader(), AVIO_BUFFER)?;
             ffmpeg::format::input_from_stream_with_interrupt(io, None, None, move || {
                 stop.load(Ordering::Relaxed)
             })

@@ -128,7 +128,7 @@ impl Fmp4Mux {
         {
             let at = match chunk {
                 Chunk::Init(_) => 0.0,
-                Chunk::Fragment(_) => self.times.pop_front().unwrap_or(0.0),
+                Chunk::Fragment(_) | Chunk::Data(_) => self.times.pop_front().unwrap_or(0.0),
             };
             if out.blocking_send(Timed { chunk, at }).is_err() {
                 return Ok(false);

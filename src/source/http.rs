@@ -15,8 +15,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout, timeout_at, Instant};
 use url::Url;
 
-use super::{JpegFrame, JpegStream, SourceError, SourceOptions, SourceStats, JPEG_QUEUE};
-use crate::packet::unix_now;
+use super::{
+    ChunkStream, JpegFrame, JpegStream, SourceError, SourceOptions, SourceStats, JPEG_QUEUE,
+};
+use crate::packet::{unix_now, Arrived, Chunk};
 use crate::proto::{jpeg, multipart};
 
 fn err(msg: impl Into<String>) -> SourceError {
@@ -27,8 +29,9 @@ fn err(msg: impl Into<String>) -> SourceError {
 pub enum Opened {
     /// Multipart JPEGs, being received.
     Mjpeg(JpegStream),
-    /// Anything else: libavformat should open this URL (credentials in it).
-    Other(String),
+    /// Anything else: the body, being received, for libavformat to read
+    /// (the same response: single-client servers serve one).
+    Other(ChunkStream),
 }
 
 /// The URL without credentials, and the credentials (URL first, then the
@@ -194,13 +197,11 @@ pub async fn open(
     };
     let resp = conn.request(opts).await?;
     let Some(boundary) = multipart_boundary(&resp) else {
-        // Not MJPEG: libavformat reads it, with the credentials in the URL.
-        let mut for_libav = conn.url.clone();
-        if let Some((user, pass)) = &conn.creds {
-            let _ = for_libav.set_username(user);
-            let _ = for_libav.set_password(Some(pass));
-        }
-        return Ok(Opened::Other(for_libav.to_string()));
+        // Not MJPEG: the body goes to libavformat as it is.
+        let (tx, rx) = mpsc::channel(super::CHUNK_QUEUE);
+        let stats = Arc::new(SourceStats::default());
+        tokio::spawn(body(resp, opts.clone(), tx, stats.clone(), shutdown));
+        return Ok(Opened::Other(ChunkStream { rx, stats }));
     };
     let boundary = boundary?;
     let (tx, rx) = mpsc::channel(JPEG_QUEUE);
@@ -234,6 +235,47 @@ fn describe(e: &reqwest::Error) -> String {
 }
 
 type Tx = mpsc::Sender<Result<JpegFrame, SourceError>>;
+
+/// Passes a response body on in the pieces it arrives in, until it ends,
+/// stalls for `--timeout`, or the consumer or shutdown stops it.
+async fn body(
+    resp: reqwest::Response,
+    opts: SourceOptions,
+    tx: mpsc::Sender<Result<Arrived, SourceError>>,
+    stats: Arc<SourceStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let secs = opts.timeout.as_secs_f64();
+    let pass_on = async {
+        let mut stream = resp.bytes_stream();
+        loop {
+            let piece = match timeout(opts.timeout, stream.next()).await {
+                Err(_) => return Err(err(format!("no data for {secs} s"))),
+                Ok(None) => return Ok(()),
+                Ok(Some(Err(e))) => {
+                    return Err(err(format!("the connection failed: {}", describe(&e))))
+                }
+                Ok(Some(Ok(b))) => b,
+            };
+            stats.add_bytes(piece.len());
+            let item = Arrived {
+                chunk: Chunk::Data(piece),
+                at_unix: unix_now(),
+            };
+            if tx.send(Ok(item)).await.is_err() {
+                return Ok(());
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = pass_on => r,
+        _ = shutdown.wait_for(|stop| *stop) => Ok(()),
+        _ = tx.closed() => Ok(()),
+    };
+    if let Err(e) = result {
+        let _ = tx.send(Err(e)).await;
+    }
+}
 
 async fn receive(
     conn: Conn,
