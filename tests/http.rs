@@ -20,6 +20,23 @@ impl Drop for Killed {
     }
 }
 
+/// ffmpeg as a one-client HTTP server: `ffmpeg -v error ARGS -listen 1 URL`
+/// (ARGS split on spaces, `-content_type` values without spaces), once it
+/// listens.
+fn ffmpeg_listen(port: u16, args: &str, url: &str) -> Killed {
+    let child = Command::new("ffmpeg")
+        .args(["-v", "error"])
+        .args(args.split_whitespace())
+        .args(["-listen", "1", url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg");
+    let k = Killed(child);
+    wait_listening(port);
+    k
+}
+
 /// Waits until something listens on 127.0.0.1:`port`, reading the kernel's
 /// socket table: connecting to look would use up ffmpeg's only client.
 fn wait_listening(port: u16) {
@@ -39,26 +56,7 @@ fn wait_listening(port: u16) {
 fn ffmpeg_serving_multipart_mjpeg() {
     let port = closed_port();
     let url = format!("http://127.0.0.1:{port}/cam");
-    let ffmpeg = Killed(
-        Command::new("ffmpeg")
-            .args([
-                "-v",
-                "error",
-                "-re",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=320x240:rate=25",
-            ])
-            .args(["-t", "2", "-c:v", "mjpeg", "-q:v", "3", "-f", "mpjpeg"])
-            .args(["-content_type", "multipart/x-mixed-replace;boundary=ffmpeg"])
-            .args(["-listen", "1", &url])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ffmpeg"),
-    );
-    wait_listening(port);
+    let ffmpeg = ffmpeg_listen(port, "-re -f lavfi -i testsrc2=size=320x240:rate=25 -t 2 -c:v mjpeg -q:v 3 -f mpjpeg -content_type multipart/x-mixed-replace;boundary=ffmpeg", &url);
     let dir = decode_ok(&url, &[]);
     // ffmpeg serves its one client, then closes the connection.
     assert_eq!(assert_frames_complete(dir.path()), 50);
@@ -194,27 +192,7 @@ fn a_single_client_http_server_is_asked_once() {
     // read the body of the answer it looked at, not ask a second time.
     let port = closed_port();
     let url = format!("http://127.0.0.1:{port}/live.ts");
-    let ffmpeg = Killed(
-        Command::new("ffmpeg")
-            .args([
-                "-v",
-                "error",
-                "-re",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=160x120:rate=25",
-            ])
-            .args([
-                "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "mpegts",
-            ])
-            .args(["-listen", "1", &url])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ffmpeg"),
-    );
-    wait_listening(port);
+    let ffmpeg = ffmpeg_listen(port, "-re -f lavfi -i testsrc2=size=160x120:rate=25 -t 2 -c:v libx264 -pix_fmt yuv420p -f mpegts", &url);
     let dir = decode_ok(&url, &[]);
     assert_eq!(assert_frames_complete(dir.path()), 50);
     drop(ffmpeg);

@@ -168,20 +168,6 @@ fn save_jpeg_refuses_a_source_that_is_not_mjpeg() {
     assert_one_line_error(&out, &cam.url, "--save-jpeg needs an MJPEG source");
 }
 
-/// Mean absolute difference, worst frame, between camflow's frames and
-/// `ffmpeg -i FILE -f rawvideo -pix_fmt bgr24`.
-const WORST_MAD: &str = r#"
-import sys, csv, subprocess, numpy as np
-src, d, w, h = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-raw = subprocess.run(['ffmpeg', '-v', 'error', '-i', src, '-f', 'rawvideo', '-pix_fmt', 'bgr24', '-'],
-                     check=True, capture_output=True).stdout
-ref = np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
-rows = list(csv.DictReader(open(d + '/frames.csv')))
-assert len(rows) == len(ref), (len(rows), len(ref))
-print(max(np.abs(np.load(d + '/' + r['file']).astype(int) - f.astype(int)).mean()
-          for r, f in zip(rows, ref)))
-"#;
-
 #[test]
 fn mjpeg_file_decodes_with_both_decoders_close_to_ffmpeg() {
     let dir = tempdir();
@@ -198,13 +184,7 @@ fn mjpeg_file_decodes_with_both_decoders_close_to_ffmpeg() {
             rows[1][2], "0.040000",
             "{decoder}: 25 fps assumed for a file"
         );
-        let mad: f64 = python(
-            WORST_MAD,
-            &[path_str(&src), path_str(frames.path()), "320", "240"],
-        )
-        .trim()
-        .parse()
-        .unwrap();
+        let mad = worst_mad_against_ffmpeg(&src, frames.path(), 320, 240);
         // libavcodec + swscale match the ffmpeg CLI; libjpeg-turbo upsamples
         // chroma its own way.
         assert!(mad <= limit, "{decoder}: mean abs difference {mad}");

@@ -291,3 +291,32 @@ pub fn ffmpeg_decodes_cleanly(path: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Worst per-frame mean absolute difference between camflow's frames in
+/// `dir` and `ffmpeg -i SRC -f rawvideo -pix_fmt bgr24` (the reference);
+/// the frame counts must agree.
+pub fn worst_mad_against_ffmpeg(src: &Path, dir: &Path, width: u32, height: u32) -> f64 {
+    const SCRIPT: &str = r#"
+import sys, csv, subprocess, numpy as np
+src, d, w, h = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+raw = subprocess.run(['ffmpeg', '-v', 'error', '-i', src, '-f', 'rawvideo', '-pix_fmt', 'bgr24', '-'],
+                     check=True, capture_output=True).stdout
+ref = np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
+rows = list(csv.DictReader(open(d + '/frames.csv')))
+assert len(rows) == len(ref), (len(rows), len(ref))
+print(max(np.abs(np.load(d + '/' + r['file']).astype(int) - f.astype(int)).mean()
+          for r, f in zip(rows, ref)))
+"#;
+    python(
+        SCRIPT,
+        &[
+            path_str(src),
+            path_str(dir),
+            &width.to_string(),
+            &height.to_string(),
+        ],
+    )
+    .trim()
+    .parse()
+    .expect("a number")
+}
