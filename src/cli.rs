@@ -33,8 +33,9 @@ pub enum Command {
 /// Options shared by every command that reads a source.
 #[derive(Debug, Args, Clone)]
 pub struct SourceArgs {
-    /// What to read: a file path, `-` for stdin, a ws:// or wss:// URL, or an
-    /// MJPEG camera's tcp://host:port or vbc://host[:port] (default port 65310).
+    /// What to read: a file path, `-` for stdin, an http(s)://, ws(s):// or
+    /// rtsp:// URL, or an MJPEG camera's tcp://host:port or vbc://host[:port]
+    /// (default port 65310).
     pub source: String,
 
     /// Connect and read timeout, in seconds.
@@ -67,7 +68,7 @@ pub struct SourceArgs {
     #[arg(long, value_name = "WHEN", default_value_t = crate::source::reconnect::ReconnectPolicy::OnError)]
     pub reconnect: crate::source::reconnect::ReconnectPolicy,
 
-    /// User name for cameras that ask for one (HTTP Basic or Digest, WebSocket Basic);
+    /// User name for cameras that ask for one (HTTP and RTSP Basic or Digest, WebSocket Basic);
     /// `user:password@` in the URL does the same.
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
@@ -76,7 +77,13 @@ pub struct SourceArgs {
     #[arg(long, value_name = "PASSWORD", requires = "user")]
     pub password: Option<String>,
 
-    /// tcp://, vbc:// and http:// MJPEG: largest JPEG accepted, in bytes.
+    /// rtsp://: carry RTP in the RTSP connection (`tcp`, works through NAT
+    /// and firewalls, nothing lost on the way) or in UDP datagrams (`udp`,
+    /// lower latency on a clean LAN; lost or reordered packets drop frames).
+    #[arg(long = "rtsp-transport", value_name = "tcp|udp", default_value_t = crate::source::rtsp::RtspTransport::Tcp)]
+    pub rtsp_transport: crate::source::rtsp::RtspTransport,
+
+    /// tcp://, vbc://, http:// and rtsp:// MJPEG: largest JPEG accepted, in bytes.
     #[arg(long = "max-frame-bytes", value_name = "BYTES", default_value_t = crate::proto::jpeg::DEFAULT_MAX_FRAME)]
     pub max_frame_bytes: usize,
 }

@@ -36,6 +36,10 @@ fn main() -> ExitCode {
             Command::Camera(a) => cmd::camera::run(a, shutdown).await,
         }
     });
+    // RTSP sessions get their TEARDOWN, if the camera answers quickly.
+    rt.block_on(camflow::source::rtsp::wait_for_teardown(
+        std::time::Duration::from_secs(2),
+    ));
     // Receivers may still be winding down; none of them holds data we need.
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
     match result {

@@ -15,6 +15,7 @@ pub struct Progress {
     start: Instant,
     last: Instant,
     unit: &'static str,
+    source: Option<std::sync::Arc<crate::source::SourceStats>>,
 }
 
 impl Progress {
@@ -35,7 +36,17 @@ impl Progress {
             start: now,
             last: now,
             unit,
+            source: None,
         }
+    }
+
+    /// Shows the source's losses (RTP packets lost, frames dropped) too.
+    pub fn with_source(
+        mut self,
+        stats: Option<std::sync::Arc<crate::source::SourceStats>>,
+    ) -> Self {
+        self.source = stats;
+        self
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -45,8 +56,12 @@ impl Progress {
     fn line(&self, count: u64, bytes: u64) -> String {
         let secs = self.start.elapsed().as_secs_f64();
         let rate = if secs > 0.0 { count as f64 / secs } else { 0.0 };
+        let loss = match self.source.as_ref().and_then(|s| s.loss_text()) {
+            Some(l) => format!(", {l}"),
+            None => String::new(),
+        };
         format!(
-            "{count} {}, {rate:.1}/s, {:.2} MB received, {secs:.1} s elapsed",
+            "{count} {}, {rate:.1}/s, {:.2} MB received{loss}, {secs:.1} s elapsed",
             self.unit,
             bytes as f64 / 1e6
         )

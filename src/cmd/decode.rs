@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 
 use crate::cli::{DecodeArgs, JpegDecoder};
-use crate::cmd::{open_or_stop, Opened};
+use crate::cmd::{open_or_stop, Fed, Opened};
 use crate::pipeline::decode::{self, BgrFrame, DecodeSettings};
 use crate::pipeline::{self, PipelineError};
 use crate::progress::Progress;
@@ -64,17 +64,21 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     let stop = shutdown.flag();
     let counter = bytes_read.clone();
     let net_stats = opened.stats();
+    let loss_stats = net_stats.clone();
     let decoder = match opened.into_input() {
-        Err(jpegs) if args.jpeg_decoder == JpegDecoder::Libav => {
+        Fed::Jpegs(jpegs) if args.jpeg_decoder == JpegDecoder::Libav => {
             pipeline::spawn("camflow-decode", move || {
                 decode::run_jpegs(jpegs.rx, &settings, stop, frame_tx, pool_rx)
             })
         }
-        Err(jpegs) => pipeline::spawn("camflow-decode", move || {
+        Fed::Jpegs(jpegs) => pipeline::spawn("camflow-decode", move || {
             let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
             pipeline::turbo::run(jpegs.rx, &settings, stop, frame_tx, pool_rx, workers)
         }),
-        Ok(input) => pipeline::spawn("camflow-decode", move || {
+        Fed::Packets(packets) => pipeline::spawn("camflow-decode", move || {
+            decode::run_packets(packets.rx, &settings, stop, frame_tx, pool_rx)
+        }),
+        Fed::Input(input) => pipeline::spawn("camflow-decode", move || {
             decode::run(input, &settings, stop, counter, frame_tx, pool_rx)
         }),
     }
@@ -82,7 +86,7 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
 
     let quiet = args.quiet;
     let writer_thread = pipeline::spawn("camflow-npy", move || {
-        let mut progress = Progress::new(quiet, "frames");
+        let mut progress = Progress::new(quiet, "frames").with_source(net_stats.clone());
         let received = || match &net_stats {
             Some(s) => s.bytes(),
             None => bytes_read.load(Ordering::Relaxed),
@@ -127,11 +131,14 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             writer
                 .finish()
                 .map_err(|e| anyhow!("{name}: cannot write frames: {e}"))?;
-            let dropped = if s.dropped_by_fps > 0 {
+            let mut dropped = if s.dropped_by_fps > 0 {
                 format!(", {} dropped by --fps", s.dropped_by_fps)
             } else {
                 String::new()
             };
+            if let Some(loss) = loss_stats.as_ref().and_then(|l| l.loss_text()) {
+                dropped.push_str(&format!(" ({loss})"));
+            }
             Progress::summary(
                 args.quiet,
                 &format!(

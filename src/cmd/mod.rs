@@ -7,12 +7,16 @@ pub mod record;
 
 use crate::pipeline::input::{ChunkFeed, InputSource};
 use crate::shutdown::Shutdown;
-use crate::source::{self, http, ChunkStream, JpegStream, SourceError, SourceOptions, SourceSpec};
+use crate::source::{
+    self, http, rtsp, ChunkStream, JpegStream, PacketStream, SourceError, SourceOptions, SourceSpec,
+};
 
 /// A source, opened: what the pipeline gets from it.
 pub enum Opened {
-    /// Whole JPEGs (tcp://, vbc://, multipart MJPEG over HTTP).
+    /// Whole JPEGs (tcp://, vbc://, multipart MJPEG over HTTP, RTSP MJPEG).
     Jpegs(JpegStream),
+    /// Coded video packets with their parameters (RTSP H.264).
+    Packets(PacketStream),
     /// Clean fMP4 chunks (ws://, wss://).
     Chunks(ChunkStream),
     /// What libavformat reads itself (files, stdin, other HTTP).
@@ -24,19 +28,30 @@ impl Opened {
     pub fn stats(&self) -> Option<std::sync::Arc<source::SourceStats>> {
         match self {
             Opened::Jpegs(j) => Some(j.stats.clone()),
+            Opened::Packets(p) => Some(p.stats.clone()),
             Opened::Chunks(c) => Some(c.stats.clone()),
             Opened::Libav(_) => None,
         }
     }
 
-    /// For the libav stage: chunks become a custom-AVIO input.
-    pub fn into_input(self) -> Result<InputSource, JpegStream> {
+    /// For the libav stage: chunks become a custom-AVIO input; JPEGs and
+    /// packets are handed on as they are.
+    pub fn into_input(self) -> Fed {
         match self {
-            Opened::Jpegs(j) => Err(j),
-            Opened::Chunks(c) => Ok(InputSource::Chunks(ChunkFeed::new(c.rx))),
-            Opened::Libav(i) => Ok(i),
+            Opened::Jpegs(j) => Fed::Jpegs(j),
+            Opened::Packets(p) => Fed::Packets(p),
+            Opened::Chunks(c) => Fed::Input(InputSource::Chunks(ChunkFeed::new(c.rx))),
+            Opened::Libav(i) => Fed::Input(i),
         }
     }
+}
+
+/// What the libav stage reads: a container through libavformat, whole
+/// JPEGs, or coded packets.
+pub enum Fed {
+    Input(InputSource),
+    Jpegs(JpegStream),
+    Packets(PacketStream),
 }
 
 /// Starts the receiver a source needs (HTTP first looks at the answer).
@@ -69,6 +84,10 @@ async fn open_source_inner(
             http::Opened::Other(body) => {
                 Opened::Libav(InputSource::Chunks(ChunkFeed::opaque(body.rx)))
             }
+        },
+        SourceSpec::Rtsp(url) => match rtsp::open(url, opts, shutdown.subscribe()).await? {
+            rtsp::Opened::Jpegs(j) => Opened::Jpegs(j),
+            rtsp::Opened::Packets(p) => Opened::Packets(p),
         },
         SourceSpec::Stdin => Opened::Libav(InputSource::Stdin),
         // JPEGs back to back (an MJPEG camera's dump) take the MJPEG path.

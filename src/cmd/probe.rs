@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::cli::ProbeArgs;
 use crate::cmd::decode::join;
-use crate::cmd::open_or_stop;
+use crate::cmd::{open_or_stop, Fed};
 use crate::pipeline::probe::{ContainerReport, StreamReport};
 use crate::pipeline::{self, input::InputSource, PipelineError};
 use crate::proto::evostream;
@@ -31,6 +31,9 @@ struct Report {
     received_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     evostream_tags: Option<BTreeMap<String, u64>>,
+    /// RTSP: the SDP's media and the transport in use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtsp: Option<source::rtsp::RtspInfo>,
 }
 
 /// A tag's number and what the EvoStream player calls it.
@@ -54,22 +57,48 @@ pub async fn run(args: ProbeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode
         return Ok(ExitCode::SUCCESS);
     };
     let stats = opened.stats();
-    let input = match opened.into_input() {
-        Ok(input) => input,
-        Err(jpegs) => {
-            let container = probe_jpegs(jpegs.rx).await.map_err(|e| {
-                anyhow!(
-                    "{name}: {}",
-                    source::redact_text_with(&e.0, &opts.spec, opts.password.as_deref())
-                )
-            })?;
+    let rtsp = stats
+        .as_ref()
+        .and_then(|s| s.rtsp.lock().ok().and_then(|r| r.clone()));
+    let fail = |e: source::SourceError| {
+        anyhow!(
+            "{name}: {}",
+            source::redact_text_with(&e.0, &opts.spec, opts.password.as_deref())
+        )
+    };
+    let (measured, received, framing) = match opened.into_input() {
+        Fed::Input(input) => (Err(input), None, None),
+        Fed::Jpegs(jpegs) => {
+            let framing = if rtsp.is_some() {
+                "RTP, JPEG per RFC 2435"
+            } else {
+                "raw JPEG"
+            };
+            let stats = jpegs.stats.clone();
+            let c = probe_jpegs(jpegs.rx).await.map_err(fail)?;
+            (Ok(c), Some(stats.bytes()), Some(framing.to_string()))
+        }
+        Fed::Packets(packets) => {
+            let stats = packets.stats.clone();
+            let c = probe_packets(packets.rx).await.map_err(fail)?;
+            let framing = "RTP, H.264 per RFC 6184".to_string();
+            (Ok(c), Some(stats.bytes()), Some(framing))
+        }
+    };
+    let input = match measured {
+        Err(input) => input,
+        Ok(mut container) => {
+            if let Some(info) = &rtsp {
+                container = rtsp_container(info, container);
+            }
             let report = Report {
                 source: name,
                 protocol: opts.spec.protocol(),
-                framing: Some("raw JPEG".into()),
+                framing,
                 container,
-                received_bytes: Some(jpegs.stats.bytes()),
+                received_bytes: received,
                 evostream_tags: None,
+                rtsp,
             };
             print_report(&report, args.json)?;
             return Ok(ExitCode::SUCCESS);
@@ -120,6 +149,7 @@ pub async fn run(args: ProbeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode
         container,
         received_bytes: stats.as_ref().map(|s| s.bytes()),
         evostream_tags,
+        rtsp: None,
     };
     print_report(&report, args.json)?;
     Ok(ExitCode::SUCCESS)
@@ -190,6 +220,106 @@ async fn probe_jpegs(
     })
 }
 
+/// An H.264 camera's size comes with its parameters, its rate from the
+/// first pictures' timestamps.
+async fn probe_packets(
+    mut rx: tokio::sync::mpsc::Receiver<Result<crate::packet::VideoPacket, source::SourceError>>,
+) -> Result<ContainerReport, source::SourceError> {
+    let mut times = Vec::new();
+    let mut params = None;
+    let window = tokio::time::sleep(std::time::Duration::from_secs(2));
+    tokio::pin!(window);
+    while times.len() < PROBE_FRAMES {
+        let item = tokio::select! {
+            i = rx.recv() => i,
+            _ = &mut window, if !times.is_empty() => break,
+        };
+        match item {
+            None => break,
+            Some(Err(e)) => return Err(e),
+            Some(Ok(p)) => {
+                if let Some(new) = p.params {
+                    params.get_or_insert(new);
+                }
+                times.push(p.pts);
+            }
+        }
+    }
+    rx.close();
+    let Some(params) = params else {
+        return Err(source::SourceError(
+            "the camera sent no H.264 picture before closing".into(),
+        ));
+    };
+    Ok(ContainerReport {
+        container: "h264".into(),
+        container_long: "H.264 access units".into(),
+        duration_seconds: None,
+        streams: vec![StreamReport {
+            index: 0,
+            kind: "video".into(),
+            codec: "h264".into(),
+            width: Some(params.width),
+            height: Some(params.height),
+            fps: measured_fps(&times),
+            pixel_format: None,
+            sample_rate: None,
+        }],
+    })
+}
+
+/// Frames per second from the first frames' times.
+fn measured_fps(times: &[f64]) -> Option<f64> {
+    let lo = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = times.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (times.len() > 1 && hi > lo).then(|| (times.len() - 1) as f64 / (hi - lo))
+}
+
+/// An RTSP camera's streams are its SDP's media; the video one gets the
+/// size and rate measured on its pictures.
+fn rtsp_container(info: &source::rtsp::RtspInfo, measured: ContainerReport) -> ContainerReport {
+    let video = measured.streams.into_iter().next();
+    let streams = info
+        .media
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let codec = match m.encoding.as_str() {
+                "jpeg" => "mjpeg".to_string(),
+                e => e.to_string(),
+            };
+            match (&video, m.used) {
+                (Some(v), true) => StreamReport {
+                    index: i,
+                    kind: m.media.clone(),
+                    codec,
+                    width: v.width.or(m.width),
+                    height: v.height.or(m.height),
+                    fps: m.fps.or(v.fps),
+                    pixel_format: None,
+                    sample_rate: None,
+                },
+                _ => StreamReport {
+                    index: i,
+                    kind: m.media.clone(),
+                    codec,
+                    width: m.width,
+                    height: m.height,
+                    fps: m.fps,
+                    pixel_format: None,
+                    sample_rate: (m.media == "audio").then_some(m.clock_rate),
+                },
+            }
+        })
+        .collect();
+    ContainerReport {
+        container: "rtsp".into(),
+        container_long: format!("RTSP session over {}", info.transport.0),
+        duration_seconds: None,
+        streams,
+    }
+}
+
 fn print_text(r: &Report) {
     println!("source:     {}", r.source);
     println!("protocol:   {}", r.protocol);
@@ -225,5 +355,23 @@ fn print_text(r: &Report) {
     if let Some(tags) = &r.evostream_tags {
         let list: Vec<String> = tags.iter().map(|(t, n)| format!("{t} ×{n}")).collect();
         println!("evostream:  {}", list.join(", "));
+    }
+    if let Some(rtsp) = &r.rtsp {
+        println!("transport:  RTP over {}", rtsp.transport.0);
+        if let Some(server) = &rtsp.server {
+            println!("server:     {server}");
+        }
+        for (i, m) in rtsp.media.iter().enumerate() {
+            let used = if m.used { " (read)" } else { "" };
+            let codec = m
+                .codec
+                .as_deref()
+                .map(|c| format!(", {c}"))
+                .unwrap_or_default();
+            println!(
+                "sdp {i}:      {} {}/{}, payload type {}{codec}{used}",
+                m.media, m.encoding, m.clock_rate, m.payload_type
+            );
+        }
     }
 }

@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::cli::RecordArgs;
 use crate::cmd::decode::join;
-use crate::cmd::{open_or_stop, Opened};
+use crate::cmd::{open_or_stop, Fed, Opened};
 use crate::packet::{Arrived, Chunk};
 use crate::pipeline::{self, remux};
 use crate::progress::Progress;
@@ -119,13 +119,15 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     let stop = shutdown.flag();
     let bytes = Arc::new(AtomicU64::new(0));
     let counter = bytes.clone();
+    let loss_stats = opened.stats();
     let worker = pipeline::spawn("camflow-remux", move || {
         let mut progress = Progress::new(quiet, "packets");
         // MJPEG cameras' JPEGs go into MP4 as they are; anything libavformat
         // reads is stream-copied.
         let r = match opened.into_input() {
-            Err(jpegs) => remux::record_jpegs(jpegs.rx, &out, duration, stop),
-            Ok(input) => remux::run(&input, &out, duration, stop, counter),
+            Fed::Jpegs(jpegs) => remux::record_jpegs(jpegs.rx, &out, duration, stop),
+            Fed::Packets(packets) => remux::record_packets(packets.rx, &out, duration, stop),
+            Fed::Input(input) => remux::run(&input, &out, duration, stop, counter),
         };
         progress.update(0, bytes.load(Ordering::Relaxed));
         progress.clear();
@@ -143,10 +145,14 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
                      frames are timed in decode order",
                 );
             }
+            let loss = match loss_stats.as_ref().and_then(|l| l.loss_text()) {
+                Some(l) => format!(" ({l})"),
+                None => String::new(),
+            };
             Progress::summary(
                 quiet,
                 &format!(
-                    "recorded {} video frames ({:.1} s) to {}",
+                    "recorded {} video frames ({:.1} s) to {}{loss}",
                     s.video_frames,
                     s.seconds,
                     out.display()

@@ -16,7 +16,7 @@ use ffmpeg_next as ffmpeg;
 
 use super::input::{self, InputSource};
 use super::PipelineError;
-use crate::packet::unix_now;
+use crate::packet::{unix_now, VideoCodec, VideoPacket, VideoParams};
 use crate::source::{JpegClock, JpegFrame, SourceError};
 use tokio::sync::mpsc;
 
@@ -204,6 +204,110 @@ pub fn run_jpegs(
             Ok(run.summary)
         }
     }
+}
+
+/// Decodes coded packets (RTSP H.264) with the parameters they come with;
+/// a packet with new parameters gets a new decoder. Times are the
+/// receiver's (RTP time, continued across reconnects).
+pub fn run_packets(
+    mut rx: mpsc::Receiver<Result<VideoPacket, SourceError>>,
+    settings: &DecodeSettings,
+    stop: Arc<AtomicBool>,
+    out: SyncSender<BgrFrame>,
+    pool: Receiver<Vec<u8>>,
+) -> Result<DecodeSummary, PipelineError> {
+    let mut run = Run::new(settings, &out, &pool, &stop);
+    let time_base = Rational::new(1, 1_000_000);
+    let mut decoder: Option<ffmpeg::decoder::Video> = None;
+    let mut frame = Video::empty();
+    let mut failure = None;
+    while !run.done {
+        if stop.load(Ordering::Relaxed) {
+            run.done = true;
+            break;
+        }
+        let pkt = match rx.blocking_recv() {
+            None => break,
+            Some(Err(e)) => {
+                failure = Some(PipelineError::Source(e));
+                break;
+            }
+            Some(Ok(p)) => p,
+        };
+        if let Some(params) = &pkt.params {
+            // Frames still inside the old decoder come out first.
+            if let Some(mut old) = decoder.take() {
+                let _ = old.send_eof();
+                run.receive(&mut old, &mut frame, time_base)?;
+            }
+            decoder = Some(open_decoder(params)?);
+        }
+        let Some(dec) = decoder.as_mut() else {
+            continue;
+        };
+        let pts = (pkt.pts * 1e6).round() as i64;
+        run.arrivals.insert(pts, pkt.at_unix);
+        if run.arrivals.len() > 256 {
+            run.arrivals.pop_first();
+        }
+        let mut packet = ffmpeg::Packet::copy(&pkt.data);
+        packet.set_pts(Some(pts));
+        packet.set_dts(Some(pts));
+        if pkt.key {
+            packet.set_flags(ffmpeg::packet::Flags::KEY);
+        }
+        // A picture the decoder refuses costs that picture, not the run.
+        if dec.send_packet(&packet).is_err() {
+            run.arrivals.remove(&pts);
+            continue;
+        }
+        run.receive(dec, &mut frame, time_base)?;
+    }
+    if let (false, Some(dec)) = (run.done, decoder.as_mut()) {
+        let _ = dec.send_eof();
+        run.receive(dec, &mut frame, time_base)?;
+    }
+    rx.close();
+    match failure {
+        Some(e) => Err(e),
+        None => {
+            run.summary.stopped_early = run.done;
+            Ok(run.summary)
+        }
+    }
+}
+
+/// A video decoder for packets with these parameters (H.264: avcC
+/// extradata, so packets are length-prefixed NAL units).
+fn open_decoder(params: &VideoParams) -> Result<ffmpeg::decoder::Video, PipelineError> {
+    let id = match params.codec {
+        VideoCodec::H264 => ffmpeg::codec::Id::H264,
+    };
+    let codec = ffmpeg::decoder::find(id)
+        .ok_or_else(|| PipelineError::Decoder(format!("this FFmpeg has no {id:?} decoder")))?;
+    let mut ctx = ffmpeg::codec::context::Context::new_with_codec(codec);
+    // SAFETY: the context is ours and not opened yet.
+    unsafe {
+        let c = ctx.as_mut_ptr();
+        (*c).width = i32::try_from(params.width).unwrap_or(0);
+        (*c).height = i32::try_from(params.height).unwrap_or(0);
+        super::set_extradata(
+            &mut (*c).extradata,
+            &mut (*c).extradata_size,
+            &params.extradata,
+        )
+        .map_err(|e| PipelineError::Decoder(e.to_string()))?;
+    }
+    // Frame threads, as for files: a few pictures of latency buy
+    // throughput on cameras that send one slice per picture.
+    ctx.set_threading(threading::Config {
+        kind: threading::Type::Frame,
+        count: 0,
+        ..Default::default()
+    });
+    ctx.decoder()
+        .video()
+        .map_err(|e| PipelineError::Decoder(e.to_string()))
 }
 
 impl<'a> Run<'a> {

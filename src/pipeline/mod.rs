@@ -49,3 +49,35 @@ pub fn spawn<T: Send + 'static>(
 ) -> std::io::Result<std::thread::JoinHandle<T>> {
     std::thread::Builder::new().name(name.to_string()).spawn(f)
 }
+
+/// Replaces a codec context's or stream's extradata with a padded copy of
+/// `data` that libav owns (and frees with the context).
+///
+/// # Safety
+/// `ptr` and `size` must be the `extradata`/`extradata_size` fields of one
+/// live `AVCodecContext` or `AVCodecParameters`.
+pub(crate) unsafe fn set_extradata(
+    ptr: &mut *mut u8,
+    size: &mut i32,
+    data: &[u8],
+) -> Result<(), ffmpeg_next::Error> {
+    use ffmpeg_next::ffi;
+    if !ptr.is_null() {
+        ffi::av_freep((ptr as *mut *mut u8).cast());
+    }
+    *size = 0;
+    if data.is_empty() {
+        return Ok(());
+    }
+    let len = i32::try_from(data.len()).map_err(|_| ffmpeg_next::Error::InvalidData)?;
+    let buf = ffi::av_mallocz(data.len() + ffi::AV_INPUT_BUFFER_PADDING_SIZE as usize) as *mut u8;
+    if buf.is_null() {
+        return Err(ffmpeg_next::Error::Other {
+            errno: ffmpeg_next::util::error::ENOMEM,
+        });
+    }
+    std::ptr::copy_nonoverlapping(data.as_ptr(), buf, data.len());
+    *ptr = buf;
+    *size = len;
+    Ok(())
+}

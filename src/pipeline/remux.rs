@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use super::input::{self, InputSource};
 use super::PipelineError;
+use crate::packet::{VideoCodec, VideoPacket, VideoParams};
 use crate::proto::jpeg;
 use crate::source::{JpegClock, JpegFrame, SourceError};
 
@@ -219,9 +220,8 @@ fn open_output(
 }
 
 /// Records whole JPEGs from an MJPEG receiver into MP4 as they are (codec
-/// mjpeg), timed by arrival, fragmented at every frame so a recording cut
-/// short still plays. Each packet is written when the next one arrives, so
-/// that it carries its real duration.
+/// mjpeg), timed by arrival (or the camera's timestamps), fragmented at
+/// every frame so a recording cut short still plays.
 pub fn record_jpegs(
     mut rx: mpsc::Receiver<Result<JpegFrame, SourceError>>,
     out_path: &Path,
@@ -229,12 +229,8 @@ pub fn record_jpegs(
     stop: Arc<AtomicBool>,
 ) -> Result<RemuxSummary, PipelineError> {
     let out_err = |e: ffmpeg::Error| PipelineError::Output(format!("{}: {e}", out_path.display()));
-    let mut summary = RemuxSummary::default();
-    // Microseconds since the first frame arrived.
-    let in_tb = Rational::new(1, 1_000_000);
     let mut clock = JpegClock::default();
-    let mut octx: Option<(ffmpeg::format::context::Output, Rational)> = None;
-    let mut pending: Option<(ffmpeg::Packet, i64)> = None;
+    let mut mp4: Option<TimedMp4> = None;
     let mut failure = None;
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -252,83 +248,210 @@ pub fn record_jpegs(
         if duration.is_some_and(|d| t >= d) {
             break;
         }
-        if octx.is_none() {
+        if mp4.is_none() {
             // The first picture's frame header gives the stream its size.
             let Some((w, h)) = jpeg::dimensions(&jpeg.data) else {
                 continue;
             };
-            octx = Some(open_mjpeg_output(out_path, w, h).map_err(out_err)?);
+            let m = TimedMp4::open(out_path, codec::Id::MJPEG, w.into(), h.into(), &[])
+                .map_err(out_err)?;
+            mp4 = Some(m);
         }
-        let Some((out, out_tb)) = octx.as_mut() else {
-            continue;
-        };
-        let pts = (t * 1e6).round() as i64;
-        if let Some((mut prev, prev_pts)) = pending.take() {
-            prev.set_duration((pts - prev_pts).max(1));
-            prev.rescale_ts(in_tb, *out_tb);
-            if let Err(e) = prev.write_interleaved(out) {
-                failure = Some(out_err(e));
-                break;
-            }
+        let Some(m) = mp4.as_mut() else { continue };
+        if let Err(e) = m.write(&jpeg.data, t, true) {
+            failure = Some(out_err(e));
+            break;
         }
-        let mut pkt = ffmpeg::Packet::copy(&jpeg.data);
-        pkt.set_pts(Some(pts));
-        pkt.set_dts(Some(pts));
-        pkt.set_stream(0);
-        pkt.set_flags(ffmpeg::packet::Flags::KEY);
-        pending = Some((pkt, pts));
-        summary.video_frames += 1;
-        summary.seconds = t;
     }
     rx.close();
-    let Some((mut out, out_tb)) = octx else {
+    finish(mp4, failure, out_path)
+}
+
+/// Records coded packets (RTSP H.264) into MP4 without re-encoding: the
+/// stream's parameters become the sample entry (`avcC`), the packets its
+/// samples, from the first IDR on, fragmented at each IDR.
+pub fn record_packets(
+    mut rx: mpsc::Receiver<Result<VideoPacket, SourceError>>,
+    out_path: &Path,
+    duration: Option<f64>,
+    stop: Arc<AtomicBool>,
+) -> Result<RemuxSummary, PipelineError> {
+    let out_err = |e: ffmpeg::Error| PipelineError::Output(format!("{}: {e}", out_path.display()));
+    let mut mp4: Option<(TimedMp4, Arc<VideoParams>)> = None;
+    let mut params: Option<Arc<VideoParams>> = None;
+    let mut first_pts = None;
+    let mut failure = None;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let pkt = match rx.blocking_recv() {
+            None => break,
+            Some(Err(e)) => {
+                failure = Some(PipelineError::Source(e));
+                break;
+            }
+            Some(Ok(p)) => p,
+        };
+        if let Some(p) = &pkt.params {
+            params = Some(p.clone());
+        }
+        let Some(current) = params.clone() else {
+            continue;
+        };
+        if mp4.is_none() {
+            if !pkt.key {
+                continue;
+            }
+            let m = TimedMp4::open(
+                out_path,
+                codec_id(current.codec),
+                current.width,
+                current.height,
+                &current.extradata,
+            )
+            .map_err(out_err)?;
+            mp4 = Some((m, current.clone()));
+        }
+        let Some((m, opened_with)) = mp4.as_mut() else {
+            continue;
+        };
+        if **opened_with != *current {
+            // One MP4 track has one sample entry: a camera that changes its
+            // SPS/PPS mid-stream ends the recording there.
+            failure = Some(PipelineError::Output(format!(
+                "the camera changed its {}x{} H.264 parameters to {}x{} mid-stream; \
+                 the recording ends there",
+                opened_with.width, opened_with.height, current.width, current.height
+            )));
+            break;
+        }
+        let t = pkt.pts - *first_pts.get_or_insert(pkt.pts);
+        if duration.is_some_and(|d| t >= d) {
+            break;
+        }
+        if let Err(e) = m.write(&pkt.data, t, pkt.key) {
+            failure = Some(out_err(e));
+            break;
+        }
+    }
+    rx.close();
+    finish(mp4.map(|(m, _)| m), failure, out_path)
+}
+
+fn codec_id(c: VideoCodec) -> codec::Id {
+    match c {
+        VideoCodec::H264 => codec::Id::H264,
+    }
+}
+
+/// Ends a [`TimedMp4`] recording: the index is written even after a
+/// failure, so everything before it plays.
+fn finish(
+    mp4: Option<TimedMp4>,
+    failure: Option<PipelineError>,
+    out_path: &Path,
+) -> Result<RemuxSummary, PipelineError> {
+    let Some(m) = mp4 else {
         return Err(failure.unwrap_or_else(|| {
             PipelineError::Output("the stream ended before any picture arrived".into())
         }));
     };
-    // The last picture lasts as long as the one before it did, on average.
-    if let Some((mut last, _)) = pending.take() {
-        let n = summary.video_frames.max(2) - 1;
-        let avg = ((summary.seconds * 1e6) / n as f64).round() as i64;
-        last.set_duration(avg.max(1));
-        last.rescale_ts(in_tb, out_tb);
-        if let Err(e) = last.write_interleaved(&mut out) {
-            failure.get_or_insert(out_err(e));
-        }
-    }
-    let trailer = out.write_trailer();
+    let summary = m.summary;
+    let trailer = m.finish();
     if let Some(f) = failure {
         return Err(f);
     }
-    trailer.map_err(out_err)?;
+    trailer.map_err(|e| PipelineError::Output(format!("{}: {e}", out_path.display())))?;
     Ok(summary)
 }
 
-fn open_mjpeg_output(
-    out_path: &Path,
-    width: u16,
-    height: u16,
-) -> Result<(ffmpeg::format::context::Output, Rational), ffmpeg::Error> {
-    let mut octx = ffmpeg::format::output_as(out_path, "mp4")?;
-    {
-        let mut ost = octx.add_stream(encoder::find(codec::Id::None))?;
-        ost.set_time_base(Rational::new(1, 90_000));
-        // SAFETY: plain field writes on the new stream's own parameters.
-        unsafe {
-            let par = ost.parameters().as_mut_ptr();
-            (*par).codec_type = ffmpeg::ffi::AVMediaType::AVMEDIA_TYPE_VIDEO;
-            (*par).codec_id = ffmpeg::ffi::AVCodecID::AV_CODEC_ID_MJPEG;
-            (*par).codec_tag = 0;
-            (*par).width = i32::from(width);
-            (*par).height = i32::from(height);
+/// One video stream written into fragmented MP4 on camflow's own clock
+/// (seconds from the first picture). Each packet is written when the next
+/// one arrives, so that it carries its real duration.
+struct TimedMp4 {
+    octx: ffmpeg::format::context::Output,
+    out_tb: Rational,
+    pending: Option<(ffmpeg::Packet, i64)>,
+    summary: RemuxSummary,
+}
+
+/// Microseconds: the clock packets are timed on before rescaling.
+const MICROS: Rational = Rational(1, 1_000_000);
+
+impl TimedMp4 {
+    fn open(
+        out_path: &Path,
+        id: codec::Id,
+        width: u32,
+        height: u32,
+        extradata: &[u8],
+    ) -> Result<Self, ffmpeg::Error> {
+        let mut octx = ffmpeg::format::output_as(out_path, "mp4")?;
+        {
+            let mut ost = octx.add_stream(encoder::find(codec::Id::None))?;
+            ost.set_time_base(Rational::new(1, 90_000));
+            // SAFETY: plain field writes on the new stream's own parameters;
+            // the extradata is a padded copy libavformat owns and frees.
+            unsafe {
+                let par = ost.parameters().as_mut_ptr();
+                (*par).codec_type = ffmpeg::ffi::AVMediaType::AVMEDIA_TYPE_VIDEO;
+                (*par).codec_id = id.into();
+                (*par).codec_tag = 0;
+                (*par).width = i32::try_from(width).unwrap_or(0);
+                (*par).height = i32::try_from(height).unwrap_or(0);
+                super::set_extradata(&mut (*par).extradata, &mut (*par).extradata_size, extradata)?;
+            }
         }
+        let mut opts = ffmpeg::Dictionary::new();
+        opts.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
+        octx.write_header_with(opts)?;
+        let out_tb = octx
+            .stream(0)
+            .map(|s| s.time_base())
+            .unwrap_or(Rational::new(1, 90_000));
+        Ok(TimedMp4 {
+            octx,
+            out_tb,
+            pending: None,
+            summary: RemuxSummary::default(),
+        })
     }
-    let mut opts = ffmpeg::Dictionary::new();
-    opts.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
-    octx.write_header_with(opts)?;
-    let tb = octx
-        .stream(0)
-        .map(|s| s.time_base())
-        .unwrap_or(Rational::new(1, 90_000));
-    Ok((octx, tb))
+
+    /// `t`: seconds from the first picture.
+    fn write(&mut self, data: &[u8], t: f64, key: bool) -> Result<(), ffmpeg::Error> {
+        let mut pts = (t * 1e6).round() as i64;
+        if let Some((mut prev, prev_pts)) = self.pending.take() {
+            // Timestamps must go up; a repeated one moves on by a tick.
+            pts = pts.max(prev_pts + 1);
+            prev.set_duration(pts - prev_pts);
+            prev.rescale_ts(MICROS, self.out_tb);
+            prev.write_interleaved(&mut self.octx)?;
+        }
+        let mut pkt = ffmpeg::Packet::copy(data);
+        pkt.set_pts(Some(pts));
+        pkt.set_dts(Some(pts));
+        pkt.set_stream(0);
+        if key {
+            pkt.set_flags(ffmpeg::packet::Flags::KEY);
+        }
+        self.pending = Some((pkt, pts));
+        self.summary.video_frames += 1;
+        self.summary.packets += 1;
+        self.summary.seconds = pts as f64 / 1e6;
+        Ok(())
+    }
+
+    /// The last picture lasts as long as the ones before it did, on
+    /// average; then the index.
+    fn finish(mut self) -> Result<(), ffmpeg::Error> {
+        if let Some((mut last, _)) = self.pending.take() {
+            let n = self.summary.video_frames.max(2) - 1;
+            let avg = ((self.summary.seconds * 1e6) / n as f64).round() as i64;
+            last.set_duration(avg.max(1));
+            last.rescale_ts(MICROS, self.out_tb);
+            last.write_interleaved(&mut self.octx)?;
+        }
+        self.octx.write_trailer()
+    }
 }

@@ -5,3 +5,4 @@ pub mod evostream;
 pub mod fmp4;
 pub mod jpeg;
 pub mod multipart;
+pub mod rtp_jpeg;

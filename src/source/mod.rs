@@ -5,6 +5,7 @@
 pub mod file;
 pub mod http;
 pub mod reconnect;
+pub mod rtsp;
 pub mod tcp;
 pub mod ws;
 
@@ -78,6 +79,8 @@ pub enum SourceSpec {
     Vbc(Url),
     /// HTTP: multipart MJPEG, or anything libavformat reads over HTTP.
     Http(Url),
+    /// An RTSP camera (MJPEG or H.264 over RTP).
+    Rtsp(Url),
 }
 
 impl SourceSpec {
@@ -113,13 +116,20 @@ impl SourceSpec {
                         Ok(SourceSpec::Vbc(url))
                     }
                 }
+                "rtsp" => {
+                    let url = Url::parse(s).map_err(|e| format!("not a valid URL: {e}"))?;
+                    if url.host_str().is_none_or(str::is_empty) {
+                        return Err("the URL has no host".into());
+                    }
+                    Ok(SourceSpec::Rtsp(url))
+                }
                 "file" => Url::parse(s)
                     .ok()
                     .and_then(|u| u.to_file_path().ok())
                     .map(SourceSpec::File)
                     .ok_or_else(|| "not a valid file:// URL".to_string()),
                 _ => Err(format!(
-                    "unknown scheme {scheme:?} (camflow reads files, `-` for stdin, http://, https://, ws://, wss://, tcp:// and vbc://)"
+                    "unknown scheme {scheme:?} (camflow reads files, `-` for stdin, http://, https://, ws://, wss://, rtsp://, tcp:// and vbc://)"
                 )),
             };
         }
@@ -137,6 +147,7 @@ impl SourceSpec {
             SourceSpec::Vbc(_) => "vbc",
             SourceSpec::Http(u) if u.scheme() == "https" => "https",
             SourceSpec::Http(_) => "http",
+            SourceSpec::Rtsp(_) => "rtsp",
         }
     }
 
@@ -148,7 +159,8 @@ impl SourceSpec {
             SourceSpec::WebSocket(u)
             | SourceSpec::Tcp(u)
             | SourceSpec::Vbc(u)
-            | SourceSpec::Http(u) => redact(u),
+            | SourceSpec::Http(u)
+            | SourceSpec::Rtsp(u) => redact(u),
         }
     }
 
@@ -191,7 +203,8 @@ pub fn redact_text_with(text: &str, spec: &SourceSpec, extra_password: Option<&s
         SourceSpec::WebSocket(u)
         | SourceSpec::Tcp(u)
         | SourceSpec::Vbc(u)
-        | SourceSpec::Http(u) => {
+        | SourceSpec::Http(u)
+        | SourceSpec::Rtsp(u) => {
             let mut t = text.to_string();
             for secret in [u.password(), extra_password] {
                 if let Some(p) = secret.filter(|p| !p.is_empty()) {
@@ -218,6 +231,7 @@ pub struct SourceOptions {
     pub user: Option<String>,
     pub password: Option<String>,
     pub reconnect: reconnect::ReconnectPolicy,
+    pub rtsp_transport: rtsp::RtspTransport,
     /// No reconnect log lines (`-q`).
     pub quiet: bool,
 }
@@ -261,6 +275,7 @@ impl SourceOptions {
             user: a.user.clone(),
             password: a.password.clone(),
             reconnect: a.reconnect,
+            rtsp_transport: a.rtsp_transport,
             quiet: false,
         })
     }
@@ -365,6 +380,13 @@ pub struct SourceStats {
     pub framing: Mutex<Option<WsFraming>>,
     /// EvoStream de-framer counters, when that framing is in use.
     pub evostream: Mutex<Option<evostream::Stats>>,
+    /// RTSP: what the camera's SDP offers and the transport in use.
+    pub rtsp: Mutex<Option<rtsp::RtspInfo>>,
+    /// RTP packets of the video that never arrived (sequence-number gaps).
+    pub lost_packets: AtomicU64,
+    /// Frames thrown away because packets of theirs were lost (or, for
+    /// H.264, because they depend on a picture that was).
+    pub dropped_frames: AtomicU64,
 }
 
 impl SourceStats {
@@ -373,6 +395,18 @@ impl SourceStats {
     }
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// `N packets lost, M frames dropped` for an RTP source, else `None`.
+    pub fn loss_text(&self) -> Option<String> {
+        let is_rtp = self.rtsp.lock().is_ok_and(|r| r.is_some());
+        is_rtp.then(|| {
+            format!(
+                "{} RTP packets lost, {} frames dropped",
+                self.lost_packets.load(Ordering::Relaxed),
+                self.dropped_frames.load(Ordering::Relaxed)
+            )
+        })
     }
 }
 
@@ -473,6 +507,13 @@ impl JpegClock {
 /// comes last if it failed.
 pub struct JpegStream {
     pub rx: mpsc::Receiver<Result<JpegFrame, SourceError>>,
+    pub stats: Arc<SourceStats>,
+}
+
+/// A running receiver of coded video packets (RTSP H.264); an `Err` item
+/// comes last if it failed.
+pub struct PacketStream {
+    pub rx: mpsc::Receiver<Result<crate::packet::VideoPacket, SourceError>>,
     pub stats: Arc<SourceStats>,
 }
 

@@ -1,0 +1,785 @@
+//! RTSP cameras, on retina.
+//!
+//! In: an `rtsp://` URL. Credentials may be in it or come from
+//! `--user`/`--password`; retina takes them in its session options and
+//! refuses a URL that carries them, so they are taken out here. Out:
+//!
+//! - MJPEG cameras (RFC 2435): whole JPEGs ([`JpegStream`]), rebuilt by
+//!   camflow's own depacketizer ([`rtp_jpeg`]) from retina's raw RTP
+//!   packets. retina's JPEG depacketizer keeps no in-band quantization tables
+//!   (a frame with Q ≥ 128 and no tables must reuse the last ones sent for
+//!   that Q) and does not check fragment offsets (a lost packet must drop the
+//!   frame, not yield a corrupt JPEG).
+//! - H.264 cameras (RFC 6184): access units as 4-byte-length NAL units with
+//!   their `avcC` ([`PacketStream`]), depacketized by retina.
+//!
+//! retina does the RTSP control (OPTIONS, DESCRIBE, SETUP, PLAY, keepalives
+//! while playing, TEARDOWN when a session is dropped), Basic and Digest auth,
+//! and both transports. Its UDP transport has no reorder buffer (a packet
+//! that arrives out of order counts as lost, and its frame is dropped) and
+//! sends no RTCP receiver reports, so TCP is the default.
+//!
+//! Only the video track is set up. A camera that refuses to PLAY a partial
+//! presentation gets every track set up on a second try; the other tracks'
+//! packets are ignored.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use retina::client::{
+    Credentials, Described, InitialTimestampPolicy, PacketItem, PlayOptions, Playing, Session,
+    SessionGroup, SessionOptions, SetupOptions, Transport,
+};
+use retina::codec::{CodecItem, FrameFormat, ParametersRef};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{timeout, timeout_at, Instant};
+use url::Url;
+
+use super::{JpegFrame, JpegStream, PacketStream, SourceError, SourceOptions, SourceStats};
+use crate::packet::{unix_now, VideoCodec, VideoPacket, VideoParams};
+use crate::proto::rtp_jpeg;
+
+/// How RTP travels from the camera (`--rtsp-transport`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RtspTransport {
+    /// Interleaved in the RTSP TCP connection (RFC 2326 §10.12): one
+    /// connection, through NAT and firewalls, nothing lost on the way.
+    #[default]
+    Tcp,
+    /// RTP and RTCP in UDP datagrams to ports camflow opens: lower latency
+    /// on a clean LAN; a lost or late packet costs its frame.
+    Udp,
+}
+
+impl fmt::Display for RtspTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RtspTransport::Tcp => "tcp",
+            RtspTransport::Udp => "udp",
+        })
+    }
+}
+
+impl FromStr for RtspTransport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tcp" => Ok(RtspTransport::Tcp),
+            "udp" => Ok(RtspTransport::Udp),
+            _ => Err(format!(
+                "unknown RTSP transport {s:?} (expected tcp or udp)"
+            )),
+        }
+    }
+}
+
+impl RtspTransport {
+    fn retina(self) -> Transport {
+        match self {
+            RtspTransport::Tcp => Transport::Tcp(Default::default()),
+            RtspTransport::Udp => Transport::Udp(Default::default()),
+        }
+    }
+}
+
+/// One media section of the camera's SDP, for `probe`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SdpMedia {
+    /// `video`, `audio`, `application`...
+    pub media: String,
+    /// The RTP encoding name, lower case (`jpeg`, `h264`, `pcmu`).
+    pub encoding: String,
+    pub payload_type: u8,
+    pub clock_rate: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fps: Option<f64>,
+    /// RFC 6381 codec string, when the SDP gives the parameters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub codec: Option<String>,
+    /// Whether camflow reads this track.
+    pub used: bool,
+}
+
+/// What an RTSP camera offers and how camflow reads it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RtspInfo {
+    pub transport: RtspTransportName,
+    pub media: Vec<SdpMedia>,
+    /// The server's name (`Server:` header), if it gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+}
+
+/// The transport as `probe` names it.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(into = "String")]
+pub struct RtspTransportName(pub RtspTransport);
+
+impl From<RtspTransportName> for String {
+    fn from(t: RtspTransportName) -> String {
+        t.0.to_string()
+    }
+}
+
+/// The video codecs camflow reads from RTSP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    Jpeg,
+    H264,
+}
+
+impl Codec {
+    fn name(self) -> &'static str {
+        match self {
+            Codec::Jpeg => "MJPEG",
+            Codec::H264 => "H.264",
+        }
+    }
+}
+
+/// An RTSP source, opened: which of the two streams depends on the codec.
+pub enum Opened {
+    Jpegs(JpegStream),
+    Packets(PacketStream),
+}
+
+type JpegTx = mpsc::Sender<Result<JpegFrame, SourceError>>;
+type PacketTx = mpsc::Sender<Result<VideoPacket, SourceError>>;
+
+enum Tx {
+    Jpeg(JpegTx),
+    Packets(PacketTx),
+}
+
+impl Tx {
+    async fn closed(&self) {
+        match self {
+            Tx::Jpeg(t) => t.closed().await,
+            Tx::Packets(t) => t.closed().await,
+        }
+    }
+
+    async fn fail(&self, e: SourceError) {
+        let _ = match self {
+            Tx::Jpeg(t) => t.send(Err(e)).await.is_ok(),
+            Tx::Packets(t) => t.send(Err(e)).await.is_ok(),
+        };
+    }
+}
+
+fn err(msg: impl Into<String>) -> SourceError {
+    SourceError(msg.into())
+}
+
+/// Session groups and receiver tasks of this process, so that `main` can
+/// wait (briefly) for their TEARDOWNs before the runtime goes away.
+static LIVE: Mutex<Vec<(Arc<SessionGroup>, tokio::task::JoinHandle<()>)>> = Mutex::new(Vec::new());
+
+/// Waits up to `limit` for every RTSP receiver to end and its sessions to
+/// be torn down. Called once, as the process ends.
+pub async fn wait_for_teardown(limit: Duration) {
+    let live: Vec<_> = match LIVE.lock() {
+        Ok(mut l) => l.drain(..).collect(),
+        Err(_) => return,
+    };
+    if live.is_empty() {
+        return;
+    }
+    let _ = timeout(limit, async {
+        for (group, task) in live {
+            let _ = task.await;
+            let _ = group.await_teardown().await;
+        }
+    })
+    .await;
+}
+
+/// Everything a session needs, shared by the sessions of one source.
+struct Ctx {
+    url: Url,
+    creds: Option<Credentials>,
+    group: Arc<SessionGroup>,
+    opts: SourceOptions,
+    codec: Codec,
+    stats: Arc<SourceStats>,
+    timeline: Mutex<Timeline>,
+    /// The H.264 parameters last handed on: a reconnect that brings the
+    /// same ones does not restart the decoder.
+    last_params: Mutex<Option<Arc<VideoParams>>>,
+}
+
+/// Connects (DESCRIBE), picks the video track, and starts the receiver.
+pub async fn open(
+    url: &Url,
+    opts: &SourceOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Opened, SourceError> {
+    let (url, creds) = split_credentials(url, opts)?;
+    let group = Arc::new(SessionGroup::default());
+    let stats = Arc::new(SourceStats::default());
+    let mut ctx = Ctx {
+        url,
+        creds,
+        group: group.clone(),
+        opts: opts.clone(),
+        codec: Codec::Jpeg,
+        stats: stats.clone(),
+        timeline: Mutex::new(Timeline::default()),
+        last_params: Mutex::new(None),
+    };
+    let described = describe(&ctx).await?;
+    let (video, codec) = pick_video(described.streams())?;
+    ctx.codec = codec;
+    if let Ok(mut info) = stats.rtsp.lock() {
+        *info = Some(describe_info(&described, video, opts.rtsp_transport));
+    }
+    let (opened, tx) = match codec {
+        Codec::Jpeg => {
+            let (tx, rx) = mpsc::channel(super::JPEG_QUEUE);
+            (
+                Opened::Jpegs(JpegStream {
+                    rx,
+                    stats: stats.clone(),
+                }),
+                Tx::Jpeg(tx),
+            )
+        }
+        Codec::H264 => {
+            let (tx, rx) = mpsc::channel(PACKET_QUEUE);
+            (
+                Opened::Packets(PacketStream {
+                    rx,
+                    stats: stats.clone(),
+                }),
+                Tx::Packets(tx),
+            )
+        }
+    };
+    let task = tokio::spawn(run(ctx, described, tx, shutdown));
+    if let Ok(mut l) = LIVE.lock() {
+        l.push((group, task));
+    }
+    Ok(opened)
+}
+
+/// Coded frames in flight to the libav thread (a second or so of video).
+const PACKET_QUEUE: usize = 32;
+
+/// Takes `user:password@` out of the URL (retina wants credentials apart);
+/// `--user`/`--password` win over the URL's.
+fn split_credentials(
+    url: &Url,
+    opts: &SourceOptions,
+) -> Result<(Url, Option<Credentials>), SourceError> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| err("the user name or password in the URL is not valid UTF-8"))
+    };
+    let from_url = if url.username().is_empty() {
+        None
+    } else {
+        Some(Credentials {
+            username: decode(url.username())?,
+            password: decode(url.password().unwrap_or(""))?,
+        })
+    };
+    let creds = match &opts.user {
+        Some(user) => Some(Credentials {
+            username: user.clone(),
+            password: opts.password.clone().unwrap_or_default(),
+        }),
+        None => from_url,
+    };
+    let mut bare = url.clone();
+    let _ = bare.set_username("");
+    let _ = bare.set_password(None);
+    Ok((bare, creds))
+}
+
+async fn describe(ctx: &Ctx) -> Result<Session<Described>, SourceError> {
+    let options = SessionOptions::default()
+        .creds(ctx.creds.clone())
+        .user_agent(format!("camflow/{}", env!("CARGO_PKG_VERSION")))
+        .session_group(ctx.group.clone());
+    let secs = ctx.opts.timeout.as_secs_f64();
+    timeout(
+        ctx.opts.timeout,
+        Session::describe(ctx.url.clone(), options),
+    )
+    .await
+    .map_err(|_| err(format!("no answer to DESCRIBE within {secs} s")))?
+    .map_err(|e| err(retina_error(&e)))
+}
+
+/// retina's errors start with the connection context in brackets, and an
+/// RTSP error answer carries the whole response; one line is kept.
+fn retina_error(e: &retina::Error) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default().trim().to_string();
+    if first.is_empty() {
+        "RTSP error".into()
+    } else {
+        first
+    }
+}
+
+/// The first video track camflow can read.
+fn pick_video(streams: &[retina::client::Stream]) -> Result<(usize, Codec), SourceError> {
+    for (i, s) in streams.iter().enumerate() {
+        match (s.media(), s.encoding_name()) {
+            ("video" | "image", "jpeg") => return Ok((i, Codec::Jpeg)),
+            ("video", "h264") => return Ok((i, Codec::H264)),
+            _ => {}
+        }
+    }
+    let offered: Vec<String> = streams
+        .iter()
+        .map(|s| format!("{} {}", s.media(), s.encoding_name()))
+        .collect();
+    Err(err(format!(
+        "the camera offers no MJPEG or H.264 video (its SDP has: {})",
+        if offered.is_empty() {
+            "nothing".to_string()
+        } else {
+            offered.join(", ")
+        }
+    )))
+}
+
+fn describe_info(session: &Session<Described>, video: usize, transport: RtspTransport) -> RtspInfo {
+    let media = session
+        .streams()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut m = SdpMedia {
+                media: s.media().to_string(),
+                encoding: s.encoding_name().to_string(),
+                payload_type: s.rtp_payload_type(),
+                clock_rate: s.clock_rate_hz(),
+                channels: s.channels().map(|c| c.get()),
+                width: None,
+                height: None,
+                fps: s.framerate().map(f64::from),
+                codec: None,
+                used: i == video,
+            };
+            if let Some(ParametersRef::Video(v)) = s.parameters() {
+                let (w, h) = v.pixel_dimensions();
+                m.width = Some(w);
+                m.height = Some(h);
+                m.codec = Some(v.rfc6381_codec().to_string());
+                if m.fps.is_none() {
+                    m.fps = v
+                        .frame_rate()
+                        .filter(|(num, _)| *num > 0)
+                        .map(|(num, den)| f64::from(den) / f64::from(num));
+                }
+            }
+            m
+        })
+        .collect();
+    RtspInfo {
+        transport: RtspTransportName(transport),
+        media,
+        server: session
+            .tool()
+            .map(|t| format!("{t:?}").trim_matches('"').to_string()),
+    }
+}
+
+/// Stream time across sessions: within a session it is the RTP time since
+/// the session's first packet; a new session (a reconnect) starts one frame
+/// after the last time handed on, so time never goes back.
+#[derive(Debug, Default)]
+struct Timeline {
+    offset: f64,
+    last: Option<f64>,
+    step: Option<f64>,
+}
+
+impl Timeline {
+    fn new_session(&mut self) {
+        if let Some(last) = self.last {
+            self.offset = last + self.step.unwrap_or(0.04);
+        }
+    }
+
+    fn time(&mut self, elapsed_secs: f64) -> f64 {
+        let t = self.offset + elapsed_secs;
+        match self.last {
+            Some(last) if t > last => {
+                self.step = Some(t - last);
+                self.last = Some(t);
+            }
+            Some(_) => {}
+            None => self.last = Some(t),
+        }
+        t
+    }
+}
+
+async fn run(ctx: Ctx, described: Session<Described>, tx: Tx, mut shutdown: watch::Receiver<bool>) {
+    let mut first = Some(described);
+    let for_sessions = shutdown.clone();
+    let sessions = super::supervised(&ctx.opts, shutdown.clone(), |_, streamed| {
+        let pre = first.take();
+        session(&ctx, pre, &tx, for_sessions.clone(), streamed)
+    });
+    let result = tokio::select! {
+        r = sessions => r,
+        _ = shutdown.wait_for(|stop| *stop) => Ok(()),
+        _ = tx.closed() => Ok(()),
+    };
+    if let Err(e) = result {
+        tx.fail(e).await;
+    }
+}
+
+/// One RTSP session: DESCRIBE (unless done already), SETUP, PLAY, then
+/// frames until the camera ends the stream, an error, or the consumer or
+/// Ctrl-C stops it. Dropping the session sends the TEARDOWN.
+async fn session(
+    ctx: &Ctx,
+    described: Option<Session<Described>>,
+    tx: &Tx,
+    shutdown: watch::Receiver<bool>,
+    streamed: Arc<AtomicBool>,
+) -> Result<(), SourceError> {
+    let (playing, video) = start(ctx, described).await?;
+    if let Ok(mut t) = ctx.timeline.lock() {
+        t.new_session();
+    }
+    match tx {
+        Tx::Jpeg(tx) => jpegs(ctx, playing, video, tx, shutdown, streamed).await,
+        Tx::Packets(tx) => {
+            let demuxed = playing.demuxed().map_err(|e| err(retina_error(&e)))?;
+            h264(ctx, demuxed, video, tx, shutdown, streamed).await
+        }
+    }
+}
+
+/// SETUP and PLAY: the video track alone, or every track when the camera
+/// will not play only some.
+async fn start(
+    ctx: &Ctx,
+    described: Option<Session<Described>>,
+) -> Result<(Session<Playing>, usize), SourceError> {
+    let session = match described {
+        Some(s) => s,
+        None => describe(ctx).await?,
+    };
+    match play(ctx, session, false).await {
+        Ok(p) => Ok(p),
+        Err(first) => {
+            let session = describe(ctx).await?;
+            if session.streams().len() < 2 {
+                return Err(first);
+            }
+            play(ctx, session, true).await.map_err(|_| first)
+        }
+    }
+}
+
+async fn play(
+    ctx: &Ctx,
+    mut session: Session<Described>,
+    all_tracks: bool,
+) -> Result<(Session<Playing>, usize), SourceError> {
+    let (video, codec) = pick_video(session.streams())?;
+    if codec != ctx.codec {
+        return Err(err(format!(
+            "the camera now sends {} instead of {}",
+            codec.name(),
+            ctx.codec.name()
+        )));
+    }
+    let secs = ctx.opts.timeout.as_secs_f64();
+    let tracks: Vec<usize> = if all_tracks {
+        (0..session.streams().len()).collect()
+    } else {
+        vec![video]
+    };
+    for i in tracks {
+        let setup = SetupOptions::default()
+            .transport(ctx.opts.rtsp_transport.retina())
+            .frame_format(FrameFormat::MP4);
+        timeout(ctx.opts.timeout, session.setup(i, setup))
+            .await
+            .map_err(|_| err(format!("no answer to SETUP within {secs} s")))?
+            .map_err(|e| err(retina_error(&e)))?;
+    }
+    // With several tracks, each one's RTP time is mapped through RTP-Info
+    // when the camera gives it, and starts at its first packet otherwise.
+    let policy = if all_tracks {
+        InitialTimestampPolicy::Permissive
+    } else {
+        InitialTimestampPolicy::Ignore
+    };
+    let playing = timeout(
+        ctx.opts.timeout,
+        session.play(PlayOptions::default().initial_timestamp(policy)),
+    )
+    .await
+    .map_err(|_| err(format!("no answer to PLAY within {secs} s")))?
+    .map_err(|e| err(retina_error(&e)))?;
+    Ok((playing, video))
+}
+
+/// The end of a session's wait for the next item.
+enum Next<T> {
+    Item(T),
+    /// Ctrl-C, or the consumer has all it wants.
+    Stop,
+}
+
+/// Waits for the next item of a playing session, up to `deadline`.
+async fn next<S, T>(
+    stream: &mut S,
+    deadline: Instant,
+    closed: impl std::future::Future<Output = ()>,
+    shutdown: &mut watch::Receiver<bool>,
+    secs: f64,
+) -> Result<Next<T>, SourceError>
+where
+    S: futures_util::Stream<Item = Result<T, retina::Error>> + Unpin,
+{
+    tokio::select! {
+        biased;
+        _ = shutdown.wait_for(|stop| *stop) => Ok(Next::Stop),
+        _ = closed => Ok(Next::Stop),
+        r = timeout_at(deadline, stream.next()) => match r {
+            Err(_) => Err(err(format!("no video for {secs} s"))),
+            Ok(None) => Err(err("the camera ended the session")),
+            Ok(Some(Err(e))) => Err(err(retina_error(&e))),
+            Ok(Some(Ok(item))) => Ok(Next::Item(item)),
+        },
+    }
+}
+
+/// MJPEG: raw RTP packets of the video track through the RFC 2435
+/// depacketizer.
+async fn jpegs(
+    ctx: &Ctx,
+    mut playing: Session<Playing>,
+    video: usize,
+    tx: &JpegTx,
+    mut shutdown: watch::Receiver<bool>,
+    streamed: Arc<AtomicBool>,
+) -> Result<(), SourceError> {
+    let mut depack = rtp_jpeg::Depacketizer::new(ctx.opts.max_frame);
+    // The depacketizer's count is exact (one packet can end two frames);
+    // the source's count runs on across sessions.
+    let dropped_before = ctx.stats.dropped_frames.load(Ordering::Relaxed);
+    let secs = ctx.opts.timeout.as_secs_f64();
+    // Only a whole picture moves the deadline: a camera that sends packets
+    // but never a complete frame must still time out.
+    let mut deadline = Instant::now() + ctx.opts.timeout;
+    loop {
+        let item = next(&mut playing, deadline, tx.closed(), &mut shutdown, secs).await?;
+        let pkt = match item {
+            Next::Stop => return Ok(()),
+            Next::Item(PacketItem::Rtp(p)) if p.stream_id() == video => p,
+            Next::Item(_) => continue,
+        };
+        ctx.stats.add_bytes(pkt.raw().len());
+        ctx.stats
+            .lost_packets
+            .fetch_add(u64::from(pkt.loss()), Ordering::Relaxed);
+        let elapsed = pkt.timestamp().elapsed_secs();
+        let pushed = depack.push(
+            pkt.sequence_number(),
+            pkt.header().timestamp(),
+            pkt.mark(),
+            pkt.payload(),
+        );
+        ctx.stats.dropped_frames.store(
+            dropped_before + depack.stats().dropped_frames,
+            Ordering::Relaxed,
+        );
+        let Ok(Some(frame)) = pushed else {
+            continue;
+        };
+        let pts = ctx.timeline.lock().map(|mut t| t.time(elapsed)).ok();
+        let frame = JpegFrame {
+            data: frame.data,
+            at_unix: unix_now(),
+            pts,
+        };
+        if tx.send(Ok(frame)).await.is_err() {
+            return Ok(());
+        }
+        streamed.store(true, Ordering::Relaxed);
+        deadline = Instant::now() + ctx.opts.timeout;
+    }
+}
+
+/// H.264: access units from retina's depacketizer. After a loss, frames up
+/// to the next IDR would decode to smeared pictures: they are dropped.
+async fn h264(
+    ctx: &Ctx,
+    mut demuxed: retina::client::Demuxed,
+    video: usize,
+    tx: &PacketTx,
+    mut shutdown: watch::Receiver<bool>,
+    streamed: Arc<AtomicBool>,
+) -> Result<(), SourceError> {
+    let secs = ctx.opts.timeout.as_secs_f64();
+    let mut deadline = Instant::now() + ctx.opts.timeout;
+    // Nothing decodes before the first IDR of a session.
+    let mut need_key = true;
+    let mut after_loss = false;
+    loop {
+        let item = next(&mut demuxed, deadline, tx.closed(), &mut shutdown, secs).await?;
+        let frame = match item {
+            Next::Stop => return Ok(()),
+            Next::Item(CodecItem::VideoFrame(f)) if f.stream_id() == video => f,
+            Next::Item(_) => continue,
+        };
+        deadline = Instant::now() + ctx.opts.timeout;
+        ctx.stats.add_bytes(frame.data().len());
+        if frame.loss() > 0 {
+            ctx.stats
+                .lost_packets
+                .fetch_add(u64::from(frame.loss()), Ordering::Relaxed);
+            need_key = true;
+            after_loss = true;
+        }
+        let key = frame.is_random_access_point();
+        if need_key && !key {
+            if after_loss {
+                ctx.stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        }
+        need_key = false;
+        after_loss = false;
+        let params = match demuxed.streams().get(video).and_then(|s| s.parameters()) {
+            Some(ParametersRef::Video(v)) => {
+                let (width, height) = v.pixel_dimensions();
+                VideoParams {
+                    codec: VideoCodec::H264,
+                    width,
+                    height,
+                    extradata: v.extra_data().to_vec(),
+                    rfc6381: v.rfc6381_codec().to_string(),
+                }
+            }
+            // retina has parameters from the SDP or from the first frame's
+            // in-band SPS/PPS; a frame before them cannot be decoded.
+            _ => continue,
+        };
+        let changed = {
+            let mut last = ctx
+                .last_params
+                .lock()
+                .map_err(|_| err("internal error: poisoned lock"))?;
+            if last.as_deref() != Some(&params) {
+                let p = Arc::new(params);
+                *last = Some(p.clone());
+                Some(p)
+            } else {
+                None
+            }
+        };
+        let elapsed = frame.timestamp().elapsed_secs();
+        let pts = ctx
+            .timeline
+            .lock()
+            .map(|mut t| t.time(elapsed))
+            .unwrap_or_default();
+        let packet = VideoPacket {
+            data: Bytes::from(frame.into_data()),
+            pts,
+            key,
+            at_unix: unix_now(),
+            params: changed,
+        };
+        if tx.send(Ok(packet)).await.is_err() {
+            return Ok(());
+        }
+        streamed.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(user: Option<&str>, password: Option<&str>) -> SourceOptions {
+        let args = crate::cli::SourceArgs {
+            source: "rtsp://cam/x".into(),
+            timeout: 10.0,
+            headers: vec![],
+            ws_send: vec![],
+            ws_framing: Default::default(),
+            max_message_bytes: 1 << 20,
+            vbc_hello: r"\n".into(),
+            reconnect: Default::default(),
+            user: user.map(String::from),
+            password: password.map(String::from),
+            rtsp_transport: RtspTransport::Tcp,
+            max_frame_bytes: 1 << 20,
+        };
+        SourceOptions::from_args(&args).unwrap()
+    }
+
+    #[test]
+    fn credentials_leave_the_url() {
+        let url = Url::parse("rtsp://admin:p%40ss%20w@cam:8554/live?x=1").unwrap();
+        let (bare, creds) = split_credentials(&url, &opts(None, None)).unwrap();
+        assert_eq!(bare.as_str(), "rtsp://cam:8554/live?x=1");
+        let c = creds.unwrap();
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("admin", "p@ss w")
+        );
+    }
+
+    #[test]
+    fn flags_win_over_the_url() {
+        let url = Url::parse("rtsp://a:b@cam/live").unwrap();
+        let (_, creds) = split_credentials(&url, &opts(Some("u"), Some("p"))).unwrap();
+        let c = creds.unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("u", "p"));
+        let (_, none) =
+            split_credentials(&Url::parse("rtsp://cam/live").unwrap(), &opts(None, None)).unwrap();
+        assert!(none.is_none());
+    }
+
+    #[test]
+    fn time_goes_on_across_sessions() {
+        let mut t = Timeline::default();
+        t.new_session();
+        assert_eq!(t.time(0.0), 0.0);
+        assert_eq!(t.time(0.04), 0.04);
+        assert_eq!(t.time(0.08), 0.08);
+        // The camera restarts: its RTP time begins again.
+        t.new_session();
+        let a = t.time(0.0);
+        assert!((a - 0.12).abs() < 1e-9, "{a}");
+        let b = t.time(0.04);
+        assert!((b - 0.16).abs() < 1e-9, "{b}");
+    }
+
+    #[test]
+    fn transport_names() {
+        assert_eq!("udp".parse::<RtspTransport>(), Ok(RtspTransport::Udp));
+        assert_eq!(RtspTransport::default().to_string(), "tcp");
+        assert!("http".parse::<RtspTransport>().is_err());
+    }
+}
