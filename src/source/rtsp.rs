@@ -330,10 +330,17 @@ async fn describe(ctx: &Ctx) -> Result<Session<Described>, SourceError> {
 fn retina_error(e: &retina::Error) -> String {
     let text = e.to_string();
     let first = text.lines().next().unwrap_or_default().trim().to_string();
+    let hint = if first.starts_with("401 ") {
+        " (wrong or missing user name or password)"
+    } else if first.starts_with("404 ") {
+        " (no stream at this path)"
+    } else {
+        ""
+    };
     if first.is_empty() {
         "RTSP error".into()
     } else {
-        first
+        format!("{first}{hint}")
     }
 }
 

@@ -1,0 +1,287 @@
+#!/usr/bin/python3
+"""A small GStreamer RTSP server (gst-rtsp-server through PyGObject), the
+peer that camflow's end-to-end RTSP tests pull video from.
+
+Run it with Debian's interpreter, /usr/bin/python3: the `python3` on PATH
+may be a build without the `gi` module. Debian packages:
+gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-{base,good,ugly,bad}.
+
+    /usr/bin/python3 tests/rtsp_server.py [--port N] [--codec mjpeg|h264]
+        [--width W] [--height H] [--fps F] [--audio | --no-audio]
+        [--user U --password P [--auth basic|digest]] [--frames N]
+
+What it serves
+--------------
+* One mount, `/stream`, at rtsp://127.0.0.1:PORT/stream (loopback only).
+* Track 0, video, `videotestsrc is-live=true pattern=smpte` (SMPTE colour
+  bars), W x H (default 320x240) at F fps (default 25):
+    - mjpeg: RTP/JPEG, payload type 26 (jpegenc ! rtpjpegpay);
+    - h264:  payload type 96, x264enc tune=zerolatency with a key frame
+      every F frames (one per second), SPS/PPS repeated in band before
+      every key frame (rtph264pay config-interval=1) and also in the SDP.
+* Track 1, audio (unless --no-audio): a 440 Hz sine as G.711 mu-law
+  (PCMU), 8 kHz mono, on its static payload type 0.
+* Both transports that clients ask for: RTP over the RTSP TCP connection
+  (interleaved) and RTP over UDP (unicast).
+* With --user/--password the mount needs credentials (Basic by default, or
+  Digest with --auth digest); anonymous requests get 401.
+* The media is shared: every client sees the same pipeline, joining it
+  where it is (an H.264 client that joins a running stream waits up to one
+  second for the next key frame). When the last client leaves, the pipeline
+  is torn down and the next client gets a fresh one, starting with a key
+  frame (so connect, disconnect, reconnect works, also after a client was
+  killed without TEARDOWN).
+* The media is not seekable: a client's `PLAY` with `Range: npt=0.000-`
+  (ffmpeg sends one) gets `Range: npt=now-` and does not disturb the others.
+* --frames N: the video source stops after N frames (and the audio after
+  the same duration); clients then get RTCP BYE on every track, which
+  ffmpeg treats as end of stream. Over TCP ffmpeg sees all N frames; over
+  UDP it may see N-1 (the BYE can overtake the last RTP packets). Once
+  every client has left, the next client gets a fresh N frames.
+
+What the picture looks like (pattern=smpte)
+-------------------------------------------
+Measured by decoding with ffmpeg to bgr24, at 320x240 and 640x480, for both
+codecs (values within +-3 of these). The top two thirds (rows 0 .. 2H/3-1)
+hold seven bars of equal width, 100% saturated, left to right: white,
+yellow, cyan, green, magenta, red, blue. At the middle of each bar,
+x = (2i+1)W/14, of the top row, in B, G, R order:
+
+    bar  colour    B    G    R
+     0   white    255  255  255
+     1   yellow     0  255  255
+     2   cyan     255  255    0
+     3   green      0  255    0
+     4   magenta  255    0  255
+     5   red        0    0  255
+     6   blue     255    0    0
+
+so a decoder that swaps R and B shows yellow (bar 1) as (255, 255, 0) and
+red (bar 5) as (255, 0, 0). Stay a few pixels away from bar edges
+(x = iW/7): chroma is subsampled, so edges blend. The bars never change from
+frame to frame. Below them: a strip of reversed bars (rows 2H/3 .. 3H/4-1),
+then the PLUGE area; its bottom-right quarter (x >= 3W/4, y >= 3H/4) is
+random noise that changes every frame.
+
+Protocol with the test harness
+------------------------------
+* Exactly one line goes to stdout, `PORT <n>`, flushed, once the server is
+  attached and its socket is listening (about 0.05 s after start here).
+  Everything else goes to stderr. Bad arguments: exit status 2; a port that
+  cannot be bound: exit status 1; in both cases no `PORT` line.
+* --port 0 (the default) lets the kernel pick a free port; the line tells
+  which one. To restart on the same port, pass it back with --port.
+* SIGTERM or SIGINT: leaves the main loop and exits with status 0, within
+  a few tens of milliseconds even with clients streaming; clients see the
+  connection close. The listening socket is bound with SO_REUSEADDR
+  (gst-rtsp-server passes allow_reuse to g_socket_bind), so a new server
+  binds the same port right after this one is killed (SIGTERM or SIGKILL),
+  even while the old connections sit in FIN-WAIT-2 or TIME-WAIT. The RTP/RTCP
+  UDP ports are picked afresh by each server, so they never collide with a
+  dying predecessor's.
+
+Pitfalls (found while writing this)
+-----------------------------------
+* MJPEG: the raw caps must name `format=I420` before jpegenc; without it the
+  pipeline cannot negotiate, the mount never answers DESCRIBE, and the
+  whole server stalls.
+* MJPEG colour range: jpegenc writes limited-range I420 as is into a JPEG,
+  which decoders read as full range (white 235, black 16). Hence the RGB ->
+  full-range I420 conversion in the MJPEG pipeline below.
+* RTP/JPEG (RFC 2435) carries width and height in 8-pixel units in one
+  byte each: MJPEG sizes must be multiples of 8 and at most 2040 (a 330x250
+  stream arrives as 336x256), so other sizes are refused here.
+* A seekable shared media restarts for everybody whenever a new client
+  PLAYs with a Range header (gst-rtsp-server does a flushing seek to 0, and
+  every connected client sees its timestamps jump back to 0). videotestsrc
+  is seekable, so the media is made non-seekable (see main()).
+* The session pool is only cleaned (timed-out UDP sessions removed) when
+  someone calls cleanup(); a timer below does it every 2 s.
+"""
+
+import argparse
+import signal
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+
+MOUNT = "/stream"
+ADDRESS = "127.0.0.1"
+# The role that credentials map to; the mount grants it access.
+ROLE = "user"
+AUDIO_RATE = 8000
+AUDIO_SAMPLES_PER_BUFFER = 160  # 20 ms of 8 kHz audio per RTP packet
+
+
+def log(msg):
+    print(f"rtsp_server: {msg}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description="GStreamer RTSP test server (mount /stream)")
+    p.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one (default)")
+    p.add_argument("--codec", choices=["mjpeg", "h264"], default="mjpeg")
+    p.add_argument("--width", type=int, default=320)
+    p.add_argument("--height", type=int, default=240)
+    p.add_argument("--fps", type=int, default=25)
+    p.add_argument("--audio", dest="audio", action="store_true", default=True,
+                   help="add a PCMU audio track (default)")
+    p.add_argument("--no-audio", dest="audio", action="store_false")
+    p.add_argument("--user", help="require credentials: user name")
+    p.add_argument("--password", help="require credentials: password")
+    p.add_argument("--auth", choices=["basic", "digest"], default="basic",
+                   help="authentication scheme when --user is given (default basic)")
+    p.add_argument("--frames", type=int, default=None,
+                   help="end the stream (EOS, RTCP BYE) after N video frames")
+    a = p.parse_args(argv)
+    if (a.user is None) != (a.password is None):
+        p.error("--user and --password go together")
+    if a.width <= 0 or a.height <= 0 or a.fps <= 0:
+        p.error("--width, --height and --fps must be positive")
+    if a.codec == "mjpeg" and (a.width > 2040 or a.height > 2040
+                               or a.width % 8 or a.height % 8):
+        p.error("RTP/JPEG carries sizes in 8-pixel units up to 2040: "
+                "--width and --height must be multiples of 8, at most 2040")
+    if a.frames is not None and a.frames <= 0:
+        p.error("--frames must be positive")
+    return a
+
+
+def launch_line(a):
+    """The gst-launch description of the media: pay0 (video), pay1 (audio)."""
+    num_buffers = f" num-buffers={a.frames}" if a.frames else ""
+    video = f"videotestsrc is-live=true pattern=smpte{num_buffers} "
+    raw = f"width={a.width},height={a.height},framerate={a.fps}/1,pixel-aspect-ratio=1/1"
+    if a.codec == "mjpeg":
+        # JPEG (JFIF) is full-range YCbCr, but jpegenc copies its input
+        # as is and videotestsrc paints I420 in limited range (Y 16..235):
+        # decoders would then see white as 235 and black as 16. So paint RGB
+        # and let videoconvert make full-range I420 (colorimetry range 1 =
+        # 0..255, matrix 4 = BT.601). format=I420 must be named in these caps
+        # (see the pitfalls above).
+        video += (
+            f"! video/x-raw,format=RGB,{raw} ! videoconvert "
+            "! video/x-raw,format=I420,colorimetry=1:4:0:0 "
+            "! jpegenc quality=85 ! rtpjpegpay name=pay0 pt=26"
+        )
+    else:
+        # Limited-range I420, which H.264 signals as such: decoders expand it.
+        video += (
+            f"! video/x-raw,format=I420,{raw} "
+            f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={a.fps} "
+            "! video/x-h264,profile=constrained-baseline "
+            "! rtph264pay name=pay0 pt=96 config-interval=1"
+        )
+    parts = [video]
+    if a.audio:
+        audio_buffers = ""
+        if a.frames:
+            # The same duration as the video, so both tracks end together.
+            samples = a.frames * AUDIO_RATE / a.fps
+            n = max(1, -(-int(samples) // AUDIO_SAMPLES_PER_BUFFER))
+            audio_buffers = f" num-buffers={n}"
+        parts.append(
+            f"audiotestsrc is-live=true wave=sine freq=440 volume=0.3 "
+            f"samplesperbuffer={AUDIO_SAMPLES_PER_BUFFER}{audio_buffers} "
+            f"! audio/x-raw,rate={AUDIO_RATE},channels=1 "
+            "! mulawenc ! rtppcmupay name=pay1 pt=0"
+        )
+    return "( " + " ".join(parts) + " )"
+
+
+def make_auth(a, factory):
+    """Credentials → a token carrying ROLE; the factory lets ROLE in.
+    Without a default token, anonymous requests are refused with 401."""
+    auth = GstRtspServer.RTSPAuth()
+    token = GstRtspServer.RTSPToken()
+    token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, ROLE)
+    if a.auth == "digest":
+        auth.add_digest(a.user, a.password, token)
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+    else:
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(a.user, a.password), token)
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.BASIC)
+    auth.set_realm("camflow-test")
+    # add_role() is variadic (not callable from Python): use its structure form.
+    factory.add_role_from_structure(Gst.Structure.new_from_string(
+        f"{ROLE}, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
+    ))
+    return auth
+
+
+def main(argv):
+    a = parse_args(argv)
+    Gst.init(None)
+
+    server = GstRtspServer.RTSPServer()
+    server.set_address(ADDRESS)
+    server.set_service(str(a.port))
+
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(launch_line(a))
+    factory.set_shared(True)
+    # Not seekable (see the pitfalls above): with this clock mode,
+    # gst-rtsp-media reports the media as unseekable and ignores PLAY
+    # ranges. The SDP stays the same (the pipeline runs on the system clock:
+    # a=ts-refclk:local, a=mediaclk:sender).
+    factory.set_publish_clock_mode(GstRtspServer.RTSPPublishClockMode.CLOCK_AND_OFFSET)
+    # Both TCP-interleaved and UDP unicast (the default, made explicit).
+    factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP | GstRtsp.RTSPLowerTrans.UDP)
+    if a.user is not None:
+        server.set_auth(make_auth(a, factory))
+    server.get_mount_points().add_factory(MOUNT, factory)
+
+    def on_client(_server, client):
+        conn = client.get_connection()
+        ip = conn.get_ip() if conn else "?"
+        log(f"client connected from {ip}")
+        client.connect("closed", lambda _c: log(f"client from {ip} closed"))
+        # Tests check that clients end their sessions properly.
+        client.connect("teardown-request", lambda _c, _ctx: log(f"TEARDOWN from {ip}"))
+
+    server.connect("client-connected", on_client)
+    factory.connect("media-configure", lambda _f, _m: log("media configured (new pipeline)"))
+
+    loop = GLib.MainLoop()
+
+    # attach() creates, binds (SO_REUSEADDR) and listens synchronously; it
+    # returns 0 when it cannot (GStreamer logs the reason at ERROR level,
+    # which is off by default).
+    if server.attach(None) == 0:
+        log(f"cannot listen on {ADDRESS}:{a.port} (port in use?)")
+        return 1
+    port = server.get_bound_port()
+    if port <= 0:
+        log(f"cannot listen on {ADDRESS}:{a.port}")
+        return 1
+
+    # Remove sessions whose clients vanished without TEARDOWN (UDP).
+    pool = server.get_session_pool()
+    GLib.timeout_add_seconds(2, lambda: (pool.cleanup(), True)[1])
+
+    def on_signal(signame):
+        log(f"{signame}: stopping")
+        loop.quit()
+        return GLib.SOURCE_REMOVE
+
+    GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal.SIGTERM, on_signal, "SIGTERM")
+    GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal.SIGINT, on_signal, "SIGINT")
+
+    log(f"{a.codec} {a.width}x{a.height}@{a.fps}"
+        f"{' +PCMU' if a.audio else ''}"
+        f"{f' {a.auth} auth' if a.user is not None else ''}"
+        f"{f' {a.frames} frames' if a.frames else ''}"
+        f" at rtsp://{ADDRESS}:{port}{MOUNT}")
+    print(f"PORT {port}", flush=True)
+
+    loop.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
