@@ -27,8 +27,10 @@ for i, r in enumerate(rows):
     for k, want in enumerate(bars):
         got = a[h // 8, (2 * k + 1) * w // 14].astype(int)
         assert np.abs(got - np.array(want)).max() <= 24, (i, k, got, want)
+    # RTP time: 3600 ticks of 90 kHz per frame at 25 fps.
     t = float(r['pts_seconds'])
     assert last is None or t > last, ('pts', i, last, t)
+    assert abs(t * 25 - round(t * 25)) < 0.01, ('pts not on the 25 fps grid', i, t)
     last = t
 print(len(rows))
 "#;
@@ -323,4 +325,32 @@ fn a_wrong_path_is_one_clear_line() {
     let dir = tempdir();
     let out = camflow_run(&["decode", &url, "--frames-dir", path_str(dir.path())]);
     assert_one_line_error(&out, &url, "404");
+}
+
+#[test]
+fn a_server_that_is_not_rtsp_is_one_clear_line() {
+    // An HTTP camera answers the DESCRIBE with HTTP.
+    let cam = Camera::start(&["--protocol", "mjpeg-http"]);
+    let url = cam.url.replace("http://", "rtsp://");
+    let dir = tempdir();
+    let out = camflow_run(&["decode", &url, "--frames-dir", path_str(dir.path())]);
+    assert_one_line_error(&out, &url, "not RTSP");
+}
+
+#[test]
+fn a_server_that_never_answers_times_out() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let url = format!("rtsp://127.0.0.1:{port}/stream");
+    let dir = tempdir();
+    let out = camflow_run(&[
+        "decode",
+        &url,
+        "--frames-dir",
+        path_str(dir.path()),
+        "--timeout",
+        "1",
+    ]);
+    assert_one_line_error(&out, &url, "no answer to DESCRIBE within 1 s");
+    drop(listener);
 }

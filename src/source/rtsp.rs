@@ -339,6 +339,13 @@ fn retina_error(e: &retina::Error) -> String {
     };
     if first.is_empty() {
         "RTSP error".into()
+    } else if first.contains("framing error") {
+        // What follows "buffered:" is a dump of the bytes, on later lines.
+        let what = first
+            .trim_end_matches("buffered:")
+            .trim_end()
+            .trim_end_matches(';');
+        format!("the server's answer is not RTSP ({what})")
     } else {
         format!("{first}{hint}")
     }
