@@ -167,43 +167,16 @@ pub fn run_jpegs(
     let mut clock = JpegClock::default();
     let mut frame = Video::empty();
     let mut failure = None;
-    while !run.done {
-        if stop.load(Ordering::Relaxed) {
-            run.done = true;
-            break;
-        }
-        let jpeg = match rx.blocking_recv() {
-            None => break,
-            Some(Err(e)) => {
-                failure = Some(PipelineError::Source(e));
-                break;
-            }
-            Some(Ok(j)) => j,
-        };
-        let pts = (clock.time(&jpeg) * 1e6).round() as i64;
-        run.arrivals.insert(pts, jpeg.at_unix);
-        let mut packet = ffmpeg::Packet::copy(&jpeg.data);
-        packet.set_pts(Some(pts));
-        packet.set_dts(Some(pts));
-        // A JPEG the decoder refuses costs that frame, not the run.
-        if decoder.send_packet(&packet).is_err() {
-            run.arrivals.remove(&pts);
-            continue;
-        }
-        run.receive(&mut decoder, &mut frame, time_base)?;
+    while let Some(jpeg) = run.next(&mut rx, &mut failure) {
+        let t = clock.time(&jpeg);
+        run.decode_one(&mut decoder, &jpeg.data, t, true, jpeg.at_unix, &mut frame)?;
     }
     if !run.done {
         let _ = decoder.send_eof();
         run.receive(&mut decoder, &mut frame, time_base)?;
     }
     rx.close();
-    match failure {
-        Some(e) => Err(e),
-        None => {
-            run.summary.stopped_early = run.done;
-            Ok(run.summary)
-        }
-    }
+    run.finish(failure)
 }
 
 /// Decodes coded packets (RTSP H.264) with the parameters they come with;
@@ -221,19 +194,7 @@ pub fn run_packets(
     let mut decoder: Option<ffmpeg::decoder::Video> = None;
     let mut frame = Video::empty();
     let mut failure = None;
-    while !run.done {
-        if stop.load(Ordering::Relaxed) {
-            run.done = true;
-            break;
-        }
-        let pkt = match rx.blocking_recv() {
-            None => break,
-            Some(Err(e)) => {
-                failure = Some(PipelineError::Source(e));
-                break;
-            }
-            Some(Ok(p)) => p,
-        };
+    while let Some(pkt) = run.next(&mut rx, &mut failure) {
         if let Some(params) = &pkt.params {
             // Frames still inside the old decoder come out first.
             if let Some(mut old) = decoder.take() {
@@ -242,39 +203,16 @@ pub fn run_packets(
             }
             decoder = Some(open_decoder(params)?);
         }
-        let Some(dec) = decoder.as_mut() else {
-            continue;
-        };
-        let pts = (pkt.pts * 1e6).round() as i64;
-        run.arrivals.insert(pts, pkt.at_unix);
-        if run.arrivals.len() > 256 {
-            run.arrivals.pop_first();
+        if let Some(dec) = decoder.as_mut() {
+            run.decode_one(dec, &pkt.data, pkt.pts, pkt.key, pkt.at_unix, &mut frame)?;
         }
-        let mut packet = ffmpeg::Packet::copy(&pkt.data);
-        packet.set_pts(Some(pts));
-        packet.set_dts(Some(pts));
-        if pkt.key {
-            packet.set_flags(ffmpeg::packet::Flags::KEY);
-        }
-        // A picture the decoder refuses costs that picture, not the run.
-        if dec.send_packet(&packet).is_err() {
-            run.arrivals.remove(&pts);
-            continue;
-        }
-        run.receive(dec, &mut frame, time_base)?;
     }
     if let (false, Some(dec)) = (run.done, decoder.as_mut()) {
         let _ = dec.send_eof();
         run.receive(dec, &mut frame, time_base)?;
     }
     rx.close();
-    match failure {
-        Some(e) => Err(e),
-        None => {
-            run.summary.stopped_early = run.done;
-            Ok(run.summary)
-        }
-    }
+    run.finish(failure)
 }
 
 /// A video decoder for packets with these parameters (H.264: avcC
@@ -332,6 +270,70 @@ impl<'a> Run<'a> {
             scaler: None,
             arrivals: BTreeMap::new(),
             done: false,
+        }
+    }
+
+    /// The next item from a receiver, or `None` at its end, on Ctrl-C, or
+    /// when the run is done; a receiver's error goes to `failure`.
+    fn next<T>(
+        &mut self,
+        rx: &mut mpsc::Receiver<Result<T, SourceError>>,
+        failure: &mut Option<PipelineError>,
+    ) -> Option<T> {
+        if self.done {
+            return None;
+        }
+        if self.stop.load(Ordering::Relaxed) {
+            self.done = true;
+            return None;
+        }
+        match rx.blocking_recv()? {
+            Ok(item) => Some(item),
+            Err(e) => {
+                *failure = Some(PipelineError::Source(e));
+                None
+            }
+        }
+    }
+
+    /// Decodes one coded picture at stream time `t` (seconds, microsecond
+    /// clock) and hands on what comes out. A picture the decoder refuses
+    /// costs that picture, not the run.
+    fn decode_one(
+        &mut self,
+        decoder: &mut ffmpeg::decoder::Video,
+        data: &[u8],
+        t: f64,
+        key: bool,
+        at_unix: f64,
+        frame: &mut Video,
+    ) -> Result<(), PipelineError> {
+        let pts = (t * 1e6).round() as i64;
+        self.arrivals.insert(pts, at_unix);
+        if self.arrivals.len() > 256 {
+            self.arrivals.pop_first();
+        }
+        let mut packet = ffmpeg::Packet::copy(data);
+        packet.set_pts(Some(pts));
+        packet.set_dts(Some(pts));
+        if key {
+            packet.set_flags(ffmpeg::packet::Flags::KEY);
+        }
+        if decoder.send_packet(&packet).is_err() {
+            self.arrivals.remove(&pts);
+            return Ok(());
+        }
+        self.receive(decoder, frame, Rational::new(1, 1_000_000))
+    }
+
+    /// The summary of a receiver-fed run, or the receiver's error.
+    fn finish(mut self, failure: Option<PipelineError>) -> Result<DecodeSummary, PipelineError> {
+        match failure {
+            Some(e) => Err(e),
+            None => {
+                self.summary.stopped_early = self.done;
+                Ok(self.summary)
+            }
         }
     }
 
