@@ -54,7 +54,7 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         return match opened {
             Opened::Jpegs(jpegs) => save_jpegs(jpegs, writer, settings, &args, &name, started).await,
             _ => bail!(
-                "{name}: --save-jpeg needs an MJPEG source (tcp://, vbc://, multipart MJPEG over HTTP)"
+                "{name}: --save-jpeg needs an MJPEG source (tcp://, vbc://, multipart MJPEG over HTTP, RTSP MJPEG)"
             ),
         };
     }

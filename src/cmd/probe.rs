@@ -295,7 +295,9 @@ fn rtsp_container(info: &source::rtsp::RtspInfo, measured: ContainerReport) -> C
                     codec,
                     width: v.width.or(m.width),
                     height: v.height.or(m.height),
-                    fps: m.fps.or(v.fps),
+                    // What arrived beats what the SDP announces (often
+                    // the camera's maximum).
+                    fps: v.fps.or(m.fps),
                     pixel_format: None,
                     sample_rate: None,
                 },

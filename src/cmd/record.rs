@@ -120,16 +120,32 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     let bytes = Arc::new(AtomicU64::new(0));
     let counter = bytes.clone();
     let loss_stats = opened.stats();
+    let kept = Arc::new(AtomicU64::new(0));
+    let kept_by_worker = kept.clone();
     let worker = pipeline::spawn("camflow-remux", move || {
-        let mut progress = Progress::new(quiet, "packets");
-        // MJPEG cameras' JPEGs go into MP4 as they are; anything libavformat
-        // reads is stream-copied.
-        let r = match opened.into_input() {
-            Fed::Jpegs(jpegs) => remux::record_jpegs(jpegs.rx, &out, duration, stop),
-            Fed::Packets(packets) => remux::record_packets(packets.rx, &out, duration, stop),
-            Fed::Input(input) => remux::run(&input, &out, duration, stop, counter),
+        let mut progress = Progress::new(quiet, "frames").with_source(loss_stats.clone());
+        let received = loss_stats.clone();
+        let mut on_frame = |s: &remux::RemuxSummary| {
+            kept_by_worker.store(s.video_frames, Ordering::Relaxed);
+            let b = match &received {
+                Some(r) => r.bytes(),
+                None => bytes.load(Ordering::Relaxed),
+            };
+            progress.update(s.video_frames, b);
         };
-        progress.update(0, bytes.load(Ordering::Relaxed));
+        // Cameras' JPEGs and H.264 pictures go into MP4 as they are;
+        // anything libavformat reads is stream-copied.
+        let r = match opened.into_input() {
+            Fed::Jpegs(jpegs) => remux::record_jpegs(jpegs.rx, &out, duration, stop, &mut on_frame),
+            Fed::Packets(packets) => {
+                remux::record_packets(packets.rx, &out, duration, stop, &mut on_frame)
+            }
+            Fed::Input(input) => {
+                let r = remux::run(&input, &out, duration, stop, counter);
+                on_frame(&r.as_ref().map(|s| *s).unwrap_or_default());
+                r
+            }
+        };
         progress.clear();
         if let Ok(s) = &r {
             if s.audio_dropped {
@@ -165,6 +181,18 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     match join(worker).await? {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(_) if shutdown.is_triggered() && !args.output.exists() => Ok(ExitCode::SUCCESS),
-        Err(e) => Err(anyhow!("{name}: {e}")),
+        Err(e) => {
+            let text =
+                source::redact_text_with(&e.to_string(), &opts.spec, opts.password.as_deref());
+            let n = kept.load(Ordering::Relaxed);
+            if n > 0 && args.output.exists() {
+                Err(anyhow!(
+                    "{name}: {text} ({n} frames before it are in {})",
+                    args.output.display()
+                ))
+            } else {
+                Err(anyhow!("{name}: {text}"))
+            }
+        }
     }
 }

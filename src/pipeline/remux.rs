@@ -227,6 +227,7 @@ pub fn record_jpegs(
     out_path: &Path,
     duration: Option<f64>,
     stop: Arc<AtomicBool>,
+    on_frame: &mut dyn FnMut(&RemuxSummary),
 ) -> Result<RemuxSummary, PipelineError> {
     let out_err = |e: ffmpeg::Error| PipelineError::Output(format!("{}: {e}", out_path.display()));
     let mut clock = JpegClock::default();
@@ -262,6 +263,7 @@ pub fn record_jpegs(
             failure = Some(out_err(e));
             break;
         }
+        on_frame(&m.summary);
     }
     rx.close();
     finish(mp4, failure, out_path)
@@ -275,6 +277,7 @@ pub fn record_packets(
     out_path: &Path,
     duration: Option<f64>,
     stop: Arc<AtomicBool>,
+    on_frame: &mut dyn FnMut(&RemuxSummary),
 ) -> Result<RemuxSummary, PipelineError> {
     let out_err = |e: ffmpeg::Error| PipelineError::Output(format!("{}: {e}", out_path.display()));
     let mut mp4: Option<(TimedMp4, Arc<VideoParams>)> = None;
@@ -316,12 +319,12 @@ pub fn record_packets(
         let Some((m, opened_with)) = mp4.as_mut() else {
             continue;
         };
-        if **opened_with != *current {
-            // One MP4 track has one sample entry: a camera that changes its
-            // SPS/PPS mid-stream ends the recording there.
+        if (opened_with.width, opened_with.height) != (current.width, current.height) {
+            // One MP4 track has one picture size: the recording ends there.
+            // (New parameter sets for the same size arrive in band and
+            // decoders take them from there.)
             failure = Some(PipelineError::Output(format!(
-                "the camera changed its {}x{} H.264 parameters to {}x{} mid-stream; \
-                 the recording ends there",
+                "the camera changed its picture size from {}x{} to {}x{}; the recording ends there",
                 opened_with.width, opened_with.height, current.width, current.height
             )));
             break;
@@ -330,10 +333,21 @@ pub fn record_packets(
         if duration.is_some_and(|d| t >= d) {
             break;
         }
+        if m.last_t.is_some_and(|last| t < last) {
+            // Pictures out of presentation order: B-frames. Their decode
+            // times would have to be made up; not done yet.
+            failure = Some(PipelineError::Output(
+                "the camera sends H.264 with B-frames (pictures out of order), which camflow \
+                 cannot record yet; `camflow decode` reads it"
+                    .into(),
+            ));
+            break;
+        }
         if let Err(e) = m.write(&pkt.data, t, pkt.key) {
             failure = Some(out_err(e));
             break;
         }
+        on_frame(&m.summary);
     }
     rx.close();
     finish(mp4.map(|(m, _)| m), failure, out_path)
@@ -374,10 +388,9 @@ struct TimedMp4 {
     out_tb: Rational,
     pending: Option<(ffmpeg::Packet, i64)>,
     summary: RemuxSummary,
+    /// The last picture's time, seconds.
+    last_t: Option<f64>,
 }
-
-/// Microseconds: the clock packets are timed on before rescaling.
-const MICROS: Rational = Rational(1, 1_000_000);
 
 impl TimedMp4 {
     fn open(
@@ -415,19 +428,22 @@ impl TimedMp4 {
             out_tb,
             pending: None,
             summary: RemuxSummary::default(),
+            last_t: None,
         })
     }
 
     /// `t`: seconds from the first picture.
     fn write(&mut self, data: &[u8], t: f64, key: bool) -> Result<(), ffmpeg::Error> {
-        let mut pts = (t * 1e6).round() as i64;
+        // In the track's own ticks, so that "one more" is one the muxer sees.
+        let tb = f64::from(self.out_tb);
+        let mut pts = (t / tb).round() as i64;
         if let Some((mut prev, prev_pts)) = self.pending.take() {
             // Timestamps must go up; a repeated one moves on by a tick.
             pts = pts.max(prev_pts + 1);
             prev.set_duration(pts - prev_pts);
-            prev.rescale_ts(MICROS, self.out_tb);
             prev.write_interleaved(&mut self.octx)?;
         }
+        self.last_t = Some(t);
         let mut pkt = ffmpeg::Packet::copy(data);
         pkt.set_pts(Some(pts));
         pkt.set_dts(Some(pts));
@@ -438,7 +454,7 @@ impl TimedMp4 {
         self.pending = Some((pkt, pts));
         self.summary.video_frames += 1;
         self.summary.packets += 1;
-        self.summary.seconds = pts as f64 / 1e6;
+        self.summary.seconds = pts as f64 * tb;
         Ok(())
     }
 
@@ -447,9 +463,8 @@ impl TimedMp4 {
     fn finish(mut self) -> Result<(), ffmpeg::Error> {
         if let Some((mut last, _)) = self.pending.take() {
             let n = self.summary.video_frames.max(2) - 1;
-            let avg = ((self.summary.seconds * 1e6) / n as f64).round() as i64;
+            let avg = ((self.summary.seconds / f64::from(self.out_tb)) / n as f64).round() as i64;
             last.set_duration(avg.max(1));
-            last.rescale_ts(MICROS, self.out_tb);
             last.write_interleaved(&mut self.octx)?;
         }
         self.octx.write_trailer()

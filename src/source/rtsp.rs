@@ -35,7 +35,7 @@ use retina::client::{
     Credentials, Described, InitialTimestampPolicy, PacketItem, PlayOptions, Playing, Session,
     SessionGroup, SessionOptions, SetupOptions, Transport,
 };
-use retina::codec::{CodecItem, FrameFormat, ParametersRef};
+use retina::codec::{CodecItem, FrameFormat, ParameterSetInsertion, ParametersRef};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout, timeout_at, Instant};
@@ -388,7 +388,10 @@ fn describe_info(session: &Session<Described>, video: usize, transport: RtspTran
                 channels: s.channels().map(|c| c.get()),
                 width: None,
                 height: None,
-                fps: s.framerate().map(f64::from),
+                fps: s
+                    .framerate()
+                    .map(f64::from)
+                    .filter(|f| f.is_finite() && *f > 0.0),
                 codec: None,
                 used: i == video,
             };
@@ -417,23 +420,28 @@ fn describe_info(session: &Session<Described>, video: usize, transport: RtspTran
 }
 
 /// Stream time across sessions: within a session it is the RTP time since
-/// the session's first packet; a new session (a reconnect) starts one frame
-/// after the last time handed on, so time never goes back.
+/// the session's first packet; a new session (a reconnect) starts where
+/// the wall clock says the outage ended (at least one frame after the last
+/// time handed on), so time never goes back and outages stay visible.
 #[derive(Debug, Default)]
 struct Timeline {
     offset: f64,
     last: Option<f64>,
     step: Option<f64>,
+    last_at: Option<std::time::Instant>,
 }
 
 impl Timeline {
     fn new_session(&mut self) {
         if let Some(last) = self.last {
-            self.offset = last + self.step.unwrap_or(0.04);
+            let step = self.step.unwrap_or(0.04);
+            let outage = self.last_at.map_or(0.0, |at| at.elapsed().as_secs_f64());
+            self.offset = last + step.max(outage);
         }
     }
 
     fn time(&mut self, elapsed_secs: f64) -> f64 {
+        self.last_at = Some(std::time::Instant::now());
         let t = self.offset + elapsed_secs;
         match self.last {
             Some(last) if t > last => {
@@ -499,28 +507,37 @@ async fn start(
     };
     match play(ctx, session, false).await {
         Ok(p) => Ok(p),
-        Err(first) => {
-            let session = describe(ctx).await?;
+        // Only a camera that answered PLAY with an error status gets a
+        // second try; a timeout or a failed SETUP would fail again.
+        Err((first, true)) => {
+            let Ok(session) = describe(ctx).await else {
+                return Err(first);
+            };
             if session.streams().len() < 2 {
                 return Err(first);
             }
             play(ctx, session, true).await.map_err(|_| first)
         }
+        Err((e, false)) => Err(e),
     }
 }
 
+/// SETUP and PLAY. An error says whether it was PLAY's error status.
 async fn play(
     ctx: &Ctx,
     mut session: Session<Described>,
     all_tracks: bool,
-) -> Result<(Session<Playing>, usize), SourceError> {
-    let (video, codec) = pick_video(session.streams())?;
+) -> Result<(Session<Playing>, usize), (SourceError, bool)> {
+    let (video, codec) = pick_video(session.streams()).map_err(|e| (e, false))?;
     if codec != ctx.codec {
-        return Err(err(format!(
-            "the camera now sends {} instead of {}",
-            codec.name(),
-            ctx.codec.name()
-        )));
+        return Err((
+            err(format!(
+                "the camera now sends {} instead of {}",
+                codec.name(),
+                ctx.codec.name()
+            )),
+            false,
+        ));
     }
     let secs = ctx.opts.timeout.as_secs_f64();
     let tracks: Vec<usize> = if all_tracks {
@@ -529,13 +546,20 @@ async fn play(
         vec![video]
     };
     for i in tracks {
+        // MP4 framing (length-prefixed NAL units, parameter sets as avcC),
+        // plus changed parameter sets in band, so a recording can go on
+        // when a camera sends new ones for the same picture size.
+        let format = FrameFormat {
+            parameter_set_insertion: ParameterSetInsertion::OnChange,
+            ..FrameFormat::MP4
+        };
         let setup = SetupOptions::default()
             .transport(ctx.opts.rtsp_transport.retina())
-            .frame_format(FrameFormat::MP4);
+            .frame_format(format);
         timeout(ctx.opts.timeout, session.setup(i, setup))
             .await
-            .map_err(|_| err(format!("no answer to SETUP within {secs} s")))?
-            .map_err(|e| err(retina_error(&e)))?;
+            .map_err(|_| (err(format!("no answer to SETUP within {secs} s")), false))?
+            .map_err(|e| (err(retina_error(&e)), false))?;
     }
     // With several tracks, each one's RTP time is mapped through RTP-Info
     // when the camera gives it, and starts at its first packet otherwise.
@@ -549,8 +573,8 @@ async fn play(
         session.play(PlayOptions::default().initial_timestamp(policy)),
     )
     .await
-    .map_err(|_| err(format!("no answer to PLAY within {secs} s")))?
-    .map_err(|e| err(retina_error(&e)))?;
+    .map_err(|_| (err(format!("no answer to PLAY within {secs} s")), false))?
+    .map_err(|e| (err(retina_error(&e)), e.status_code().is_some()))?;
     Ok((playing, video))
 }
 
@@ -599,15 +623,25 @@ async fn jpegs(
     // The depacketizer's count is exact (one packet can end two frames);
     // the source's count runs on across sessions.
     let dropped_before = ctx.stats.dropped_frames.load(Ordering::Relaxed);
+    let mut last_drop: Option<rtp_jpeg::Dropped> = None;
     let secs = ctx.opts.timeout.as_secs_f64();
     // Only a whole picture moves the deadline: a camera that sends packets
     // but never a complete frame must still time out.
     let mut deadline = Instant::now() + ctx.opts.timeout;
     loop {
-        let item = next(&mut playing, deadline, tx.closed(), &mut shutdown, secs).await?;
+        let item = next(&mut playing, deadline, tx.closed(), &mut shutdown, secs)
+            .await
+            .map_err(|e| match &last_drop {
+                // Packets came, pictures did not: say why.
+                Some(d) => err(format!("{}; the last dropped frame: {d}", e.0)),
+                None => e,
+            })?;
         let pkt = match item {
             Next::Stop => return Ok(()),
             Next::Item(PacketItem::Rtp(p)) if p.stream_id() == video => p,
+            Next::Item(PacketItem::Rtcp(c)) if c.stream_id() == video && is_bye(&c) => {
+                return Ok(());
+            }
             Next::Item(_) => continue,
         };
         ctx.stats.add_bytes(pkt.raw().len());
@@ -625,8 +659,13 @@ async fn jpegs(
             dropped_before + depack.stats().dropped_frames,
             Ordering::Relaxed,
         );
-        let Ok(Some(frame)) = pushed else {
-            continue;
+        let frame = match pushed {
+            Ok(Some(f)) => f,
+            Ok(None) => continue,
+            Err(d) => {
+                last_drop = Some(d);
+                continue;
+            }
         };
         let pts = ctx.timeline.lock().map(|mut t| t.time(elapsed)).ok();
         let frame = JpegFrame {
@@ -658,13 +697,25 @@ async fn h264(
     let mut need_key = true;
     let mut after_loss = false;
     loop {
-        let item = next(&mut demuxed, deadline, tx.closed(), &mut shutdown, secs).await?;
+        let item = next(&mut demuxed, deadline, tx.closed(), &mut shutdown, secs)
+            .await
+            .map_err(|e| {
+                if need_key && e.0.starts_with("no video") {
+                    err(format!(
+                        "no decodable picture (waiting for an IDR) for {secs} s"
+                    ))
+                } else {
+                    e
+                }
+            })?;
         let frame = match item {
             Next::Stop => return Ok(()),
             Next::Item(CodecItem::VideoFrame(f)) if f.stream_id() == video => f,
+            Next::Item(CodecItem::Rtcp(c)) if c.stream_id() == video && is_bye(&c) => {
+                return Ok(());
+            }
             Next::Item(_) => continue,
         };
-        deadline = Instant::now() + ctx.opts.timeout;
         ctx.stats.add_bytes(frame.data().len());
         if frame.loss() > 0 {
             ctx.stats
@@ -727,7 +778,16 @@ async fn h264(
             return Ok(());
         }
         streamed.store(true, Ordering::Relaxed);
+        // Only a picture handed on moves the deadline: a stream that never
+        // brings an IDR again times out and is reconnected (a new session
+        // starts with one).
+        deadline = Instant::now() + ctx.opts.timeout;
     }
+}
+
+/// RTCP BYE (RFC 3550 §6.6): the camera ends the stream.
+fn is_bye(c: &retina::rtcp::ReceivedCompoundPacket) -> bool {
+    c.pkts().any(|p| p.payload_type() == 203)
 }
 
 #[cfg(test)]
@@ -782,12 +842,17 @@ mod tests {
         assert_eq!(t.time(0.0), 0.0);
         assert_eq!(t.time(0.04), 0.04);
         assert_eq!(t.time(0.08), 0.08);
-        // The camera restarts: its RTP time begins again.
+        // The camera restarts at once: its RTP time begins again.
         t.new_session();
         let a = t.time(0.0);
-        assert!((a - 0.12).abs() < 1e-9, "{a}");
+        assert!((a - 0.12).abs() < 1e-3, "{a}");
         let b = t.time(0.04);
-        assert!((b - 0.16).abs() < 1e-9, "{b}");
+        assert!((b - a - 0.04).abs() < 1e-9, "{b}");
+        // An outage of 0.3 s shows in the time.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        t.new_session();
+        let c = t.time(0.0);
+        assert!(c >= b + 0.3 && c < b + 0.6, "{b} → {c}");
     }
 
     #[test]
