@@ -717,14 +717,20 @@ async fn h264(
             Next::Item(_) => continue,
         };
         ctx.stats.add_bytes(frame.data().len());
+        let key = frame.is_random_access_point();
         if frame.loss() > 0 {
             ctx.stats
                 .lost_packets
                 .fetch_add(u64::from(frame.loss()), Ordering::Relaxed);
+            // retina drops the picture the loss fell into and hands on the
+            // next one, whose start may be lost too ("try parsing"): that
+            // one is dropped as well, even an IDR, and the wait is for the
+            // next whole IDR.
+            ctx.stats.dropped_frames.fetch_add(2, Ordering::Relaxed);
             need_key = true;
             after_loss = true;
+            continue;
         }
-        let key = frame.is_random_access_point();
         if need_key && !key {
             if after_loss {
                 ctx.stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
