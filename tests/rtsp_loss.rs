@@ -409,3 +409,20 @@ fn h264_dropped_count_includes_the_frame_with_the_hole() {
         run.dropped
     );
 }
+
+/// A camera that refuses to PLAY until every track is set up (459
+/// Aggregate Operation Not Allowed, from the proxy): camflow sets up the
+/// audio too on a second try, and reads only the video.
+#[test]
+fn a_camera_that_wants_every_track_set_up_gets_them() {
+    for opts in [RtspOpts::default().mjpeg(), h264()] {
+        let server = RtspServer::start(&opts);
+        let mut proxy = LossyProxy::start(server.port(), &["--refuse-partial-play"]);
+        let dir = decode_ok(&proxy.url(), &["--max-frames", "10"]);
+        let log = proxy.stop();
+        assert!(log.contains("refusing PLAY after 1 SETUP"), "{log}");
+        assert_eq!(assert_frames_complete(dir.path()), 10, "{log}");
+        let (n, _, _) = check_bars_and_gaps(dir.path());
+        assert_eq!(n, 10);
+    }
+}

@@ -79,6 +79,10 @@ def parse_args(argv):
     p.add_argument("--upstream", required=True, help="HOST:PORT of the RTSP server")
     p.add_argument("--drop-every", type=int, default=0,
                    help="drop every Nth video RTP packet after the first K (0: none)")
+    p.add_argument("--refuse-partial-play", action="store_true",
+                   help="answer a PLAY that follows fewer than two SETUPs with "
+                        "459 Aggregate Operation Not Allowed, as cameras that "
+                        "insist on every track being set up do")
     p.add_argument("--skip", type=int, default=0,
                    help="video RTP packets always forwarded first (default 0)")
     p.add_argument("--drop-idr-heads", type=int, default=0, metavar="M",
@@ -194,6 +198,9 @@ class Connection:
         self.forwarded = 0
         self.dropped = 0
         self.closed = False
+        self.setups = 0
+        # Both directions write to the client (--refuse-partial-play).
+        self.client_send = threading.Lock()
         # --drop-idr-heads: packets of the access unit begun so far, held
         # back until its first slice is seen (None: not at a start).
         self.head = []
@@ -245,10 +252,13 @@ class Connection:
                     break
                 # Note the requests first: the answer may come back (and be
                 # looked up) as soon as the bytes are sent.
+                refused = False
                 for item in splitter.feed(chunk):
                     if item[0] == "msg":
                         self.on_request(item[1])
-                self.upstream.sendall(chunk)  # unchanged
+                        refused = refused or self.refuse(item[1])
+                if not refused:
+                    self.upstream.sendall(chunk)  # unchanged
         except OSError:
             pass
         finally:
@@ -269,11 +279,29 @@ class Connection:
                         self.on_response(item[1], item[2])
                         out.append(item[3])
                 if out:
-                    self.client.sendall(b"".join(out))
+                    with self.client_send:
+                        self.client.sendall(b"".join(out))
         except OSError:
             pass
         finally:
             self.close()
+
+    def refuse(self, head):
+        """--refuse-partial-play: answers a PLAY after fewer than two SETUPs
+        itself (the chunk holding it is not forwarded)."""
+        method = head.split(" ", 1)[0]
+        if method == "SETUP":
+            self.setups += 1
+        if not (self.args.refuse_partial_play and method == "PLAY" and self.setups < 2):
+            return False
+        cseq = (header(head, "CSeq") or "0").strip()
+        log(f"connection {self.id}: refusing PLAY after {self.setups} SETUP(s)")
+        with self.client_send:
+            self.client.sendall(
+                f"RTSP/1.0 459 Aggregate Operation Not Allowed\r\nCSeq: {cseq}\r\n\r\n".encode())
+        with self.lock:
+            self.requests.pop(cseq, None)
+        return True
 
     def on_request(self, head):
         start = head.split("\r\n", 1)[0]

@@ -55,7 +55,8 @@ fn credentials(url: &Url, opts: &SourceOptions) -> (Url, Option<(String, String)
         .user
         .as_ref()
         .map(|u| (u.clone(), opts.password.clone().unwrap_or_default()));
-    (clean, from_url.or(from_opts))
+    // Flags given on the command line win over the URL's, as for RTSP.
+    (clean, from_opts.or(from_url))
 }
 
 fn headers(opts: &SourceOptions) -> Result<HeaderMap, SourceError> {

@@ -429,6 +429,9 @@ struct Timeline {
     last: Option<f64>,
     step: Option<f64>,
     last_at: Option<std::time::Instant>,
+    /// The RTP time of this session's first picture: with several tracks
+    /// set up, RTP-Info may map it a little after 0.
+    first: Option<f64>,
 }
 
 impl Timeline {
@@ -438,11 +441,13 @@ impl Timeline {
             let outage = self.last_at.map_or(0.0, |at| at.elapsed().as_secs_f64());
             self.offset = last + step.max(outage);
         }
+        self.first = None;
     }
 
     fn time(&mut self, elapsed_secs: f64) -> f64 {
         self.last_at = Some(std::time::Instant::now());
-        let t = self.offset + elapsed_secs;
+        let first = *self.first.get_or_insert(elapsed_secs);
+        let t = self.offset + (elapsed_secs - first);
         match self.last {
             Some(last) if t > last => {
                 self.step = Some(t - last);

@@ -93,11 +93,11 @@ fn build_request(
     };
     let mut user = decode(url.username());
     let mut pass = url.password().map(decode);
-    if user.is_empty() && pass.is_none() {
-        if let Some(u) = &opts.user {
-            user = u.clone();
-            pass = Some(opts.password.clone().unwrap_or_default());
-        }
+    // Flags given on the command line win over the URL's (as for HTTP and
+    // RTSP).
+    if let Some(u) = &opts.user {
+        user = u.clone();
+        pass = Some(opts.password.clone().unwrap_or_default());
     }
     let _ = clean.set_username("");
     let _ = clean.set_password(None);
