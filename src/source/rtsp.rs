@@ -330,12 +330,14 @@ async fn describe(ctx: &Ctx) -> Result<Session<Described>, SourceError> {
 fn retina_error(e: &retina::Error) -> String {
     let text = e.to_string();
     let first = text.lines().next().unwrap_or_default().trim().to_string();
-    let hint = if first.starts_with("401 ") {
-        " (wrong or missing user name or password)"
-    } else if first.starts_with("404 ") {
-        " (no stream at this path)"
-    } else {
-        ""
+    let hint = match first.get(..4) {
+        Some("401 ") => " (wrong or missing user name or password)",
+        Some("404 ") => " (no stream at this path)",
+        Some("453 ") | Some("503 ") => {
+            " (the camera is busy or takes no more sessions; try again later)"
+        }
+        Some("461 ") => " (the camera refused the transport: try the other --rtsp-transport)",
+        _ => "",
     };
     if first.is_empty() {
         "RTSP error".into()
