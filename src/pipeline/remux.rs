@@ -283,6 +283,7 @@ pub fn record_packets(
     let mut mp4: Option<(TimedMp4, Arc<VideoParams>)> = None;
     let mut params: Option<Arc<VideoParams>> = None;
     let mut first_pts = None;
+    let mut dts = DtsMaker::default();
     let mut failure = None;
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -333,24 +334,114 @@ pub fn record_packets(
         if duration.is_some_and(|d| t >= d) {
             break;
         }
-        if m.last_t.is_some_and(|last| t < last) {
-            // Pictures out of presentation order: B-frames. Their decode
-            // times would have to be made up; not done yet.
-            failure = Some(PipelineError::Output(
-                "the camera sends H.264 with B-frames (pictures out of order), which camflow \
-                 cannot record yet; `camflow decode` reads it"
-                    .into(),
-            ));
-            break;
+        let pts = m.ticks(t);
+        if let Some((p, pts, dts)) = dts.push(pkt, pts) {
+            if let Err(e) = write_reordered(m, &p, pts, dts, out_path) {
+                failure = Some(e);
+                break;
+            }
+            on_frame(&m.summary);
         }
-        if let Err(e) = m.write(&pkt.data, t, pkt.key) {
-            failure = Some(out_err(e));
-            break;
-        }
-        on_frame(&m.summary);
     }
     rx.close();
+    // The pictures still held back for their decode times.
+    if let (Some((m, _)), None) = (mp4.as_mut(), &failure) {
+        while let Some((p, pts, dts)) = dts.pop() {
+            if let Err(e) = write_reordered(m, &p, pts, dts, out_path) {
+                failure = Some(e);
+                break;
+            }
+            on_frame(&m.summary);
+        }
+    }
     finish(mp4.map(|(m, _)| m), failure, out_path)
+}
+
+fn write_reordered(
+    m: &mut TimedMp4,
+    p: &VideoPacket,
+    pts: i64,
+    dts: i64,
+    out_path: &Path,
+) -> Result<(), PipelineError> {
+    if dts > pts {
+        return Err(PipelineError::Output(
+            "the camera's B-frames started to reach further ahead than at the start; \
+             the recording ends here"
+                .into(),
+        ));
+    }
+    m.write_at(&p.data, pts, dts, p.key)
+        .map_err(|e| PipelineError::Output(format!("{}: {e}", out_path.display())))
+}
+
+/// Pictures held back to give each its decode time.
+const REORDER_WINDOW: usize = 4;
+
+/// Decode times for pictures that arrive in decode order with presentation
+/// times only (RTP carries no DTS). Without B-frames DTS = PTS. With them,
+/// PTS go back and forth while DTS must rise and never pass the PTS: the
+/// i-th DTS is the i-th smallest PTS less a shift, the largest lead of a
+/// sorted PTS over the picture's own among the first pictures (one frame
+/// for I P B B). Pictures are held back [`REORDER_WINDOW`] deep, so the
+/// smallest PTS still to come is known.
+#[derive(Debug)]
+struct DtsMaker<T> {
+    queue: std::collections::VecDeque<(T, i64)>,
+    pending: std::collections::BinaryHeap<std::cmp::Reverse<i64>>,
+    shift: Option<i64>,
+    last: Option<i64>,
+}
+
+impl<T> Default for DtsMaker<T> {
+    fn default() -> Self {
+        DtsMaker {
+            queue: Default::default(),
+            pending: Default::default(),
+            shift: None,
+            last: None,
+        }
+    }
+}
+
+impl<T> DtsMaker<T> {
+    /// Takes the next picture in decode order; hands back the oldest held
+    /// one with its (pts, dts) once the window is full.
+    fn push(&mut self, item: T, pts: i64) -> Option<(T, i64, i64)> {
+        self.queue.push_back((item, pts));
+        self.pending.push(std::cmp::Reverse(pts));
+        if self.queue.len() > REORDER_WINDOW {
+            self.pop()
+        } else {
+            None
+        }
+    }
+
+    /// The oldest held picture (call until `None` at the end).
+    fn pop(&mut self) -> Option<(T, i64, i64)> {
+        if self.shift.is_none() {
+            let mut sorted: Vec<i64> = self.queue.iter().map(|(_, p)| *p).collect();
+            sorted.sort_unstable();
+            let lead = self
+                .queue
+                .iter()
+                .zip(&sorted)
+                .map(|((_, pts), s)| s - pts)
+                .max()
+                .unwrap_or(0);
+            self.shift = Some(lead.max(0));
+        }
+        let (item, pts) = self.queue.pop_front()?;
+        let std::cmp::Reverse(smallest) = self.pending.pop()?;
+        let mut dts = smallest - self.shift.unwrap_or(0);
+        // A reorder deeper than the first pictures showed can leave a DTS
+        // past its PTS; the caller checks (the muxer would refuse it).
+        if let Some(last) = self.last {
+            dts = dts.max(last + 1);
+        }
+        self.last = Some(dts);
+        Some((item, pts, dts))
+    }
 }
 
 fn codec_id(c: VideoCodec) -> codec::Id {
@@ -388,8 +479,8 @@ struct TimedMp4 {
     out_tb: Rational,
     pending: Option<(ffmpeg::Packet, i64)>,
     summary: RemuxSummary,
-    /// The last picture's time, seconds.
-    last_t: Option<f64>,
+    /// The last picture's decode time, ticks.
+    last_dts: Option<i64>,
 }
 
 impl TimedMp4 {
@@ -428,33 +519,54 @@ impl TimedMp4 {
             out_tb,
             pending: None,
             summary: RemuxSummary::default(),
-            last_t: None,
+            last_dts: None,
         })
     }
 
-    /// `t`: seconds from the first picture.
+    /// Seconds from the first picture in the track's own ticks (so that
+    /// "one more" is one the muxer sees).
+    fn ticks(&self, t: f64) -> i64 {
+        (t / f64::from(self.out_tb)).round() as i64
+    }
+
+    /// A picture whose decode order is its presentation order, at `t`
+    /// seconds from the first.
     fn write(&mut self, data: &[u8], t: f64, key: bool) -> Result<(), ffmpeg::Error> {
-        // In the track's own ticks, so that "one more" is one the muxer sees.
-        let tb = f64::from(self.out_tb);
-        let mut pts = (t / tb).round() as i64;
-        if let Some((mut prev, prev_pts)) = self.pending.take() {
-            // Timestamps must go up; a repeated one moves on by a tick.
-            pts = pts.max(prev_pts + 1);
-            prev.set_duration(pts - prev_pts);
+        let mut ts = self.ticks(t);
+        // Timestamps must go up; a repeated one moves on by a tick.
+        if let Some(last) = self.last_dts {
+            ts = ts.max(last + 1);
+        }
+        self.write_at(data, ts, ts, key)
+    }
+
+    /// A picture with its presentation and decode times, in ticks.
+    fn write_at(
+        &mut self,
+        data: &[u8],
+        pts: i64,
+        dts: i64,
+        key: bool,
+    ) -> Result<(), ffmpeg::Error> {
+        if let Some((mut prev, prev_dts)) = self.pending.take() {
+            prev.set_duration((dts - prev_dts).max(1));
             prev.write_interleaved(&mut self.octx)?;
         }
-        self.last_t = Some(t);
+        self.last_dts = Some(dts);
         let mut pkt = ffmpeg::Packet::copy(data);
         pkt.set_pts(Some(pts));
-        pkt.set_dts(Some(pts));
+        pkt.set_dts(Some(dts));
         pkt.set_stream(0);
         if key {
             pkt.set_flags(ffmpeg::packet::Flags::KEY);
         }
-        self.pending = Some((pkt, pts));
+        self.pending = Some((pkt, dts));
         self.summary.video_frames += 1;
         self.summary.packets += 1;
-        self.summary.seconds = pts as f64 * tb;
+        self.summary.seconds = self
+            .summary
+            .seconds
+            .max(pts as f64 * f64::from(self.out_tb));
         Ok(())
     }
 
@@ -468,5 +580,73 @@ impl TimedMp4 {
             last.write_interleaved(&mut self.octx)?;
         }
         self.octx.write_trailer()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(pts: &[i64]) -> Vec<(i64, i64)> {
+        let mut d = DtsMaker::default();
+        let mut out: Vec<(i64, i64)> = pts
+            .iter()
+            .filter_map(|p| d.push((), *p))
+            .map(|(_, p, t)| (p, t))
+            .collect();
+        while let Some((_, p, t)) = d.pop() {
+            out.push((p, t));
+        }
+        out
+    }
+
+    fn rules_hold(out: &[(i64, i64)]) {
+        for w in out.windows(2) {
+            assert!(w[1].1 > w[0].1, "dts must rise: {out:?}");
+        }
+        for (pts, dts) in out {
+            assert!(dts <= pts, "dts past pts: {out:?}");
+        }
+    }
+
+    #[test]
+    fn without_b_frames_dts_is_pts() {
+        let pts: Vec<i64> = (0..20).map(|i| i * 3600).collect();
+        let out = run(&pts);
+        assert_eq!(out.len(), 20);
+        assert!(out.iter().all(|(p, d)| p == d), "{out:?}");
+    }
+
+    #[test]
+    fn b_frames_get_rising_decode_times_one_frame_early() {
+        // I0 P3 B1 B2 P6 B4 B5 ... in decode order, 3600 ticks a frame.
+        let mut pts = vec![0];
+        for g in 0..6 {
+            let base = g * 3;
+            pts.extend([base + 3, base + 1, base + 2]);
+        }
+        let pts: Vec<i64> = pts.iter().map(|p| p * 3600).collect();
+        let out = run(&pts);
+        assert_eq!(out.len(), pts.len());
+        rules_hold(&out);
+        // Presentation times are kept as they came.
+        let kept: Vec<i64> = out.iter().map(|(p, _)| *p).collect();
+        assert_eq!(kept, pts);
+        assert_eq!(out[0].1, -3600);
+    }
+
+    #[test]
+    fn a_deeper_reorder_later_is_seen() {
+        // Starts without B-frames, then B-frames arrive: DTS still rise,
+        // and the picture whose DTS would pass its PTS shows it.
+        let pts: Vec<i64> = [0, 1, 2, 3, 4, 8, 6, 5, 7, 12, 10, 9, 11]
+            .iter()
+            .map(|p| p * 100)
+            .collect();
+        let out = run(&pts);
+        for w in out.windows(2) {
+            assert!(w[1].1 > w[0].1, "dts must rise: {out:?}");
+        }
+        assert!(out.iter().any(|(p, d)| d > p), "{out:?}");
     }
 }
