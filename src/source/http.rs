@@ -34,8 +34,8 @@ pub enum Opened {
     Other(ChunkStream),
 }
 
-/// The URL without credentials, and the credentials (URL first, then the
-/// options), percent-decoded.
+/// The URL without credentials, and the credentials (`--user`/`--password`
+/// first, then the URL's), percent-decoded.
 fn credentials(url: &Url, opts: &SourceOptions) -> (Url, Option<(String, String)>) {
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(s)

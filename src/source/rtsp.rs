@@ -289,20 +289,16 @@ fn split_credentials(
             .map(|c| c.into_owned())
             .map_err(|_| err("the user name or password in the URL is not valid UTF-8"))
     };
-    let from_url = if url.username().is_empty() {
-        None
-    } else {
-        Some(Credentials {
-            username: decode(url.username())?,
-            password: decode(url.password().unwrap_or(""))?,
-        })
-    };
     let creds = match &opts.user {
         Some(user) => Some(Credentials {
             username: user.clone(),
             password: opts.password.clone().unwrap_or_default(),
         }),
-        None => from_url,
+        None if url.username().is_empty() => None,
+        None => Some(Credentials {
+            username: decode(url.username())?,
+            password: decode(url.password().unwrap_or(""))?,
+        }),
     };
     let mut bare = url.clone();
     let _ = bare.set_username("");
@@ -438,15 +434,19 @@ struct Timeline {
 
 impl Timeline {
     fn new_session(&mut self) {
-        if let Some(last) = self.last {
-            let step = self.step.unwrap_or(0.04);
-            let outage = self.last_at.map_or(0.0, |at| at.elapsed().as_secs_f64());
-            self.offset = last + step.max(outage);
-        }
         self.first = None;
     }
 
     fn time(&mut self, elapsed_secs: f64) -> f64 {
+        if self.first.is_none() {
+            // The session's first picture handed on: the outage lasted
+            // until now (reconnecting, and waiting for an IDR).
+            if let Some(last) = self.last {
+                let step = self.step.unwrap_or(0.04);
+                let outage = self.last_at.map_or(0.0, |at| at.elapsed().as_secs_f64());
+                self.offset = last + step.max(outage);
+            }
+        }
         self.last_at = Some(std::time::Instant::now());
         let first = *self.first.get_or_insert(elapsed_secs);
         let t = self.offset + (elapsed_secs - first);
@@ -703,6 +703,10 @@ async fn h264(
     // Nothing decodes before the first IDR of a session.
     let mut need_key = true;
     let mut after_loss = false;
+    // RTP time of the last picture retina handed on, and the smallest
+    // step between two: for counting the pictures a loss took.
+    let mut last_seen: Option<i64> = None;
+    let mut step: Option<i64> = None;
     loop {
         let item = next(&mut demuxed, deadline, tx.closed(), &mut shutdown, secs)
             .await
@@ -725,18 +729,31 @@ async fn h264(
         };
         ctx.stats.add_bytes(frame.data().len());
         let key = frame.is_random_access_point();
+        let ts = frame.timestamp().timestamp();
+        let gap = last_seen.map(|l| ts - l);
+        last_seen = Some(ts);
         if frame.loss() > 0 {
             ctx.stats
                 .lost_packets
                 .fetch_add(u64::from(frame.loss()), Ordering::Relaxed);
-            // retina drops the picture the loss fell into and hands on the
-            // next one, whose start may be lost too ("try parsing"): that
-            // one is dropped as well, even an IDR, and the wait is for the
-            // next whole IDR.
-            ctx.stats.dropped_frames.fetch_add(2, Ordering::Relaxed);
+            // retina discards the pictures the loss fell into and hands on
+            // the next one, whose start may be lost too ("try parsing"):
+            // that one is dropped as well, even an IDR, and the wait is for
+            // the next whole IDR. The discarded ones are counted from the
+            // RTP time that passed (one if that says nothing).
+            let discarded = match (gap, step) {
+                (Some(g), Some(s)) if g > 0 => ((g + s / 2) / s - 1).max(0),
+                _ => 1,
+            };
+            ctx.stats
+                .dropped_frames
+                .fetch_add(1 + discarded as u64, Ordering::Relaxed);
             need_key = true;
             after_loss = true;
             continue;
+        }
+        if let Some(g) = gap.filter(|g| *g > 0) {
+            step = Some(step.map_or(g, |s: i64| s.min(g)));
         }
         if need_key && !key {
             if after_loss {
