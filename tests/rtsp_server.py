@@ -9,6 +9,8 @@ gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-{base,good,ugly,bad}.
     /usr/bin/python3 tests/rtsp_server.py [--port N] [--codec mjpeg|h264]
         [--width W] [--height H] [--fps F] [--audio | --no-audio]
         [--user U --password P [--auth basic|digest]] [--frames N]
+    /usr/bin/python3 tests/rtsp_server.py --input FILE [--port N]
+        [--codec mjpeg|h264] [--user U --password P [--auth basic|digest]]
 
 What it serves
 --------------
@@ -38,6 +40,41 @@ What it serves
   ffmpeg treats as end of stream. Over TCP ffmpeg sees all N frames; over
   UDP it may see N-1 (the BYE can overtake the last RTP packets). Once
   every client has left, the next client gets a fresh N frames.
+
+--input FILE: a pre-encoded file, as fast as the client reads
+------------------------------------------------------------------
+For benchmarks (scripts/bench): instead of the test pattern, serve the
+video track of FILE (any container GStreamer's parsebin takes apart:
+Matroska, MP4, ...) as it is, without re-encoding, and without pacing it
+at its frame rate: over TCP a client gets the frames as fast as it reads
+them (the server's TCP send blocks when the client falls behind, so
+nothing is dropped). Over UDP, which has no flow control, the packets keep
+the file's pace (real time).
+* The codec is read from the file (H.264 or MJPEG; anything else: exit
+  status 2); --codec, if given, must match it. No audio track (--audio is
+  refused); --width, --height, --fps and --frames are refused too (the
+  file says what they are).
+* MJPEG files must suit RTP/JPEG (RFC 2435 carries no Huffman tables, and
+  only 4:2:0 and 4:2:2): standard Huffman tables (ffmpeg's mjpeg encoder:
+  `-huffman default`), `-pix_fmt yuvj420p`, sizes in multiples of 8 up to
+  2040 (checked here). H.264: no B-frames, like a camera (`-bf 0`);
+  rtph264pay repeats SPS/PPS before every IDR picture (config-interval=-1),
+  and they are in the SDP too.
+* The media is not shared: every client gets its own pipeline, starting at
+  the file's first frame, torn down when that client leaves; so one server
+  serves any number of runs in a row (or at once). The media is seekable;
+  a PLAY with `Range: npt=0.000-` (ffmpeg sends one) seeks to the start,
+  where the new pipeline already is.
+* At the end of the file the clients get RTCP BYE, as with --frames.
+* How the pacing is switched off: gst-rtsp-server sends TCP-interleaved RTP
+  through an appsink that syncs on the pipeline clock (its "rate control",
+  the ONVIF `Rate-Control: yes` default). GstRTSPMedia.set_rate_control()
+  is not enough: every PLAY sets rate control on again (setup_play_mode()
+  in rtsp-client.c, through the adjust_play_mode hook) just before the
+  pipeline goes to PLAYING. So every appsink of the media's pipeline gets
+  sync=false when it is added, and again whenever something sets it back
+  (a notify::sync handler, which runs in the thread that set it, before
+  PLAYING). The UDP sinks (multiudpsink) are left alone.
 
 What the picture looks like (pattern=smpte)
 -------------------------------------------
@@ -100,6 +137,7 @@ Pitfalls (found while writing this)
 """
 
 import argparse
+import os
 import signal
 import sys
 
@@ -108,7 +146,8 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+gi.require_version("GstPbutils", "1.0")
+from gi.repository import GLib, Gst, GstPbutils, GstRtsp, GstRtspServer  # noqa: E402
 
 MOUNT = "/stream"
 ADDRESS = "127.0.0.1"
@@ -125,12 +164,15 @@ def log(msg):
 def parse_args(argv):
     p = argparse.ArgumentParser(description="GStreamer RTSP test server (mount /stream)")
     p.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one (default)")
-    p.add_argument("--codec", choices=["mjpeg", "h264"], default="mjpeg")
-    p.add_argument("--width", type=int, default=320)
-    p.add_argument("--height", type=int, default=240)
-    p.add_argument("--fps", type=int, default=25)
-    p.add_argument("--audio", dest="audio", action="store_true", default=True,
-                   help="add a PCMU audio track (default)")
+    # The defaults of --codec, --width, --height, --fps and --audio are
+    # filled in below (they depend on --input).
+    p.add_argument("--codec", choices=["mjpeg", "h264"], default=None,
+                   help="default mjpeg; with --input, read from the file")
+    p.add_argument("--width", type=int, default=None, help="default 320")
+    p.add_argument("--height", type=int, default=None, help="default 240")
+    p.add_argument("--fps", type=int, default=None, help="default 25")
+    p.add_argument("--audio", dest="audio", action="store_true", default=None,
+                   help="add a PCMU audio track (default, except with --input)")
     p.add_argument("--no-audio", dest="audio", action="store_false")
     p.add_argument("--user", help="require credentials: user name")
     p.add_argument("--password", help="require credentials: password")
@@ -138,9 +180,32 @@ def parse_args(argv):
                    help="authentication scheme when --user is given (default basic)")
     p.add_argument("--frames", type=int, default=None,
                    help="end the stream (EOS, RTCP BYE) after N video frames")
+    p.add_argument("--input", metavar="FILE",
+                   help="serve this file's H.264 or MJPEG video as is, as fast as "
+                        "TCP clients read it, instead of the test pattern")
     a = p.parse_args(argv)
     if (a.user is None) != (a.password is None):
         p.error("--user and --password go together")
+    if a.input is not None:
+        for name in ("width", "height", "fps"):
+            if getattr(a, name) is not None:
+                p.error(f"--{name} does not go with --input (the file says)")
+        if a.frames is not None:
+            p.error("--frames does not go with --input (the stream ends with the file)")
+        if a.audio:
+            p.error("--audio does not go with --input (video only)")
+        a.audio = False
+        probe_input(p, a)
+    if a.codec is None:
+        a.codec = "mjpeg"
+    if a.width is None:
+        a.width = 320
+    if a.height is None:
+        a.height = 240
+    if a.fps is None:
+        a.fps = 25
+    if a.audio is None:
+        a.audio = True
     if a.width <= 0 or a.height <= 0 or a.fps <= 0:
         p.error("--width, --height and --fps must be positive")
     if a.codec == "mjpeg" and (a.width > 2040 or a.height > 2040
@@ -152,8 +217,67 @@ def parse_args(argv):
     return a
 
 
+def probe_input(p, a):
+    """--input: the file's video codec, size and frame rate (into a), or
+    p.error() (exit status 2) when it has none that this server can send."""
+    Gst.init(None)
+    try:
+        uri = Gst.filename_to_uri(a.input)
+        info = GstPbutils.Discoverer.new(10 * Gst.SECOND).discover_uri(uri)
+    except GLib.Error as e:
+        p.error(f"--input {a.input}: {e.message}")
+    videos = info.get_video_streams()
+    if not videos:
+        p.error(f"--input {a.input}: no video track")
+    v = videos[0]
+    kind = v.get_caps().get_structure(0).get_name()
+    codec = {"video/x-h264": "h264", "image/jpeg": "mjpeg"}.get(kind)
+    if codec is None:
+        p.error(f"--input {a.input}: {kind} is neither H.264 nor MJPEG")
+    if a.codec is not None and a.codec != codec:
+        p.error(f"--input {a.input} is {codec}, not {a.codec}")
+    a.codec = codec
+    a.input = os.path.abspath(a.input)
+    a.input_width, a.input_height = v.get_width(), v.get_height()
+    num, den = v.get_framerate_num(), v.get_framerate_denom()
+    a.input_fps = f"{num / den:g}" if num and den else "?"
+    if codec == "mjpeg" and (a.input_width > 2040 or a.input_height > 2040
+                             or a.input_width % 8 or a.input_height % 8):
+        p.error(f"--input {a.input}: {a.input_width}x{a.input_height}: RTP/JPEG "
+                "carries sizes in 8-pixel units up to 2040")
+
+
+def input_launch_line(a):
+    """--input: the file's video track as is (parsebin demuxes and parses)."""
+    location = a.input.replace("\\", "\\\\").replace('"', '\\"')
+    if a.codec == "mjpeg":
+        pay = "rtpjpegpay name=pay0 pt=26"
+    else:
+        pay = "rtph264pay name=pay0 pt=96 config-interval=-1"
+    return f'( filesrc location="{location}" ! parsebin ! {pay} )'
+
+
+def unpace(pipeline):
+    """--input: TCP clients get RTP as fast as they read it (see the doc
+    comment): every appsink in the media's pipeline (RTP and RTCP over TCP)
+    gets sync=false now and whenever it is set back to true."""
+    def keep_unsynced(sink, _pspec):
+        if sink.get_property("sync"):
+            sink.set_property("sync", False)
+
+    def on_added(_bin, _sub, element):
+        factory = element.get_factory()
+        if factory is not None and factory.get_name() == "appsink":
+            element.set_property("sync", False)
+            element.connect("notify::sync", keep_unsynced)
+
+    pipeline.connect("deep-element-added", on_added)
+
+
 def launch_line(a):
     """The gst-launch description of the media: pay0 (video), pay1 (audio)."""
+    if a.input is not None:
+        return input_launch_line(a)
     num_buffers = f" num-buffers={a.frames}" if a.frames else ""
     video = f"videotestsrc is-live=true pattern=smpte{num_buffers} "
     raw = f"width={a.width},height={a.height},framerate={a.fps}/1,pixel-aspect-ratio=1/1"
@@ -224,12 +348,16 @@ def main(argv):
 
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(launch_line(a))
-    factory.set_shared(True)
-    # Not seekable (see the pitfalls above): with this clock mode,
-    # gst-rtsp-media reports the media as unseekable and ignores PLAY
-    # ranges. The SDP stays the same (the pipeline runs on the system clock:
-    # a=ts-refclk:local, a=mediaclk:sender).
-    factory.set_publish_clock_mode(GstRtspServer.RTSPPublishClockMode.CLOCK_AND_OFFSET)
+    if a.input is None:
+        factory.set_shared(True)
+        # Not seekable (see the pitfalls above): with this clock mode,
+        # gst-rtsp-media reports the media as unseekable and ignores PLAY
+        # ranges. The SDP stays the same (the pipeline runs on the system clock:
+        # a=ts-refclk:local, a=mediaclk:sender).
+        factory.set_publish_clock_mode(GstRtspServer.RTSPPublishClockMode.CLOCK_AND_OFFSET)
+    else:
+        # One pipeline per client, from the file's start (see --input above).
+        factory.set_shared(False)
     # Both TCP-interleaved and UDP unicast (the default, made explicit).
     factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP | GstRtsp.RTSPLowerTrans.UDP)
     if a.user is not None:
@@ -245,7 +373,15 @@ def main(argv):
         client.connect("teardown-request", lambda _c, _ctx: log(f"TEARDOWN from {ip}"))
 
     server.connect("client-connected", on_client)
-    factory.connect("media-configure", lambda _f, _m: log("media configured (new pipeline)"))
+
+    def on_media_configure(_factory, media):
+        log("media configured (new pipeline)")
+        if a.input is not None:
+            # The pipeline that gst-rtsp-media adds the sinks to holds the
+            # launch line's bin.
+            unpace(media.get_element().get_parent())
+
+    factory.connect("media-configure", on_media_configure)
 
     loop = GLib.MainLoop()
 
@@ -272,11 +408,17 @@ def main(argv):
     GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal.SIGTERM, on_signal, "SIGTERM")
     GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal.SIGINT, on_signal, "SIGINT")
 
-    log(f"{a.codec} {a.width}x{a.height}@{a.fps}"
-        f"{' +PCMU' if a.audio else ''}"
-        f"{f' {a.auth} auth' if a.user is not None else ''}"
-        f"{f' {a.frames} frames' if a.frames else ''}"
-        f" at rtsp://{ADDRESS}:{port}{MOUNT}")
+    if a.input is not None:
+        log(f"{a.input}: {a.codec} {a.input_width}x{a.input_height}@{a.input_fps}, "
+            "unpaced over TCP"
+            f"{f', {a.auth} auth' if a.user is not None else ''}"
+            f" at rtsp://{ADDRESS}:{port}{MOUNT}")
+    else:
+        log(f"{a.codec} {a.width}x{a.height}@{a.fps}"
+            f"{' +PCMU' if a.audio else ''}"
+            f"{f' {a.auth} auth' if a.user is not None else ''}"
+            f"{f' {a.frames} frames' if a.frames else ''}"
+            f" at rtsp://{ADDRESS}:{port}{MOUNT}")
     print(f"PORT {port}", flush=True)
 
     loop.run()
