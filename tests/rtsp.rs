@@ -397,3 +397,46 @@ fn rtcp_bye_is_a_clean_end_of_stream() {
     );
     assert_eq!(assert_frames_complete(dir.path()), 30);
 }
+
+#[test]
+fn h264_with_b_frames_records_and_decodes() {
+    // RTP carries presentation times only; record makes up decode times.
+    let server = RtspServer::start(&RtspOpts::default().h264().bframes(2));
+    let dir = tempdir();
+    let out = dir.path().join("b.mp4");
+    let run = camflow_run(&[
+        "record",
+        &server.url(),
+        "--duration",
+        "3",
+        "-o",
+        path_str(&out),
+    ]);
+    assert_ok(&run);
+    let frames = ffprobe_frames(&out);
+    assert!((70..=75).contains(&frames), "{frames} frames");
+    ffmpeg_decodes_cleanly(&out);
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args(["stream=has_b_frames:packet=pts,dts", "-of", "csv=p=0"])
+        .arg(&out)
+        .output()
+        .expect("ffprobe");
+    let text = String::from_utf8_lossy(&probe.stdout);
+    let mut last_dts = None;
+    let mut reordered = false;
+    let mut last_pts = None;
+    for line in text.lines() {
+        let f: Vec<i64> = line.split(',').filter_map(|v| v.parse().ok()).collect();
+        let [pts, dts] = f[..] else { continue };
+        assert!(dts <= pts, "dts {dts} past pts {pts}");
+        assert!(last_dts.is_none_or(|l| dts > l), "dts not rising at {dts}");
+        reordered |= last_pts.is_some_and(|l| pts < l);
+        last_dts = Some(dts);
+        last_pts = Some(pts);
+    }
+    assert!(reordered, "the stream had no B-frames: {text}");
+
+    let dir = decode_ok(&server.url(), &["--max-frames", "30"]);
+    assert_eq!(check_bars(dir.path(), 320, 240), 30);
+}

@@ -180,6 +180,8 @@ def parse_args(argv):
                    help="authentication scheme when --user is given (default basic)")
     p.add_argument("--frames", type=int, default=None,
                    help="end the stream (EOS, RTCP BYE) after N video frames")
+    p.add_argument("--bframes", type=int, default=0, metavar="N",
+                   help="h264: N B-frames between reference pictures (default 0)")
     p.add_argument("--input", metavar="FILE",
                    help="serve this file's H.264 or MJPEG video as is, as fast as "
                         "TCP clients read it, instead of the test pattern")
@@ -295,11 +297,18 @@ def launch_line(a):
         )
     else:
         # Limited-range I420, which H.264 signals as such: decoders expand it.
+        if a.bframes:
+            # Main profile with B-frames (pictures sent out of order), as
+            # some cameras do; zerolatency would turn them off.
+            enc = (f"! x264enc speed-preset=ultrafast bframes={a.bframes} b-adapt=false "
+                   f"key-int-max={a.fps} ! video/x-h264,profile=main ")
+        else:
+            enc = (f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={a.fps} "
+                   "! video/x-h264,profile=constrained-baseline ")
         video += (
             f"! video/x-raw,format=I420,{raw} "
-            f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={a.fps} "
-            "! video/x-h264,profile=constrained-baseline "
-            "! rtph264pay name=pay0 pt=96 config-interval=1"
+            + enc
+            + "! rtph264pay name=pay0 pt=96 config-interval=1"
         )
     parts = [video]
     if a.audio:

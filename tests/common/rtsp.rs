@@ -63,6 +63,9 @@ pub struct RtspOpts {
     /// `Some(n)`: end the stream (RTCP BYE on every track) after n video
     /// frames. Over UDP, ffmpeg may see only n-1 of them.
     pub frames: Option<u32>,
+    /// H.264: B-frames between reference pictures (0: none, as most
+    /// cameras).
+    pub bframes: u32,
 }
 
 impl Default for RtspOpts {
@@ -75,6 +78,7 @@ impl Default for RtspOpts {
             audio: true,
             auth: None,
             frames: None,
+            bframes: 0,
         }
     }
 }
@@ -109,6 +113,11 @@ impl RtspOpts {
         self.auth = Some((user.to_string(), password.to_string(), true));
         self
     }
+    pub fn bframes(mut self, n: u32) -> Self {
+        self.bframes = n;
+        self
+    }
+
     pub fn frames(mut self, n: u32) -> Self {
         self.frames = Some(n);
         self
@@ -139,6 +148,9 @@ impl RtspOpts {
         }
         if let Some(n) = self.frames {
             a.extend(["--frames".into(), n.to_string()]);
+        }
+        if self.bframes > 0 {
+            a.extend(["--bframes".into(), self.bframes.to_string()]);
         }
         a
     }
