@@ -226,6 +226,7 @@ fn server_restart_is_reconnected(opts: RtspOpts, transport: &str) {
 #[test]
 fn mjpeg_server_restart_is_reconnected_and_numbering_goes_on() {
     server_restart_is_reconnected(RtspOpts::default().mjpeg(), "tcp");
+    server_restart_is_reconnected(RtspOpts::default().mjpeg(), "udp");
 }
 
 #[test]
@@ -372,32 +373,6 @@ fn a_server_that_never_answers_times_out() {
     ]);
     assert_one_line_error(&out, &url, "no answer to DESCRIBE within 1 s");
     drop(listener);
-}
-
-#[test]
-fn rtcp_bye_is_a_clean_end_of_stream() {
-    // The server's source stops after 30 frames and sends RTCP BYE. Missed,
-    // it would look like a stalled camera: a reconnect after --timeout.
-    // (H.264: with MJPEG, GStreamer's server was seen twice in a review not
-    // sending its BYE at all.)
-    let server = RtspServer::start(&RtspOpts::default().h264().frames(30));
-    let dir = tempdir();
-    let out = camflow_run(&[
-        "decode",
-        &server.url(),
-        "--frames-dir",
-        path_str(dir.path()),
-        "--timeout",
-        "30",
-    ]);
-    assert_ok(&out);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("reconnecting"),
-        "{stderr}\nserver: {}",
-        server.stderr()
-    );
-    assert_eq!(assert_frames_complete(dir.path()), 30);
 }
 
 #[test]

@@ -347,6 +347,11 @@ class Connection:
 
     def on_data(self, channel, raw):
         """The interleaved frames to forward now, for this one."""
+        if self.video_channel is not None and channel == self.video_channel + 1:
+            # The video's RTCP: say when the server ends the stream.
+            if has_rtcp_bye(raw[4:]):
+                log(f"connection {self.id}: RTCP BYE on the video's channel {channel}")
+            return [raw]
         if self.video_channel is None or channel != self.video_channel:
             return [raw]
         rtp = raw[4:]
@@ -388,6 +393,16 @@ class Connection:
             return []
         self.forwarded += len(held)
         return [r for r, _ in held]
+
+
+def has_rtcp_bye(buf):
+    """Whether a compound RTCP packet holds a BYE (packet type 203)."""
+    i = 0
+    while i + 4 <= len(buf):
+        if buf[i + 1] == 203:
+            return True
+        i += 4 * (((buf[i + 2] << 8) | buf[i + 3]) + 1)
+    return False
 
 
 def rtp_payload(rtp):
