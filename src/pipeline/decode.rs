@@ -287,13 +287,7 @@ impl<'a> Run<'a> {
             self.done = true;
             return None;
         }
-        match rx.blocking_recv()? {
-            Ok(item) => Some(item),
-            Err(e) => {
-                *failure = Some(PipelineError::Source(e));
-                None
-            }
-        }
+        super::next_item(rx, self.stop, failure)
     }
 
     /// Decodes one coded picture at stream time `t` (seconds, microsecond

@@ -42,6 +42,26 @@ pub fn init() -> Result<(), ffmpeg_next::Error> {
     Ok(())
 }
 
+/// The next item from a receiver, for a consumer on a libav thread: `None`
+/// at the receiver's end or once `stop` is set (Ctrl-C); a receiver's
+/// error goes to `failure` and ends the items too.
+pub(crate) fn next_item<T>(
+    rx: &mut tokio::sync::mpsc::Receiver<Result<T, SourceError>>,
+    stop: &std::sync::atomic::AtomicBool,
+    failure: &mut Option<PipelineError>,
+) -> Option<T> {
+    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    match rx.blocking_recv()? {
+        Ok(item) => Some(item),
+        Err(e) => {
+            *failure = Some(PipelineError::Source(e));
+            None
+        }
+    }
+}
+
 /// Spawns a named OS thread for libav or disk work.
 pub fn spawn<T: Send + 'static>(
     name: &str,

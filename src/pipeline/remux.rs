@@ -233,18 +233,7 @@ pub fn record_jpegs(
     let mut clock = JpegClock::default();
     let mut mp4: Option<TimedMp4> = None;
     let mut failure = None;
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let jpeg = match rx.blocking_recv() {
-            None => break,
-            Some(Err(e)) => {
-                failure = Some(PipelineError::Source(e));
-                break;
-            }
-            Some(Ok(j)) => j,
-        };
+    while let Some(jpeg) = super::next_item(&mut rx, &stop, &mut failure) {
         let t = clock.time(&jpeg);
         if duration.is_some_and(|d| t >= d) {
             break;
@@ -285,18 +274,7 @@ pub fn record_packets(
     let mut first_pts = None;
     let mut dts = DtsMaker::default();
     let mut failure = None;
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let pkt = match rx.blocking_recv() {
-            None => break,
-            Some(Err(e)) => {
-                failure = Some(PipelineError::Source(e));
-                break;
-            }
-            Some(Ok(p)) => p,
-        };
+    while let Some(pkt) = super::next_item(&mut rx, &stop, &mut failure) {
         if let Some(p) = &pkt.params {
             params = Some(p.clone());
         }

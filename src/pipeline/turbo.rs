@@ -116,13 +116,8 @@ pub fn run(
             summary.stopped_early = true;
             break;
         }
-        let jpeg = match rx.blocking_recv() {
-            None => break,
-            Some(Err(e)) => {
-                failure = Some(PipelineError::Source(e));
-                break;
-            }
-            Some(Ok(j)) => j,
+        let Some(jpeg) = super::next_item(&mut rx, &stop, &mut failure) else {
+            break;
         };
         let t = clock.time(&jpeg);
         if settings.duration.is_some_and(|d| t >= d) {
