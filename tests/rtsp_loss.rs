@@ -6,23 +6,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
-use std::thread::JoinHandle;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::peer::ScriptPeer;
 use common::rtsp::{RtspOpts, RtspServer};
 use common::*;
 
 /// A running `tests/rtsp_lossy_proxy.py` in front of an RTSP server.
 /// Killed (SIGKILL) when dropped; `stop()` ends it with SIGTERM.
 struct LossyProxy {
-    port: u16,
-    child: Option<Child>,
-    stderr: Arc<Mutex<String>>,
-    stderr_thread: Option<JoinHandle<()>>,
+    peer: ScriptPeer,
 }
 
 impl LossyProxy {
@@ -33,116 +28,31 @@ impl LossyProxy {
         let mut cmd = Command::new(PYTHON);
         cmd.arg(&script)
             .args(["--upstream", &format!("127.0.0.1:{upstream_port}")])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().expect("proxy stderr");
-        let sink = Arc::clone(&log);
-        let stderr_thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            loop {
-                match err.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if let Ok(mut s) = sink.lock() {
-                            s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                        }
-                    }
-                }
-            }
-        });
-
-        let out = child.stdout.take().expect("proxy stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(out);
-            let mut line = String::new();
-            let first = reader.read_line(&mut line).map(|_| line);
-            let _ = tx.send(first);
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        let port = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(Ok(line)) => line
-                .trim()
-                .strip_prefix("PORT ")
-                .and_then(|p| p.parse::<u16>().ok())
-                .filter(|p| *p != 0),
-            _ => None,
-        };
-        let mut proxy = LossyProxy {
-            port: port.unwrap_or(0),
-            child: Some(child),
-            stderr: log,
-            stderr_thread: Some(stderr_thread),
-        };
-        if port.is_none() {
-            proxy.kill();
-            panic!(
-                "lossy proxy printed no `PORT n`; stderr:\n{}",
-                proxy.stderr()
-            );
+            .args(args);
+        LossyProxy {
+            peer: ScriptPeer::start(cmd),
         }
-        proxy
     }
 
     /// `rtsp://127.0.0.1:PROXYPORT/stream`.
     fn url(&self) -> String {
-        format!("rtsp://127.0.0.1:{}/stream", self.port)
+        format!("rtsp://127.0.0.1:{}/stream", self.peer.port)
     }
 
     fn stderr(&self) -> String {
-        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+        self.peer.stderr()
     }
 
     /// SIGTERM; the proxy must exit with status 0 within 5 s. Returns its
     /// whole stderr.
     fn stop(&mut self) -> String {
-        let mut child = self.child.take().expect("proxy running");
-        // SAFETY: kill(2) on our own child, not yet reaped.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("wait") {
-                break Some(s);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        if let Some(t) = self.stderr_thread.take() {
-            let _ = t.join();
-        }
-        let log = self.stderr();
+        let status = self.peer.stop();
+        let log = self.peer.stderr();
         match status {
             Some(s) => assert!(s.success(), "proxy exited with {s} on SIGTERM:\n{log}"),
             None => panic!("proxy still running 5 s after SIGTERM:\n{log}"),
         }
         log
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if let Some(t) = self.stderr_thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for LossyProxy {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod peer;
 pub mod rtsp;
 
 pub fn camflow() -> &'static str {

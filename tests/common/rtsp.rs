@@ -2,9 +2,7 @@
 //! `tests/rtsp_server.py` (see that script's doc comment for what it
 //! serves, the colour bars' BGR values, and its pitfalls).
 //!
-//! Not registered yet: wire it in with `mod rtsp;` (and, if wanted,
-//! `pub use rtsp::{RtspCodec, RtspOpts, RtspServer};`) inside
-//! tests/common/mod.rs. It uses `super::PYTHON` from there.
+//! It uses `super::PYTHON`, and `super::peer` for the process.
 //!
 //! ```ignore
 //! let mut server = RtspServer::start(&RtspOpts::default().h264().digest("u", "p"));
@@ -12,20 +10,10 @@
 //! server.restart(); // same port, same options
 //! ```
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-/// How long the server may take to print its `PORT n` line (about 0.05 s
-/// normally, 0.3 s with a cold GStreamer registry).
-const START_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long `stop()` waits after SIGTERM before SIGKILL (exit takes a few
-/// tens of milliseconds).
-const STOP_GRACE: Duration = Duration::from_secs(5);
+use super::peer::ScriptPeer;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RtspCodec {
@@ -162,10 +150,7 @@ pub struct RtspServer {
     opts: RtspOpts,
     port: u16,
     /// `None` once stopped.
-    child: Option<Child>,
-    /// Everything the current process wrote to stderr so far.
-    stderr: Arc<Mutex<String>>,
-    stderr_thread: Option<JoinHandle<()>>,
+    peer: Option<ScriptPeer>,
 }
 
 fn script() -> PathBuf {
@@ -179,9 +164,7 @@ impl RtspServer {
         let mut server = RtspServer {
             opts: opts.clone(),
             port: 0,
-            child: None,
-            stderr: Arc::new(Mutex::new(String::new())),
-            stderr_thread: None,
+            peer: None,
         };
         server.spawn(0);
         server
@@ -213,39 +196,23 @@ impl RtspServer {
 
     /// Whether the server process is still running.
     pub fn is_running(&mut self) -> bool {
-        match &mut self.child {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.peer.as_mut().is_some_and(ScriptPeer::is_running)
     }
 
     /// What the server has logged to stderr so far (since the last
     /// start/restart).
     pub fn stderr(&self) -> String {
-        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+        self.peer
+            .as_ref()
+            .map(ScriptPeer::stderr)
+            .unwrap_or_default()
     }
 
     /// SIGTERM, then SIGKILL after 5 s if it is still there; waits for it.
     /// Connected clients see their connection close. Idempotent.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if matches!(child.try_wait(), Ok(None)) {
-            // SAFETY: kill(2) on the pid of our own child, not yet reaped
-            // (try_wait said it is running), so the pid is still ours.
-            unsafe {
-                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + STOP_GRACE;
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = child.kill();
-        }
-        let _ = child.wait();
-        if let Some(t) = self.stderr_thread.take() {
-            let _ = t.join();
+        if let Some(mut peer) = self.peer.take() {
+            peer.stop();
         }
     }
 
@@ -259,83 +226,15 @@ impl RtspServer {
         assert_eq!(self.port, port, "restarted on another port");
     }
 
-    /// Spawns the script on `port` (0: any), waits for its `PORT n` line
-    /// and records the port.
+    /// Spawns the script on `port` (0: any) and records the port it took.
     fn spawn(&mut self, port: u16) {
         let mut cmd = Command::new(super::PYTHON);
         cmd.arg(script())
             .arg("--port")
             .arg(port.to_string())
-            .args(self.opts.args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-
-        // Collect stderr in the background (and keep the pipe drained).
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().expect("server stderr");
-        let sink = Arc::clone(&log);
-        let stderr_thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            loop {
-                match err.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if let Ok(mut s) = sink.lock() {
-                            s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                        }
-                    }
-                }
-            }
-        });
-
-        // The first stdout line, on a thread so that it can time out; the
-        // thread then drains stdout until the process ends.
-        let out = child.stdout.take().expect("server stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(out);
-            let mut line = String::new();
-            let first = reader.read_line(&mut line).map(|_| line);
-            let _ = tx.send(first);
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-
-        let failure = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(Ok(line)) => match line
-                .trim()
-                .strip_prefix("PORT ")
-                .and_then(|p| p.parse::<u16>().ok())
-            {
-                Some(p) if p != 0 => {
-                    self.port = p;
-                    self.child = Some(child);
-                    self.stderr = log;
-                    self.stderr_thread = Some(stderr_thread);
-                    return;
-                }
-                _ => format!("printed {line:?} instead of `PORT n`"),
-            },
-            Ok(Err(e)) => format!("stdout unreadable: {e}"),
-            Err(_) => format!("no `PORT n` line within {START_TIMEOUT:?}"),
-        };
-        let _ = child.kill();
-        let status = child.wait();
-        let _ = stderr_thread.join();
-        let stderr = log.lock().map(|s| s.clone()).unwrap_or_default();
-        panic!("RTSP server {cmd:?} {failure} (exit: {status:?}); stderr:\n{stderr}");
-    }
-}
-
-impl Drop for RtspServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if let Some(t) = self.stderr_thread.take() {
-            let _ = t.join();
-        }
+            .args(self.opts.args());
+        let peer = ScriptPeer::start(cmd);
+        self.port = peer.port;
+        self.peer = Some(peer);
     }
 }
