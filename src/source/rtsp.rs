@@ -171,11 +171,12 @@ impl Tx {
         }
     }
 
+    /// The receiver's last word; a consumer already gone does not need it.
     async fn fail(&self, e: SourceError) {
-        let _ = match self {
-            Tx::Jpeg(t) => t.send(Err(e)).await.is_ok(),
-            Tx::Packets(t) => t.send(Err(e)).await.is_ok(),
-        };
+        match self {
+            Tx::Jpeg(t) => drop(t.send(Err(e)).await),
+            Tx::Packets(t) => drop(t.send(Err(e)).await),
+        }
     }
 }
 
@@ -411,9 +412,8 @@ fn describe_info(session: &Session<Described>, video: usize, transport: RtspTran
     RtspInfo {
         transport: RtspTransportName(transport),
         media,
-        server: session
-            .tool()
-            .map(|t| format!("{t:?}").trim_matches('"').to_string()),
+        // `Tool` is the `Server:` header's text (it derefs to str).
+        server: session.tool().map(|t| t.to_string()),
     }
 }
 
