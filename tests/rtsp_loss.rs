@@ -376,6 +376,10 @@ fn rtcp_bye_is_a_clean_end_of_stream() {
             out.status.success(),
             "BYE not taken as the end: {stderr}\n{log}"
         );
+        assert!(
+            stderr.contains("the camera ended the stream (RTCP BYE)"),
+            "{stderr}"
+        );
         let n = assert_frames_complete(dir.path());
         assert!((25..=30).contains(&n), "{n} frames: {stderr}");
         return;

@@ -647,6 +647,7 @@ async fn jpegs(
             Next::Stop => return Ok(()),
             Next::Item(PacketItem::Rtp(p)) if p.stream_id() == video => p,
             Next::Item(PacketItem::Rtcp(c)) if c.stream_id() == video && is_bye(&c) => {
+                say_bye(ctx);
                 return Ok(());
             }
             Next::Item(_) => continue,
@@ -703,6 +704,9 @@ async fn h264(
     // Nothing decodes before the first IDR of a session.
     let mut need_key = true;
     let mut after_loss = false;
+    // Since the last picture handed on (or the start), pictures did come,
+    // none of them usable: a timeout then says what was missing.
+    let mut pictures_came = false;
     // RTP time of the last picture retina handed on, and the smallest
     // step between two: for counting the pictures a loss took.
     let mut last_seen: Option<i64> = None;
@@ -711,7 +715,7 @@ async fn h264(
         let item = next(&mut demuxed, deadline, tx.closed(), &mut shutdown, secs)
             .await
             .map_err(|e| {
-                if need_key && e.0.starts_with("no video") {
+                if need_key && pictures_came && e.0.starts_with("no video") {
                     err(format!(
                         "no decodable picture (waiting for an IDR) for {secs} s"
                     ))
@@ -723,11 +727,13 @@ async fn h264(
             Next::Stop => return Ok(()),
             Next::Item(CodecItem::VideoFrame(f)) if f.stream_id() == video => f,
             Next::Item(CodecItem::Rtcp(c)) if c.stream_id() == video && is_bye(&c) => {
+                say_bye(ctx);
                 return Ok(());
             }
             Next::Item(_) => continue,
         };
         ctx.stats.add_bytes(frame.data().len());
+        pictures_came = true;
         let key = frame.is_random_access_point();
         let ts = frame.timestamp().timestamp();
         let gap = last_seen.map(|l| ts - l);
@@ -808,10 +814,21 @@ async fn h264(
             return Ok(());
         }
         streamed.store(true, Ordering::Relaxed);
+        pictures_came = false;
         // Only a picture handed on moves the deadline: a stream that never
         // brings an IDR again times out and is reconnected (a new session
         // starts with one).
         deadline = Instant::now() + ctx.opts.timeout;
+    }
+}
+
+/// Says why a run stops early: the camera itself ended the stream.
+fn say_bye(ctx: &Ctx) {
+    if !ctx.opts.quiet {
+        eprintln!(
+            "camflow: {}: the camera ended the stream (RTCP BYE)",
+            ctx.opts.spec.display_name()
+        );
     }
 }
 
