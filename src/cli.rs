@@ -24,6 +24,10 @@ pub enum Command {
     Decode(DecodeArgs),
     /// Save the stream as received, without re-encoding, as an MP4 file.
     Record(RecordArgs),
+    /// Re-serve a source as FLV/H.264: to a file or an RTMP server.
+    Transcode(TranscodeArgs),
+    /// Serve a source as HLS with fMP4 segments, live or VOD, in a folder.
+    Hls(HlsArgs),
     /// Describe a source: protocol, container, codec, size, frame rate.
     Probe(ProbeArgs),
     /// Run a simulated camera that serves a test pattern or a file.
@@ -148,6 +152,159 @@ pub struct RecordArgs {
     /// Stop after this many seconds of stream time.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
+
+    /// No progress display or log lines; errors only.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// How the video is (re-)encoded. H.264 in is copied unless one of
+/// `--fps`, `--size`, `--bitrate` asks for a change.
+#[derive(Debug, Args, Clone)]
+pub struct EncodeArgs {
+    /// Limit the output frame rate, dropping frames evenly (re-encodes).
+    #[arg(long, value_name = "F")]
+    pub fps: Option<f64>,
+
+    /// Scale to this size, e.g. 1280x720; both even (re-encodes).
+    #[arg(long, value_name = "WxH", value_parser = parse_size)]
+    pub size: Option<(u32, u32)>,
+
+    /// Target bit rate, e.g. 1M, 800k, 1500000 (re-encodes); without it
+    /// x264 aims at constant quality (CRF 23).
+    #[arg(long, value_name = "BITS", value_parser = parse_bitrate)]
+    pub bitrate: Option<u64>,
+
+    /// libx264 preset: speed against size.
+    #[arg(long, value_enum, default_value_t = X264Preset::Veryfast)]
+    pub preset: X264Preset,
+
+    /// Stop after this many seconds of stream time.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+
+    /// Send a file at its own frame rate, as a live camera would (like
+    /// `ffmpeg -re`).
+    #[arg(long)]
+    pub realtime: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum X264Preset {
+    Ultrafast,
+    Superfast,
+    Veryfast,
+    Faster,
+    Fast,
+    Medium,
+    Slow,
+    Slower,
+    Veryslow,
+}
+
+impl X264Preset {
+    pub fn name(self) -> &'static str {
+        match self {
+            X264Preset::Ultrafast => "ultrafast",
+            X264Preset::Superfast => "superfast",
+            X264Preset::Veryfast => "veryfast",
+            X264Preset::Faster => "faster",
+            X264Preset::Fast => "fast",
+            X264Preset::Medium => "medium",
+            X264Preset::Slow => "slow",
+            X264Preset::Slower => "slower",
+            X264Preset::Veryslow => "veryslow",
+        }
+    }
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("'{s}' is not WIDTHxHEIGHT (e.g. 1280x720)");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (
+        w.trim().parse().map_err(|_| bad())?,
+        h.trim().parse().map_err(|_| bad())?,
+    );
+    if !(2..=16384).contains(&w) || !(2..=16384).contains(&h) {
+        return Err(format!(
+            "'{s}': width and height must be between 2 and 16384"
+        ));
+    }
+    if w % 2 != 0 || h % 2 != 0 {
+        return Err(format!(
+            "'{s}': width and height must be even (H.264 with 4:2:0 colour)"
+        ));
+    }
+    Ok((w, h))
+}
+
+fn parse_bitrate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1e3),
+        Some((i, 'm' | 'M')) => (&t[..i], 1e6),
+        _ => (t, 1.0),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a bit rate (e.g. 1M, 800k, 1500000)"))?;
+    let bits = v * mult;
+    if !(bits.is_finite() && (10_000.0..=1e9).contains(&bits)) {
+        return Err(format!("'{s}': the bit rate must be between 10k and 1000M"));
+    }
+    Ok(bits as u64)
+}
+
+#[derive(Debug, Args)]
+pub struct TranscodeArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Output container.
+    #[arg(long, value_enum)]
+    pub to: crate::pipeline::mux::Container,
+
+    /// A file, or an RTMP server's URL (rtmp://host/app/stream) to push to.
+    #[arg(short, long, value_name = "FILE|URL")]
+    pub output: String,
+
+    #[command(flatten)]
+    pub encode: EncodeArgs,
+
+    /// A keyframe at least every this many seconds when encoding.
+    #[arg(long = "gop-seconds", value_name = "SECS", default_value_t = 2.0)]
+    pub gop_seconds: f64,
+
+    /// No progress display or log lines; errors only.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HlsArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// The folder for index.m3u8, init.mp4 and the segments (created if
+    /// missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Target segment length; a segment always starts on a keyframe, so
+    /// copied video cuts where its keyframes are.
+    #[arg(long = "segment-seconds", value_name = "SECS", default_value_t = 2.0)]
+    pub segment_seconds: f64,
+
+    /// Live: segments in the playlist (older ones are deleted).
+    #[arg(long, value_name = "N", default_value_t = 6, conflicts_with = "vod")]
+    pub window: u32,
+
+    /// Keep every segment: a VOD playlist.
+    #[arg(long)]
+    pub vod: bool,
+
+    #[command(flatten)]
+    pub encode: EncodeArgs,
 
     /// No progress display or log lines; errors only.
     #[arg(short, long)]

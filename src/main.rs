@@ -32,6 +32,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Decode(a) => cmd::decode::run(a, shutdown).await,
             Command::Record(a) => cmd::record::run(a, shutdown).await,
+            Command::Transcode(a) => cmd::transcode::run(a, shutdown).await,
+            Command::Hls(a) => cmd::transcode::run_hls(a, shutdown).await,
             Command::Probe(a) => cmd::probe::run(a, shutdown).await,
             Command::Camera(a) => cmd::camera::run(a, shutdown).await,
         }

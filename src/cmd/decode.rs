@@ -68,7 +68,8 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     let decoder = match opened.into_input() {
         Fed::Jpegs(jpegs) if args.jpeg_decoder == JpegDecoder::Libav => {
             pipeline::spawn("camflow-decode", move || {
-                decode::run_jpegs(jpegs.rx, &settings, stop, frame_tx, pool_rx)
+                let mut sink = decode::BgrOut::new(frame_tx, pool_rx);
+                decode::run_jpegs(jpegs.rx, &settings, stop, &mut sink)
             })
         }
         Fed::Jpegs(jpegs) => pipeline::spawn("camflow-decode", move || {
@@ -76,10 +77,12 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             pipeline::turbo::run(jpegs.rx, &settings, stop, frame_tx, pool_rx, workers)
         }),
         Fed::Packets(packets) => pipeline::spawn("camflow-decode", move || {
-            decode::run_packets(packets.rx, &settings, stop, frame_tx, pool_rx)
+            let mut sink = decode::BgrOut::new(frame_tx, pool_rx);
+            decode::run_packets(packets.rx, &settings, stop, &mut sink)
         }),
         Fed::Input(input) => pipeline::spawn("camflow-decode", move || {
-            decode::run(input, &settings, stop, counter, frame_tx, pool_rx)
+            let mut sink = decode::BgrOut::new(frame_tx, pool_rx);
+            decode::run(input, None, &settings, stop, counter, &mut sink)
         }),
     }
     .context("cannot start the decode thread")?;

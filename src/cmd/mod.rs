@@ -4,6 +4,7 @@ pub mod camera;
 pub mod decode;
 pub mod probe;
 pub mod record;
+pub mod transcode;
 
 use crate::pipeline::input::{ChunkFeed, InputSource};
 use crate::shutdown::Shutdown;
@@ -46,13 +47,7 @@ impl Opened {
     }
 }
 
-/// What the libav stage reads: a container through libavformat, whole
-/// JPEGs, or coded packets.
-pub enum Fed {
-    Input(InputSource),
-    Jpegs(JpegStream),
-    Packets(PacketStream),
-}
+pub use crate::pipeline::Fed;
 
 /// Starts the receiver a source needs (HTTP first looks at the answer).
 /// Ctrl-C while connecting ends it with [`STOPPED`]; commands check

@@ -1,6 +1,8 @@
-//! Demux → decode → BGR, on the libav thread. Frames leave through a bounded
-//! channel to the sink's thread, so file writes overlap with decoding; their
-//! buffers come back through the pool and are reused.
+//! Demux → decode, on the libav thread, for every kind of input; the
+//! decoded pictures go to a [`Pictures`] consumer: [`BgrOut`] (BGR frames
+//! through a bounded channel to the sink's thread, so file writes overlap
+//! with decoding; their buffers come back through the pool and are reused)
+//! or the H.264 encoder of `transcode` and `hls`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -49,6 +51,86 @@ pub struct DecodeSummary {
     pub stopped_early: bool,
 }
 
+/// A decoded picture's place in the stream, as [`Pictures`] gets it.
+#[derive(Debug, Clone, Copy)]
+pub struct PictureInfo {
+    /// Pictures handed on before this one.
+    pub index: u64,
+    /// Stream time: seconds from the first picture, continued across
+    /// sessions (reconnects, new init segments).
+    pub t: f64,
+    /// The source's own presentation time, seconds, if it has one.
+    pub pts_seconds: Option<f64>,
+    /// When the picture's bytes arrived (from a file: when decoded).
+    pub received_unix: f64,
+}
+
+/// Where decoded pictures go, after `--duration` and `--fps` were applied.
+pub trait Pictures {
+    /// One picture. `Ok(false)`: the consumer wants no more (it stopped on
+    /// its own error, which it reports itself).
+    fn picture(&mut self, frame: &mut Video, info: &PictureInfo) -> Result<bool, PipelineError>;
+}
+
+/// Pictures as packed BGR frames into a bounded channel, in buffers taken
+/// from (and given back to) a pool.
+pub struct BgrOut {
+    out: SyncSender<BgrFrame>,
+    pool: Receiver<Vec<u8>>,
+    scaler: Option<(scaling::Context, Pixel, u32, u32)>,
+}
+
+impl BgrOut {
+    pub fn new(out: SyncSender<BgrFrame>, pool: Receiver<Vec<u8>>) -> Self {
+        BgrOut {
+            out,
+            pool,
+            scaler: None,
+        }
+    }
+}
+
+impl Pictures for BgrOut {
+    fn picture(&mut self, frame: &mut Video, info: &PictureInfo) -> Result<bool, PipelineError> {
+        let (w, h) = (frame.width(), frame.height());
+        let fmt = frame.format();
+        let rebuild = match &self.scaler {
+            Some((_, f, sw, sh)) => *f != fmt || *sw != w || *sh != h,
+            None => true,
+        };
+        if rebuild {
+            let ctx =
+                scaling::Context::get(fmt, w, h, Pixel::BGR24, w, h, scaling::Flags::BILINEAR)
+                    .map_err(|e| {
+                        PipelineError::Decoder(format!("no converter from {fmt:?}: {e}"))
+                    })?;
+            self.scaler = Some((ctx, fmt, w, h));
+        }
+        let Some((scaler, ..)) = self.scaler.as_mut() else {
+            return Ok(true);
+        };
+        let len = w as usize * h as usize * 3;
+        let mut buf = self.pool.try_recv().unwrap_or_default();
+        // swscale's SIMD row writers may store a few bytes past the end of
+        // the last row (seen with valgrind at widths like 330 and 1918);
+        // the padding is never written to disk.
+        buf.resize(len + SWS_PADDING, 0);
+        scale_into(scaler, frame, &mut buf, w as usize * 3)?;
+        let out = BgrFrame {
+            index: info.index,
+            pts_seconds: info.pts_seconds,
+            received_unix: info.received_unix,
+            width: w,
+            height: h,
+            keyframe: frame.is_key(),
+            data: buf,
+        };
+        // A closed channel: the sink stopped (its own error, reported by
+        // the command).
+        Ok(self.out.send(out).is_ok())
+    }
+}
+
 /// Keeps at most `fps` frames per second of stream time: a frame is kept
 /// when it falls into a later 1/fps slot than the last kept one. Drops,
 /// never duplicates.
@@ -82,8 +164,7 @@ impl RateLimiter {
 
 struct Run<'a> {
     settings: &'a DecodeSettings,
-    out: &'a SyncSender<BgrFrame>,
-    pool: &'a Receiver<Vec<u8>>,
+    sink: &'a mut dyn Pictures,
     stop: &'a AtomicBool,
     limiter: Option<RateLimiter>,
     /// Stream time: `first_pts` is this session's first timestamp, and
@@ -97,7 +178,6 @@ struct Run<'a> {
     session_frames: u64,
     frame_rate: f64,
     summary: DecodeSummary,
-    scaler: Option<(scaling::Context, Pixel, u32, u32)>,
     /// Arrival time of each video packet from the network, by pts, until
     /// its frame comes out of the decoder (libav reads ahead while probing,
     /// and frame threads hold a few frames).
@@ -106,23 +186,30 @@ struct Run<'a> {
 }
 
 /// Runs the whole decode. Returns when the stream ends, a limit is hit,
-/// `stop` is set, or the sink hangs up (then `stopped_early`).
+/// `stop` is set, or the sink hangs up (then `stopped_early`). `opened`:
+/// the input, already opened by a caller that looked at it first (else it
+/// is opened here).
 pub fn run(
     src: InputSource,
+    mut opened: Option<ffmpeg::format::context::Input>,
     settings: &DecodeSettings,
     stop: Arc<AtomicBool>,
     bytes_read: Arc<AtomicU64>,
-    out: SyncSender<BgrFrame>,
-    pool: Receiver<Vec<u8>>,
+    sink: &mut dyn Pictures,
 ) -> Result<DecodeSummary, PipelineError> {
-    let mut run = Run::new(settings, &out, &pool, &stop);
+    let mut run = Run::new(settings, sink, &stop);
     // When a receiver failed, its error says why libav could not go on.
     let explain = |e: PipelineError| match &src {
         InputSource::Chunks(feed) => feed.error().map(PipelineError::Source).unwrap_or(e),
         _ => e,
     };
     loop {
-        run.session(&src, &stop, &bytes_read).map_err(explain)?;
+        let ictx = match opened.take() {
+            Some(i) => i,
+            None => input::open(&src, stop.clone(), bytes_read.clone())
+                .map_err(|e| explain(PipelineError::Open(e.to_string())))?,
+        };
+        run.session(ictx, &src, &bytes_read).map_err(explain)?;
         if run.done {
             run.summary.stopped_early = true;
             break;
@@ -152,10 +239,9 @@ pub fn run_jpegs(
     mut rx: mpsc::Receiver<Result<JpegFrame, SourceError>>,
     settings: &DecodeSettings,
     stop: Arc<AtomicBool>,
-    out: SyncSender<BgrFrame>,
-    pool: Receiver<Vec<u8>>,
+    sink: &mut dyn Pictures,
 ) -> Result<DecodeSummary, PipelineError> {
-    let mut run = Run::new(settings, &out, &pool, &stop);
+    let mut run = Run::new(settings, sink, &stop);
     let codec = ffmpeg::decoder::find(ffmpeg::codec::Id::MJPEG)
         .ok_or_else(|| PipelineError::Decoder("this FFmpeg has no mjpeg decoder".into()))?;
     let mut decoder = ffmpeg::codec::context::Context::new_with_codec(codec)
@@ -186,10 +272,9 @@ pub fn run_packets(
     mut rx: mpsc::Receiver<Result<VideoPacket, SourceError>>,
     settings: &DecodeSettings,
     stop: Arc<AtomicBool>,
-    out: SyncSender<BgrFrame>,
-    pool: Receiver<Vec<u8>>,
+    sink: &mut dyn Pictures,
 ) -> Result<DecodeSummary, PipelineError> {
-    let mut run = Run::new(settings, &out, &pool, &stop);
+    let mut run = Run::new(settings, sink, &stop);
     let time_base = Rational::new(1, 1_000_000);
     let mut decoder: Option<ffmpeg::decoder::Video> = None;
     let mut frame = Video::empty();
@@ -249,16 +334,10 @@ fn open_decoder(params: &VideoParams) -> Result<ffmpeg::decoder::Video, Pipeline
 }
 
 impl<'a> Run<'a> {
-    fn new(
-        settings: &'a DecodeSettings,
-        out: &'a SyncSender<BgrFrame>,
-        pool: &'a Receiver<Vec<u8>>,
-        stop: &'a AtomicBool,
-    ) -> Self {
+    fn new(settings: &'a DecodeSettings, sink: &'a mut dyn Pictures, stop: &'a AtomicBool) -> Self {
         Run {
             settings,
-            out,
-            pool,
+            sink,
             stop,
             limiter: settings.fps.map(RateLimiter::new),
             first_pts: None,
@@ -267,7 +346,6 @@ impl<'a> Run<'a> {
             session_frames: 0,
             frame_rate: 25.0,
             summary: DecodeSummary::default(),
-            scaler: None,
             arrivals: BTreeMap::new(),
             done: false,
         }
@@ -333,12 +411,10 @@ impl<'a> Run<'a> {
 
     fn session(
         &mut self,
+        mut ictx: ffmpeg::format::context::Input,
         src: &InputSource,
-        stop: &Arc<AtomicBool>,
         bytes_read: &Arc<AtomicU64>,
     ) -> Result<(), PipelineError> {
-        let mut ictx = input::open(src, stop.clone(), bytes_read.clone())
-            .map_err(|e| PipelineError::Open(e.to_string()))?;
         let stream = ictx
             .streams()
             .best(ffmpeg::media::Type::Video)
@@ -446,7 +522,7 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn handle(&mut self, frame: &Video, time_base: Rational) -> Result<(), PipelineError> {
+    fn handle(&mut self, frame: &mut Video, time_base: Rational) -> Result<(), PipelineError> {
         // From the network: when its bytes arrived. From a file: now.
         let received_unix = frame
             .timestamp()
@@ -472,45 +548,16 @@ impl<'a> Run<'a> {
                 return Ok(());
             }
         }
-        let (w, h) = (frame.width(), frame.height());
-        let fmt = frame.format();
-        if w == 0 || h == 0 || fmt == Pixel::None {
+        if frame.width() == 0 || frame.height() == 0 || frame.format() == Pixel::None {
             return Ok(());
         }
-        let rebuild = match &self.scaler {
-            Some((_, f, sw, sh)) => *f != fmt || *sw != w || *sh != h,
-            None => true,
-        };
-        if rebuild {
-            let ctx =
-                scaling::Context::get(fmt, w, h, Pixel::BGR24, w, h, scaling::Flags::BILINEAR)
-                    .map_err(|e| {
-                        PipelineError::Decoder(format!("no converter from {fmt:?}: {e}"))
-                    })?;
-            self.scaler = Some((ctx, fmt, w, h));
-        }
-        let Some((scaler, ..)) = self.scaler.as_mut() else {
-            return Ok(());
-        };
-        let len = w as usize * h as usize * 3;
-        let mut buf = self.pool.try_recv().unwrap_or_default();
-        // swscale's SIMD row writers may store a few bytes past the end of
-        // the last row (seen with valgrind at widths like 330 and 1918);
-        // the padding is never written to disk.
-        buf.resize(len + SWS_PADDING, 0);
-        scale_into(scaler, frame, &mut buf, w as usize * 3)?;
-
-        let out = BgrFrame {
+        let info = PictureInfo {
             index: self.summary.frames,
+            t,
             pts_seconds: pts,
             received_unix,
-            width: w,
-            height: h,
-            keyframe: frame.is_key(),
-            data: buf,
         };
-        if self.out.send(out).is_err() {
-            // The sink stopped (its own error, reported by the command).
+        if !self.sink.picture(frame, &info)? {
             self.done = true;
             return Ok(());
         }

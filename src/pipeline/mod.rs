@@ -2,13 +2,24 @@
 //! named OS threads, fed through bounded channels, never on tokio workers.
 
 pub mod decode;
+pub mod encode;
 pub mod input;
+pub mod mux;
 pub mod probe;
 pub mod remux;
 pub mod synth;
+pub mod transcode;
 pub mod turbo;
 
-use crate::source::SourceError;
+use crate::source::{JpegStream, PacketStream, SourceError};
+
+/// What the libav stage reads: a container through libavformat, whole
+/// JPEGs, or coded packets.
+pub enum Fed {
+    Input(input::InputSource),
+    Jpegs(JpegStream),
+    Packets(PacketStream),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {

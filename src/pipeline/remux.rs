@@ -361,7 +361,7 @@ const REORDER_WINDOW: usize = 4;
 /// for I P B B). Pictures are held back [`REORDER_WINDOW`] deep, so the
 /// smallest PTS still to come is known.
 #[derive(Debug)]
-struct DtsMaker<T> {
+pub(crate) struct DtsMaker<T> {
     queue: std::collections::VecDeque<(T, i64)>,
     pending: std::collections::BinaryHeap<std::cmp::Reverse<i64>>,
     shift: Option<i64>,
@@ -382,7 +382,7 @@ impl<T> Default for DtsMaker<T> {
 impl<T> DtsMaker<T> {
     /// Takes the next picture in decode order; hands back the oldest held
     /// one with its (pts, dts) once the window is full.
-    fn push(&mut self, item: T, pts: i64) -> Option<(T, i64, i64)> {
+    pub(crate) fn push(&mut self, item: T, pts: i64) -> Option<(T, i64, i64)> {
         self.queue.push_back((item, pts));
         self.pending.push(std::cmp::Reverse(pts));
         if self.queue.len() > REORDER_WINDOW {
@@ -393,7 +393,7 @@ impl<T> DtsMaker<T> {
     }
 
     /// The oldest held picture (call until `None` at the end).
-    fn pop(&mut self) -> Option<(T, i64, i64)> {
+    pub(crate) fn pop(&mut self) -> Option<(T, i64, i64)> {
         if self.shift.is_none() {
             let mut sorted: Vec<i64> = self.queue.iter().map(|(_, p)| *p).collect();
             sorted.sort_unstable();

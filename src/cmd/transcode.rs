@@ -1,0 +1,221 @@
+//! `camflow transcode` (FLV to a file or an RTMP server) and `camflow hls`
+//! (fMP4 HLS in a folder): both run the output engine in
+//! `pipeline::transcode` on a libav thread.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+
+use crate::cli::{EncodeArgs, HlsArgs, TranscodeArgs};
+use crate::cmd::decode::join;
+use crate::cmd::{open_or_stop, Opened};
+use crate::pipeline::encode::EncodeSettings;
+use crate::pipeline::input::InputSource;
+use crate::pipeline::mux::{self, HlsSpec, Target};
+use crate::pipeline::transcode::{self, OutputJob};
+use crate::pipeline::{self};
+use crate::progress::Progress;
+use crate::shutdown::Shutdown;
+use crate::source::{self, SourceOptions};
+
+pub async fn run(args: TranscodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    let mut opts = args.source.options()?;
+    opts.quiet = args.quiet;
+    let name = opts.spec.display_name();
+    check_encode_args(&args.encode)?;
+    if !(args.gop_seconds.is_finite() && args.gop_seconds > 0.0 && args.gop_seconds <= 3600.0) {
+        bail!("--gop-seconds must be between 0 and 3600");
+    }
+    let to = args.output.clone();
+    let shown = redact_output(&to);
+    if to.contains("://") {
+        let scheme = to
+            .split("://")
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if !matches!(scheme.as_str(), "rtmp" | "rtmps") {
+            bail!("{shown}: only rtmp:// and rtmps:// URLs can be pushed to; anything else is a file path");
+        }
+    } else {
+        check_parent(&name, std::path::Path::new(&to))?;
+    }
+    let job = OutputJob {
+        target: Target::Stream {
+            container: args.to,
+            to,
+            timeout: args.source.timeout,
+        },
+        encode: settings(&args.encode, args.gop_seconds),
+        force_encode: forces_encode(&args.encode),
+        fps: args.encode.fps,
+        duration: args.encode.duration,
+        realtime: args.encode.realtime,
+    };
+    run_job(opts, job, args.quiet, shown, shutdown).await
+}
+
+pub async fn run_hls(args: HlsArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    let mut opts = args.source.options()?;
+    opts.quiet = args.quiet;
+    check_encode_args(&args.encode)?;
+    let seg = args.segment_seconds;
+    if !(seg.is_finite() && (0.1..=600.0).contains(&seg)) {
+        bail!("--segment-seconds must be between 0.1 and 600");
+    }
+    if !args.vod && args.window == 0 {
+        bail!("--window must be at least 1 (or --vod to keep every segment)");
+    }
+    mux::prepare_hls_dir(&args.out).map_err(|e| anyhow!("{}: {e}", opts.spec.display_name()))?;
+    let spec = HlsSpec {
+        dir: args.out.clone(),
+        segment_seconds: seg,
+        window: (!args.vod).then_some(args.window),
+    };
+    let shown = spec.playlist().display().to_string();
+    let job = OutputJob {
+        target: Target::Hls(spec),
+        // When encoding, a keyframe per segment: segments come out at the
+        // length asked for.
+        encode: settings(&args.encode, seg),
+        force_encode: forces_encode(&args.encode),
+        fps: args.encode.fps,
+        duration: args.encode.duration,
+        realtime: args.encode.realtime,
+    };
+    run_job(opts, job, args.quiet, shown, shutdown).await
+}
+
+fn check_encode_args(e: &EncodeArgs) -> anyhow::Result<()> {
+    if let Some(f) = e.fps {
+        if !(f.is_finite() && f > 0.0 && f <= 1000.0) {
+            bail!("--fps must be between 0 and 1000");
+        }
+    }
+    if let Some(d) = e.duration {
+        if !(d.is_finite() && d > 0.0) {
+            bail!("--duration must be a positive number of seconds");
+        }
+    }
+    Ok(())
+}
+
+fn forces_encode(e: &EncodeArgs) -> bool {
+    e.fps.is_some() || e.size.is_some() || e.bitrate.is_some()
+}
+
+fn settings(e: &EncodeArgs, gop_seconds: f64) -> EncodeSettings {
+    EncodeSettings {
+        size: e.size,
+        bitrate: e.bitrate,
+        gop_seconds,
+        preset: e.preset.name().to_string(),
+        // Decided once the source is open (live or a file).
+        zerolatency: false,
+        frame_rate: e.fps,
+    }
+}
+
+fn check_parent(name: &str, out: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            bail!("{name}: cannot write {}: no such folder", out.display());
+        }
+    }
+    Ok(())
+}
+
+/// An output URL with its password (if any) masked.
+fn redact_output(to: &str) -> String {
+    match url::Url::parse(to) {
+        Ok(u) if to.contains("://") => source::redact(&u),
+        _ => to.to_string(),
+    }
+}
+
+async fn run_job(
+    opts: SourceOptions,
+    mut job: OutputJob,
+    quiet: bool,
+    shown: String,
+    shutdown: Shutdown,
+) -> anyhow::Result<ExitCode> {
+    let name = opts.spec.display_name();
+    let Some(opened) = open_or_stop(&opts, &shutdown).await? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    // Cameras are live: no B-frames, no lookahead; files get x264's best.
+    job.encode.zerolatency = !matches!(opened, Opened::Libav(InputSource::Path(_)));
+    let stop = shutdown.flag();
+    let bytes = Arc::new(AtomicU64::new(0));
+    let counter = bytes.clone();
+    let net = opened.stats();
+    let written = Arc::new(AtomicU64::new(0));
+    let written_by_worker = written.clone();
+    let hls = matches!(job.target, Target::Hls(_));
+    let out_shown = shown.clone();
+    let worker = pipeline::spawn("camflow-transcode", move || {
+        let mut progress = Progress::new(quiet, "frames").with_source(net.clone());
+        let mut on_frame = |s: &mux::MuxSummary| {
+            written_by_worker.store(s.frames, Ordering::Relaxed);
+            let b = match &net {
+                Some(r) => r.bytes(),
+                None => bytes.load(Ordering::Relaxed),
+            };
+            progress.update(s.frames, b);
+        };
+        let r = transcode::run(opened.into_input(), &job, stop, counter, &mut on_frame);
+        progress.clear();
+        if let Ok(s) = &r {
+            let how = if s.copied {
+                "H.264 copied"
+            } else {
+                "encoded to H.264"
+            };
+            let loss = match net.as_ref().and_then(|l| l.loss_text()) {
+                Some(l) => format!(", {l}"),
+                None => String::new(),
+            };
+            let what = match &job.target {
+                Target::Hls(h) => match h.window {
+                    Some(n) => format!("as live HLS (window of {n}) to {out_shown}"),
+                    None => format!("as VOD HLS to {out_shown}"),
+                },
+                Target::Stream { .. } => format!("to {out_shown}"),
+            };
+            Progress::summary(
+                quiet,
+                &format!(
+                    "wrote {} video frames ({:.1} s) {what} ({how}{loss})",
+                    s.mux.frames, s.mux.seconds
+                ),
+            );
+        }
+        r
+    })
+    .context("cannot start the transcode thread")?;
+    match join(worker).await? {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(_) if shutdown.is_triggered() && written.load(Ordering::Relaxed) == 0 => {
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let text =
+                source::redact_text_with(&e.to_string(), &opts.spec, opts.password.as_deref());
+            let n = written.load(Ordering::Relaxed);
+            if n > 0 && !hls {
+                Err(anyhow!(
+                    "{name}: {text} ({n} frames before it went to {shown})"
+                ))
+            } else if n > 0 {
+                Err(anyhow!(
+                    "{name}: {text} ({n} frames before it are in {shown})"
+                ))
+            } else {
+                Err(anyhow!("{name}: {text}"))
+            }
+        }
+    }
+}

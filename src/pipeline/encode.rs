@@ -1,0 +1,295 @@
+//! Decoded pictures → H.264 (libx264 through libavcodec) → a muxer: the
+//! encoding half of `transcode` and `hls`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ffmpeg::format::Pixel;
+use ffmpeg::software::scaling;
+use ffmpeg::util::frame::Video;
+use ffmpeg::{codec, encoder, Dictionary, Rational};
+use ffmpeg_next as ffmpeg;
+
+use super::decode::{PictureInfo, Pictures};
+use super::mux::{MuxSummary, Target, VideoMuxer};
+use super::PipelineError;
+
+/// How pictures are encoded.
+#[derive(Debug, Clone)]
+pub struct EncodeSettings {
+    /// Output size; `None`: the input's (rounded down to even numbers,
+    /// which 4:2:0 H.264 needs).
+    pub size: Option<(u32, u32)>,
+    /// Target bits per second (with a VBV of twice that); `None`: x264's
+    /// constant-quality default (CRF 23).
+    pub bitrate: Option<u64>,
+    /// A keyframe at least this often, in stream time.
+    pub gop_seconds: f64,
+    /// libx264 preset.
+    pub preset: String,
+    /// `tune=zerolatency` (live sources: no B-frames, no lookahead delay).
+    pub zerolatency: bool,
+    /// The output frame rate if known (`--fps`, or the input's), for x264's
+    /// rate control; cameras that do not say get 25.
+    pub frame_rate: Option<f64>,
+}
+
+/// Time base of the encoder and of the packets it hands the muxer.
+const TIME_BASE: Rational = Rational(1, 90_000);
+
+/// Holds output time to wall-clock time (`--realtime`, as `ffmpeg -re`):
+/// a picture at stream time t goes out no earlier than t after the first.
+pub struct Pacer {
+    start: Option<(Instant, f64)>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Pacer {
+    pub fn new(stop: Arc<AtomicBool>) -> Self {
+        Pacer { start: None, stop }
+    }
+
+    /// Waits until stream time `t` is due (or Ctrl-C).
+    pub fn wait(&mut self, t: f64) {
+        let (at, t0) = *self.start.get_or_insert((Instant::now(), t));
+        let due = at + Duration::from_secs_f64((t - t0).clamp(0.0, 86_400.0));
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if now >= due {
+                break;
+            }
+            std::thread::sleep((due - now).min(Duration::from_millis(50)));
+        }
+    }
+}
+
+struct Open {
+    enc: encoder::Video,
+    /// The encoder's pixel format and size.
+    fmt: Pixel,
+    width: u32,
+    height: u32,
+    mux: VideoMuxer,
+    /// For pictures not already in the encoder's format and size.
+    scaler: Option<(scaling::Context, Pixel, u32, u32)>,
+    scaled: Video,
+    packet: ffmpeg::Packet,
+}
+
+/// A [`Pictures`] consumer that encodes to H.264 and writes to `target`.
+/// The encoder and the output open with the first picture (its size).
+pub struct H264Out<'a> {
+    settings: EncodeSettings,
+    target: &'a Target,
+    open: Option<Open>,
+    pacer: Option<Pacer>,
+    on_frame: &'a mut dyn FnMut(&MuxSummary),
+    next_key: f64,
+    last_pts: Option<i64>,
+    failure: Option<PipelineError>,
+}
+
+impl<'a> H264Out<'a> {
+    pub fn new(
+        settings: EncodeSettings,
+        target: &'a Target,
+        pacer: Option<Pacer>,
+        on_frame: &'a mut dyn FnMut(&MuxSummary),
+    ) -> Self {
+        H264Out {
+            settings,
+            target,
+            open: None,
+            pacer,
+            on_frame,
+            next_key: 0.0,
+            last_pts: None,
+            failure: None,
+        }
+    }
+
+    /// Drains the encoder and finishes the output. The error that stopped
+    /// the pictures (if any) comes first.
+    pub fn finish(mut self) -> Result<MuxSummary, PipelineError> {
+        let failure = self.failure.take();
+        let Some(mut open) = self.open.take() else {
+            return Err(failure.unwrap_or_else(|| {
+                PipelineError::Output("the stream ended before any picture arrived".into())
+            }));
+        };
+        if failure.is_none() {
+            let _ = open.enc.send_eof();
+            drain(&mut open, self.on_frame)?;
+        }
+        let summary = open.mux.finish();
+        match failure {
+            Some(f) => Err(f),
+            None => summary,
+        }
+    }
+
+    fn open(&mut self, frame: &Video) -> Result<(), PipelineError> {
+        let (width, height) = match self.settings.size {
+            Some(s) => s,
+            None => ((frame.width() & !1).max(2), (frame.height() & !1).max(2)),
+        };
+        // 4:2:0 as it comes (full-range JPEG pictures stay full range, as
+        // the ffmpeg CLI keeps them); anything else is converted.
+        let fmt = match frame.format() {
+            f @ (Pixel::YUV420P | Pixel::YUVJ420P) => f,
+            _ => Pixel::YUV420P,
+        };
+        let enc = x264(&self.settings, width, height, fmt)?;
+        let par = codec::Parameters::from(&enc);
+        let rate = self.settings.frame_rate.map(rational);
+        let mux = VideoMuxer::open(self.target, &par, TIME_BASE, rate)?;
+        self.open = Some(Open {
+            enc,
+            fmt,
+            width,
+            height,
+            mux,
+            scaler: None,
+            scaled: Video::empty(),
+            packet: ffmpeg::Packet::empty(),
+        });
+        Ok(())
+    }
+}
+
+impl Pictures for H264Out<'_> {
+    fn picture(&mut self, frame: &mut Video, info: &PictureInfo) -> Result<bool, PipelineError> {
+        if self.open.is_none() {
+            self.open(frame)?;
+        }
+        let Some(open) = self.open.as_mut() else {
+            return Ok(false);
+        };
+        if let Some(p) = self.pacer.as_mut() {
+            p.wait(info.t);
+        }
+        let mut pts = (info.t / f64::from(TIME_BASE)).round() as i64;
+        if let Some(last) = self.last_pts {
+            pts = pts.max(last + 1);
+        }
+        self.last_pts = Some(pts);
+        // A keyframe every --gop-seconds of stream time, whatever the
+        // camera's frame rate; the decoder's picture types are not the
+        // encoder's business.
+        let key = info.t + 1e-6 >= self.next_key;
+        if key {
+            self.next_key = info.t + self.settings.gop_seconds;
+        }
+        let kind = if key {
+            ffmpeg::picture::Type::I
+        } else {
+            ffmpeg::picture::Type::None
+        };
+        let direct = frame.format() == open.fmt
+            && frame.width() == open.width
+            && frame.height() == open.height;
+        let sent = if direct {
+            frame.set_pts(Some(pts));
+            frame.set_kind(kind);
+            open.enc.send_frame(frame)
+        } else {
+            let (fmt, w, h) = (frame.format(), frame.width(), frame.height());
+            let rebuild =
+                !matches!(&open.scaler, Some((_, f, sw, sh)) if *f == fmt && *sw == w && *sh == h);
+            if rebuild {
+                let sc = scaling::Context::get(
+                    fmt,
+                    w,
+                    h,
+                    open.fmt,
+                    open.width,
+                    open.height,
+                    scaling::Flags::BILINEAR,
+                )
+                .map_err(|e| PipelineError::Decoder(format!("no converter from {fmt:?}: {e}")))?;
+                open.scaler = Some((sc, fmt, w, h));
+            }
+            let Some((sc, ..)) = open.scaler.as_mut() else {
+                return Ok(false);
+            };
+            sc.run(frame, &mut open.scaled)
+                .map_err(|e| PipelineError::Decoder(format!("pixel conversion failed: {e}")))?;
+            open.scaled.set_pts(Some(pts));
+            open.scaled.set_kind(kind);
+            open.enc.send_frame(&open.scaled)
+        };
+        sent.map_err(|e| PipelineError::Output(format!("libx264: {e}")))?;
+        if let Err(e) = drain(open, self.on_frame) {
+            self.failure = Some(e);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}
+
+/// Hands every packet the encoder has ready to the muxer.
+fn drain(open: &mut Open, on_frame: &mut dyn FnMut(&MuxSummary)) -> Result<(), PipelineError> {
+    while open.enc.receive_packet(&mut open.packet).is_ok() {
+        open.mux.write(&mut open.packet, TIME_BASE)?;
+        on_frame(&open.mux.summary);
+    }
+    Ok(())
+}
+
+fn rational(f: f64) -> Rational {
+    // Whole rates stay exact; 29.97 and friends to a thousandth.
+    if (f - f.round()).abs() < 1e-9 {
+        Rational::new(f.round() as i32, 1)
+    } else {
+        Rational::new((f * 1000.0).round() as i32, 1000)
+    }
+}
+
+/// Opens libx264 for pictures of this size and format.
+fn x264(
+    s: &EncodeSettings,
+    width: u32,
+    height: u32,
+    fmt: Pixel,
+) -> Result<encoder::Video, PipelineError> {
+    let err = |what: &str, e: ffmpeg::Error| PipelineError::Output(format!("{what}: {e}"));
+    let codec = encoder::find_by_name("libx264")
+        .ok_or_else(|| PipelineError::Output("this FFmpeg has no libx264 encoder".into()))?;
+    let mut enc = codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(|e| err("libx264", e))?;
+    let fps = s
+        .frame_rate
+        .filter(|f| f.is_finite() && *f > 0.0)
+        .unwrap_or(25.0);
+    enc.set_width(width);
+    enc.set_height(height);
+    enc.set_format(fmt);
+    if fmt == Pixel::YUVJ420P {
+        enc.set_color_range(ffmpeg::color::Range::JPEG);
+    }
+    enc.set_time_base(TIME_BASE);
+    enc.set_frame_rate(Some(rational(fps)));
+    // Keyframes are forced on stream time (see `picture`); this cap only
+    // matters if the camera runs much faster than its rate says.
+    let gop_frames = (s.gop_seconds * fps * 2.0).round().clamp(1.0, 100_000.0) as u32;
+    enc.set_gop(gop_frames);
+    enc.set_flags(codec::Flags::GLOBAL_HEADER);
+    let mut opts = Dictionary::new();
+    opts.set("preset", &s.preset);
+    if s.zerolatency {
+        opts.set("tune", "zerolatency");
+    }
+    if let Some(b) = s.bitrate {
+        enc.set_bit_rate(b as usize);
+        enc.set_max_bit_rate(b as usize);
+        // SAFETY: a plain field write before the encoder is opened.
+        unsafe {
+            (*enc.as_mut_ptr()).rc_buffer_size =
+                i32::try_from(b.saturating_mul(2)).unwrap_or(i32::MAX);
+        }
+    }
+    enc.open_with(opts).map_err(|e| err("opening libx264", e))
+}

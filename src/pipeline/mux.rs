@@ -1,0 +1,342 @@
+//! One video stream into a libavformat muxer: FLV to a file or an RTMP
+//! server, or HLS (fMP4 segments) into a folder. Packets come in with their
+//! own time base and are rescaled to the muxer's.
+//!
+//! HLS uses libavformat's hls muxer rather than segments written here: it
+//! already splits at keyframes only, writes `EXT-X-MAP`, rounds
+//! `EXT-X-TARGETDURATION` up from the longest segment, replaces the
+//! playlist by write-then-rename, deletes segments that left a live window
+//! after a grace of one segment, and writes `EXT-X-ENDLIST` in its trailer
+//! (all checked by the tests against ffprobe and a browser).
+
+use std::path::{Path, PathBuf};
+
+use ffmpeg::{codec, Rational};
+use ffmpeg_next as ffmpeg;
+
+use super::PipelineError;
+use crate::packet::{VideoCodec, VideoParams};
+
+/// A container `transcode --to` writes. A new one is a variant here and a
+/// line in [`Container::muxer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Container {
+    /// Flash Video: files, and what RTMP servers take.
+    Flv,
+}
+
+impl Container {
+    /// libavformat's name for the muxer, and its options.
+    fn muxer(self) -> (&'static str, Vec<(&'static str, String)>) {
+        match self {
+            Container::Flv => ("flv", vec![]),
+        }
+    }
+}
+
+/// Where the muxed stream goes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A file path or a URL libavformat writes to (`rtmp://…`).
+    Stream {
+        container: Container,
+        to: String,
+        /// Seconds a network write may block before the push fails.
+        timeout: f64,
+    },
+    /// HLS with fMP4 segments in `dir`: `index.m3u8`, `init.mp4`,
+    /// `segNNNNN.m4s`.
+    Hls(HlsSpec),
+}
+
+#[derive(Debug, Clone)]
+pub struct HlsSpec {
+    pub dir: PathBuf,
+    pub segment_seconds: f64,
+    /// `Some(n)`: live, a sliding window of n segments; `None`: VOD, every
+    /// segment kept.
+    pub window: Option<u32>,
+}
+
+impl HlsSpec {
+    pub fn playlist(&self) -> PathBuf {
+        self.dir.join("index.m3u8")
+    }
+}
+
+impl Target {
+    /// Whether this goes over the network (an RTMP push).
+    pub fn is_url(&self) -> bool {
+        matches!(self, Target::Stream { to, .. } if to.contains("://"))
+    }
+
+    /// What error messages call the output (passwords are the caller's to
+    /// remove from URLs before this).
+    pub fn name(&self) -> String {
+        match self {
+            Target::Stream { to, .. } => to.clone(),
+            Target::Hls(h) => h.playlist().display().to_string(),
+        }
+    }
+
+    /// The local file this creates, if it is one (for clean-up when the
+    /// output cannot even start).
+    fn local_file(&self) -> Option<PathBuf> {
+        match self {
+            Target::Stream { to, .. } if !to.contains("://") => Some(PathBuf::from(to)),
+            Target::Stream { .. } => None,
+            Target::Hls(h) => Some(h.playlist()),
+        }
+    }
+
+    fn open_spec(&self) -> (&'static str, String, Vec<(&'static str, String)>) {
+        match self {
+            Target::Stream {
+                container,
+                to,
+                timeout,
+            } => {
+                let (fmt, mut opts) = container.muxer();
+                if self.is_url() {
+                    // Microseconds, for every protocol layer under it.
+                    opts.push(("rw_timeout", format!("{}", (timeout * 1e6) as i64)));
+                }
+                (fmt, to.clone(), opts)
+            }
+            Target::Hls(h) => {
+                let mut opts = vec![
+                    ("hls_segment_type", "fmp4".to_string()),
+                    ("hls_time", format!("{}", h.segment_seconds)),
+                    ("hls_fmp4_init_filename", "init.mp4".to_string()),
+                    (
+                        "hls_segment_filename",
+                        h.dir.join("seg%05d.m4s").display().to_string(),
+                    ),
+                ];
+                match h.window {
+                    Some(n) => {
+                        opts.push(("hls_list_size", n.to_string()));
+                        opts.push((
+                            "hls_flags",
+                            "delete_segments+temp_file+independent_segments".into(),
+                        ));
+                    }
+                    None => {
+                        opts.push(("hls_list_size", "0".into()));
+                        opts.push(("hls_playlist_type", "vod".into()));
+                        opts.push(("hls_flags", "temp_file+independent_segments".into()));
+                    }
+                }
+                ("hls", h.playlist().display().to_string(), opts)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MuxSummary {
+    pub frames: u64,
+    /// Presentation time of the last frame written, from the first.
+    pub seconds: f64,
+}
+
+/// An open muxer with one video stream.
+pub struct VideoMuxer {
+    octx: ffmpeg::format::context::Output,
+    out_tb: Rational,
+    name: String,
+    first_pts: Option<i64>,
+    last_dts: Option<i64>,
+    pub summary: MuxSummary,
+    finished: bool,
+}
+
+impl VideoMuxer {
+    /// Opens the output and writes its header. `par`: the video stream's
+    /// codec parameters; `time_base`: that of the packets to come.
+    pub fn open(
+        target: &Target,
+        par: &codec::Parameters,
+        time_base: Rational,
+        frame_rate: Option<Rational>,
+    ) -> Result<Self, PipelineError> {
+        let name = target.name();
+        let fail = |e: ffmpeg::Error| PipelineError::Output(format!("{name}: {}", explain(e)));
+        let created = target.local_file().filter(|p| !p.exists());
+        let discard = |e: PipelineError| {
+            if let Some(p) = &created {
+                let _ = std::fs::remove_file(p);
+            }
+            e
+        };
+        let (fmt, to, opts) = target.open_spec();
+        let mut octx = open_output(fmt, &to, &opts).map_err(|e| discard(fail(e)))?;
+        {
+            let mut ost = octx
+                .add_stream(ffmpeg::encoder::find(codec::Id::None))
+                .map_err(|e| discard(fail(e)))?;
+            ost.set_parameters(par.clone());
+            ost.set_time_base(time_base);
+            if let Some(r) = frame_rate {
+                ost.set_avg_frame_rate(r);
+                ost.set_rate(r);
+            }
+            // SAFETY: a plain field write; a tag from another container can
+            // be wrong here, and 0 lets the muxer choose.
+            unsafe {
+                (*ost.parameters().as_mut_ptr()).codec_tag = 0;
+            }
+        }
+        let mut dict = ffmpeg::Dictionary::new();
+        for (k, v) in &opts {
+            dict.set(k, v);
+        }
+        octx.write_header_with(dict).map_err(|e| discard(fail(e)))?;
+        let out_tb = octx.stream(0).map(|s| s.time_base()).unwrap_or(time_base);
+        Ok(VideoMuxer {
+            octx,
+            out_tb,
+            name,
+            first_pts: None,
+            last_dts: None,
+            summary: MuxSummary::default(),
+            finished: false,
+        })
+    }
+
+    /// Writes one packet whose timestamps are in `tb`.
+    pub fn write(&mut self, pkt: &mut ffmpeg::Packet, tb: Rational) -> Result<(), PipelineError> {
+        pkt.rescale_ts(tb, self.out_tb);
+        pkt.set_stream(0);
+        pkt.set_position(-1);
+        // Decode times must rise: a repeated one (a camera's clock) moves on
+        // by a tick, and never past the presentation time it belongs to.
+        if let (Some(last), Some(dts)) = (self.last_dts, pkt.dts()) {
+            if dts <= last {
+                pkt.set_dts(Some(last + 1));
+                if pkt.pts().is_some_and(|p| p < last + 1) {
+                    pkt.set_pts(Some(last + 1));
+                }
+            }
+        }
+        self.last_dts = pkt.dts().or(self.last_dts);
+        if let Some(p) = pkt.pts() {
+            let first = *self.first_pts.get_or_insert(p);
+            self.summary.seconds = self
+                .summary
+                .seconds
+                .max((p - first) as f64 * f64::from(self.out_tb));
+        }
+        pkt.write_interleaved(&mut self.octx)
+            .map_err(|e| PipelineError::Output(format!("{}: {}", self.name, explain(e))))?;
+        self.summary.frames += 1;
+        Ok(())
+    }
+
+    /// Writes the trailer (HLS: the last segment and `EXT-X-ENDLIST`).
+    pub fn finish(mut self) -> Result<MuxSummary, PipelineError> {
+        self.finished = true;
+        self.octx
+            .write_trailer()
+            .map_err(|e| PipelineError::Output(format!("{}: {}", self.name, explain(e))))?;
+        Ok(self.summary)
+    }
+}
+
+impl Drop for VideoMuxer {
+    fn drop(&mut self) {
+        // An error path: still close the file properly (a playable FLV up
+        // to here, a final playlist), ignoring what fails now.
+        if !self.finished {
+            let _ = self.octx.write_trailer();
+        }
+    }
+}
+
+/// libav's error text, with what it means for an output.
+fn explain(e: ffmpeg::Error) -> String {
+    match e {
+        ffmpeg::Error::Other { errno } if errno == libc::ECONNREFUSED => {
+            "connection refused (is the server running?)".into()
+        }
+        ffmpeg::Error::Other { errno } if errno == libc::ETIMEDOUT => "timed out".into(),
+        ffmpeg::Error::Other { errno } if errno == libc::ENOSPC => {
+            "no space left on the disk".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `avformat_alloc_output_context2`, then `avio_open2` unless the muxer
+/// opens its files itself (hls does: `AVFMT_NOFILE`). ffmpeg-next's
+/// `output_as_with` always opens the path, which for hls would create a
+/// stray handle on the playlist.
+fn open_output(
+    fmt: &str,
+    to: &str,
+    opts: &[(&str, String)],
+) -> Result<ffmpeg::format::context::Output, ffmpeg::Error> {
+    use ffmpeg::ffi;
+    let fmt_c = std::ffi::CString::new(fmt).map_err(|_| ffmpeg::Error::InvalidData)?;
+    let to_c = std::ffi::CString::new(to).map_err(|_| ffmpeg::Error::InvalidData)?;
+    let mut ps = std::ptr::null_mut();
+    // SAFETY: standard libavformat calls; the context is wrapped (and so
+    // freed) as soon as it exists, before anything can fail.
+    unsafe {
+        let r = ffi::avformat_alloc_output_context2(
+            &mut ps,
+            std::ptr::null_mut(),
+            fmt_c.as_ptr(),
+            to_c.as_ptr(),
+        );
+        if r < 0 || ps.is_null() {
+            return Err(ffmpeg::Error::from(r.min(-1)));
+        }
+        let octx = ffmpeg::format::context::Output::wrap(ps);
+        let nofile = ((*(*ps).oformat).flags & ffi::AVFMT_NOFILE) != 0;
+        if !nofile {
+            let mut dict = ffmpeg::Dictionary::new();
+            for (k, v) in opts {
+                dict.set(k, v);
+            }
+            let mut raw = dict.disown();
+            let r = ffi::avio_open2(
+                &mut (*ps).pb,
+                to_c.as_ptr(),
+                ffi::AVIO_FLAG_WRITE,
+                std::ptr::null(),
+                &mut raw,
+            );
+            ffmpeg::Dictionary::own(raw);
+            if r < 0 {
+                return Err(ffmpeg::Error::from(r));
+            }
+        }
+        Ok(octx)
+    }
+}
+
+/// Codec parameters for coded packets from a receiver (RTSP H.264).
+pub fn params_of(v: &VideoParams) -> Result<codec::Parameters, PipelineError> {
+    let mut par = codec::Parameters::new();
+    let id = match v.codec {
+        VideoCodec::H264 => codec::Id::H264,
+    };
+    // SAFETY: plain field writes on parameters we own; the extradata is a
+    // padded copy libav owns and frees with them.
+    unsafe {
+        let p = par.as_mut_ptr();
+        (*p).codec_type = ffmpeg::ffi::AVMediaType::AVMEDIA_TYPE_VIDEO;
+        (*p).codec_id = id.into();
+        (*p).width = i32::try_from(v.width).unwrap_or(0);
+        (*p).height = i32::try_from(v.height).unwrap_or(0);
+        super::set_extradata(&mut (*p).extradata, &mut (*p).extradata_size, &v.extradata)
+            .map_err(|e| PipelineError::Output(e.to_string()))?;
+    }
+    Ok(par)
+}
+
+/// Whether `dir` can take HLS output: created if missing (with parents).
+pub fn prepare_hls_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}

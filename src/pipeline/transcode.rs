@@ -1,0 +1,358 @@
+//! The output engine of `transcode` and `hls`: H.264 in is copied into the
+//! muxer as it is; anything else, or H.264 when the output must change
+//! (`--fps`, `--size`, `--bitrate`), is decoded and encoded with libx264.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ffmpeg::{codec, media, Rational};
+use ffmpeg_next as ffmpeg;
+use tokio::sync::mpsc;
+
+use super::decode::{self, DecodeSettings};
+use super::encode::{EncodeSettings, H264Out, Pacer};
+use super::input::{self, InputSource};
+use super::mux::{self, MuxSummary, Target, VideoMuxer};
+use super::remux::DtsMaker;
+use super::{Fed, PipelineError};
+use crate::packet::VideoPacket;
+use crate::source::SourceError;
+
+/// Everything about the output but the source.
+#[derive(Debug, Clone)]
+pub struct OutputJob {
+    pub target: Target,
+    pub encode: EncodeSettings,
+    /// Re-encode even H.264 (the user asked for a change).
+    pub force_encode: bool,
+    /// Output frame rate limit (forces encoding).
+    pub fps: Option<f64>,
+    pub duration: Option<f64>,
+    /// Pace a file at its own rate.
+    pub realtime: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OutputSummary {
+    pub mux: MuxSummary,
+    /// Stream copy (no re-encoding).
+    pub copied: bool,
+}
+
+/// Time base of the copy paths' timestamps before the muxer rescales them.
+const TB: Rational = Rational(1, 90_000);
+
+pub fn run(
+    fed: Fed,
+    job: &OutputJob,
+    stop: Arc<AtomicBool>,
+    bytes_read: Arc<AtomicU64>,
+    on_frame: &mut dyn FnMut(&MuxSummary),
+) -> Result<OutputSummary, PipelineError> {
+    let settings = DecodeSettings {
+        max_frames: None,
+        duration: job.duration,
+        fps: job.fps,
+    };
+    let pacer = || job.realtime.then(|| Pacer::new(stop.clone()));
+    match fed {
+        Fed::Jpegs(jpegs) => {
+            let mut out = H264Out::new(job.encode.clone(), &job.target, pacer(), on_frame);
+            let r = decode::run_jpegs(jpegs.rx, &settings, stop.clone(), &mut out);
+            encoded(r, out)
+        }
+        Fed::Packets(packets) if job.force_encode => {
+            let mut out = H264Out::new(job.encode.clone(), &job.target, pacer(), on_frame);
+            let r = decode::run_packets(packets.rx, &settings, stop.clone(), &mut out);
+            encoded(r, out)
+        }
+        Fed::Packets(packets) => copy_packets(packets.rx, job, &stop, on_frame),
+        Fed::Input(src) => {
+            let explain = |e: PipelineError| match &src {
+                InputSource::Chunks(feed) => feed.error().map(PipelineError::Source).unwrap_or(e),
+                _ => e,
+            };
+            let ictx = input::open(&src, stop.clone(), bytes_read.clone())
+                .map_err(|e| explain(PipelineError::Open(e.to_string())))?;
+            let video = ictx
+                .streams()
+                .best(media::Type::Video)
+                .ok_or(PipelineError::NoVideo)?;
+            let is_h264 = video.parameters().id() == codec::Id::H264;
+            let rate = video.avg_frame_rate();
+            if is_h264 && !job.force_encode {
+                return copy_input(&src, ictx, job, &stop, &bytes_read, on_frame).map_err(explain);
+            }
+            let mut encode = job.encode.clone();
+            if encode.frame_rate.is_none() && rate.numerator() > 0 && rate.denominator() > 0 {
+                encode.frame_rate = Some(f64::from(rate));
+            }
+            let mut out = H264Out::new(encode, &job.target, pacer(), on_frame);
+            let r = decode::run(
+                src,
+                Some(ictx),
+                &settings,
+                stop.clone(),
+                bytes_read,
+                &mut out,
+            );
+            encoded(r, out)
+        }
+    }
+}
+
+/// The result of a decode into the encoder: the decode's error first, then
+/// the output's.
+fn encoded(
+    decoded: Result<decode::DecodeSummary, PipelineError>,
+    out: H264Out,
+) -> Result<OutputSummary, PipelineError> {
+    let finished = out.finish();
+    decoded?;
+    Ok(OutputSummary {
+        mux: finished?,
+        copied: false,
+    })
+}
+
+/// Stream copy of H.264 that libavformat demuxes (files, stdin, fMP4 from
+/// a WebSocket). A network stream's new init segment starts a new demuxer;
+/// the copy goes on if its parameters are the same ones, on one clock.
+fn copy_input(
+    src: &InputSource,
+    mut ictx: ffmpeg::format::context::Input,
+    job: &OutputJob,
+    stop: &Arc<AtomicBool>,
+    bytes_read: &Arc<AtomicU64>,
+    on_frame: &mut dyn FnMut(&MuxSummary),
+) -> Result<OutputSummary, PipelineError> {
+    let mut pacer = job.realtime.then(|| Pacer::new(stop.clone()));
+    let mut mux: Option<(VideoMuxer, Vec<u8>)> = None;
+    // Stream time: where this session starts on the output's clock.
+    let mut offset = 0.0f64;
+    let mut last_t: Option<f64> = None;
+    let mut step = 0.04f64;
+    let mut failure = None;
+    'sessions: loop {
+        let Some(ist) = ictx.streams().best(media::Type::Video) else {
+            return Err(PipelineError::NoVideo);
+        };
+        let index = ist.index();
+        let tb = ist.time_base();
+        let par = ist.parameters();
+        if par.id() != codec::Id::H264 {
+            failure = Some(PipelineError::Output(format!(
+                "the stream changed its codec to {}; a stream copy cannot follow",
+                par.id().name()
+            )));
+            break;
+        }
+        let extradata = extradata_of(&par);
+        let rate = ist.avg_frame_rate();
+        let rate_ok = rate.numerator() > 0 && rate.denominator() > 0;
+        if rate_ok {
+            step = 1.0 / f64::from(rate);
+        }
+        match &mux {
+            None => {
+                let m = VideoMuxer::open(&job.target, &par, TB, rate_ok.then_some(rate))?;
+                mux = Some((m, extradata));
+            }
+            Some((_, first)) if *first != extradata => {
+                failure = Some(PipelineError::Output(
+                    "the stream's H.264 parameters changed; a stream copy cannot follow them \
+                     (--bitrate re-encodes)"
+                        .into(),
+                ));
+                break;
+            }
+            Some(_) => {}
+        }
+        let Some((m, _)) = mux.as_mut() else { break };
+        let mut first: Option<i64> = None;
+        let mut next_dts = 0i64;
+        let mut pkt = ffmpeg::Packet::empty();
+        let count_bytes = matches!(src, InputSource::Path(_));
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                break 'sessions;
+            }
+            match pkt.read(&mut ictx) {
+                Ok(()) => {}
+                Err(ffmpeg::Error::Eof) => break,
+                Err(ffmpeg::Error::Exit) => break 'sessions,
+                Err(ffmpeg::Error::InvalidData) => continue,
+                Err(e) => {
+                    failure = Some(PipelineError::Read(e.to_string()));
+                    break 'sessions;
+                }
+            }
+            if count_bytes {
+                bytes_read.fetch_add(pkt.size() as u64, Ordering::Relaxed);
+            }
+            if pkt.stream() != index {
+                continue;
+            }
+            // Raw .h264 has no timestamps: one frame per packet, as the
+            // ffmpeg CLI counts them.
+            let tick = if rate_ok && tb.numerator() > 0 {
+                ((f64::from(rate.invert()) / f64::from(tb)).round() as i64).max(1)
+            } else {
+                1
+            };
+            if pkt.dts().is_none() && pkt.pts().is_none() {
+                pkt.set_dts(Some(next_dts));
+                pkt.set_pts(Some(next_dts));
+            }
+            if pkt.duration() <= 0 {
+                pkt.set_duration(tick);
+            }
+            next_dts = pkt.dts().or(pkt.pts()).unwrap_or(next_dts) + pkt.duration();
+            let Some(ts) = pkt.pts().or(pkt.dts()) else {
+                continue;
+            };
+            let f = *first.get_or_insert(pkt.dts().unwrap_or(ts));
+            let secs = |v: i64| offset + (v - f) as f64 * f64::from(tb);
+            let t = secs(ts);
+            if job.duration.is_some_and(|d| t >= d) {
+                break 'sessions;
+            }
+            if let Some(p) = pacer.as_mut() {
+                p.wait(t);
+            }
+            last_t = Some(last_t.map_or(t, |l: f64| l.max(t)));
+            let to_tb = |v: i64| (secs(v) / f64::from(TB)).round() as i64;
+            pkt.set_pts(pkt.pts().map(to_tb));
+            pkt.set_dts(pkt.dts().map(to_tb));
+            pkt.set_duration(
+                (pkt.duration() as f64 * f64::from(tb) / f64::from(TB)).round() as i64,
+            );
+            if let Err(e) = m.write(&mut pkt, TB) {
+                failure = Some(e);
+                break 'sessions;
+            }
+            on_frame(&m.summary);
+        }
+        match src {
+            InputSource::Chunks(feed) if feed.next_session() => {
+                offset = last_t.map_or(offset, |l| l + step);
+                ictx = input::open(src, stop.clone(), bytes_read.clone())
+                    .map_err(|e| PipelineError::Open(e.to_string()))?;
+            }
+            _ => break,
+        }
+    }
+    if let InputSource::Chunks(feed) = src {
+        feed.close();
+        if failure.is_none() {
+            failure = feed.error().map(PipelineError::Source);
+        }
+    }
+    let Some((m, _)) = mux else {
+        return Err(failure.unwrap_or(PipelineError::NoVideo));
+    };
+    copied(m, failure)
+}
+
+/// Finishes a stream copy's output; the error that stopped it first.
+fn copied(m: VideoMuxer, failure: Option<PipelineError>) -> Result<OutputSummary, PipelineError> {
+    let finished = m.finish();
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    Ok(OutputSummary {
+        mux: finished?,
+        copied: true,
+    })
+}
+
+fn extradata_of(par: &codec::Parameters) -> Vec<u8> {
+    // SAFETY: reads the parameters' own extradata buffer of the size they
+    // give.
+    unsafe {
+        let p = par.as_ptr();
+        if (*p).extradata.is_null() || (*p).extradata_size <= 0 {
+            return Vec::new();
+        }
+        std::slice::from_raw_parts((*p).extradata, (*p).extradata_size as usize).to_vec()
+    }
+}
+
+/// Stream copy of coded packets from a receiver (RTSP H.264): from the
+/// first IDR on, decode times made up as `record` does (RTP has none).
+fn copy_packets(
+    mut rx: mpsc::Receiver<Result<VideoPacket, SourceError>>,
+    job: &OutputJob,
+    stop: &AtomicBool,
+    on_frame: &mut dyn FnMut(&MuxSummary),
+) -> Result<OutputSummary, PipelineError> {
+    let mut mux: Option<(VideoMuxer, (u32, u32))> = None;
+    let mut params = None;
+    let mut first_pts = None;
+    let mut dts = DtsMaker::default();
+    let mut failure = None;
+    let ticks = |t: f64| (t / f64::from(TB)).round() as i64;
+    let write = |m: &mut VideoMuxer, p: &VideoPacket, pts: i64, dts: i64| {
+        let mut pkt = ffmpeg::Packet::copy(&p.data);
+        pkt.set_pts(Some(pts));
+        pkt.set_dts(Some(dts));
+        if p.key {
+            pkt.set_flags(ffmpeg::packet::Flags::KEY);
+        }
+        m.write(&mut pkt, TB)
+    };
+    while let Some(pkt) = super::next_item(&mut rx, stop, &mut failure) {
+        if let Some(p) = &pkt.params {
+            params = Some(p.clone());
+        }
+        let Some(current) = params.clone() else {
+            continue;
+        };
+        if mux.is_none() {
+            if !pkt.key {
+                continue;
+            }
+            let par = mux::params_of(&current)?;
+            let m = VideoMuxer::open(&job.target, &par, TB, None)?;
+            mux = Some((m, (current.width, current.height)));
+        }
+        let Some((m, size)) = mux.as_mut() else {
+            continue;
+        };
+        if *size != (current.width, current.height) {
+            failure = Some(PipelineError::Output(format!(
+                "the camera changed its picture size from {}x{} to {}x{}; a stream copy ends there \
+                 (--size re-encodes to one size)",
+                size.0, size.1, current.width, current.height
+            )));
+            break;
+        }
+        let t = pkt.pts - *first_pts.get_or_insert(pkt.pts);
+        if job.duration.is_some_and(|d| t >= d) {
+            break;
+        }
+        if let Some((p, pts, d)) = dts.push(pkt, ticks(t)) {
+            if let Err(e) = write(m, &p, pts, d) {
+                failure = Some(e);
+                break;
+            }
+            on_frame(&m.summary);
+        }
+    }
+    rx.close();
+    let Some((mut m, _)) = mux else {
+        return Err(failure.unwrap_or_else(|| {
+            PipelineError::Output("the stream ended before any picture arrived".into())
+        }));
+    };
+    if !matches!(failure, Some(PipelineError::Output(_))) {
+        while let Some((p, pts, d)) = dts.pop() {
+            if let Err(e) = write(&mut m, &p, pts, d) {
+                failure = Some(e);
+                break;
+            }
+            on_frame(&m.summary);
+        }
+    }
+    copied(m, failure)
+}
