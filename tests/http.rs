@@ -5,52 +5,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
+use common::mpjpeg::{ffmpeg_listen, Killed};
 use common::*;
-
-/// Kills a helper process when the test ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// ffmpeg as a one-client HTTP server: `ffmpeg -v error ARGS -listen 1 URL`
-/// (ARGS split on spaces, `-content_type` values without spaces), once it
-/// listens.
-fn ffmpeg_listen(port: u16, args: &str, url: &str) -> Killed {
-    let child = Command::new("ffmpeg")
-        .args(["-v", "error"])
-        .args(args.split_whitespace())
-        .args(["-listen", "1", url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg");
-    let k = Killed(child);
-    wait_listening(port);
-    k
-}
-
-/// Waits until something listens on 127.0.0.1:`port`, reading the kernel's
-/// socket table: connecting to look would use up ffmpeg's only client.
-fn wait_listening(port: u16) {
-    let needle = format!("0100007F:{port:04X} 00000000:0000 0A");
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
-        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-        if table.contains(&needle) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nothing listens on port {port}");
-}
 
 #[test]
 fn ffmpeg_serving_multipart_mjpeg() {

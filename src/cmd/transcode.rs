@@ -29,7 +29,12 @@ pub async fn run(args: TranscodeArgs, shutdown: Shutdown) -> anyhow::Result<Exit
         bail!("--gop-seconds must be between 0 and 3600");
     }
     let to = args.output.clone();
-    let shown = redact_output(&to);
+    let target = Target::Stream {
+        container: args.to,
+        to: to.clone(),
+        timeout: args.source.timeout,
+    };
+    let shown = target.name();
     if to.contains("://") {
         let scheme = to
             .split("://")
@@ -43,11 +48,7 @@ pub async fn run(args: TranscodeArgs, shutdown: Shutdown) -> anyhow::Result<Exit
         check_parent(&name, std::path::Path::new(&to))?;
     }
     let job = OutputJob {
-        target: Target::Stream {
-            container: args.to,
-            to,
-            timeout: args.source.timeout,
-        },
+        target,
         encode: settings(&args.encode, args.gop_seconds),
         force_encode: forces_encode(&args.encode),
         fps: args.encode.fps,
@@ -125,14 +126,6 @@ fn check_parent(name: &str, out: &std::path::Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// An output URL with its password (if any) masked.
-fn redact_output(to: &str) -> String {
-    match url::Url::parse(to) {
-        Ok(u) if to.contains("://") => source::redact(&u),
-        _ => to.to_string(),
-    }
 }
 
 async fn run_job(

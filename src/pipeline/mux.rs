@@ -70,10 +70,13 @@ impl Target {
         matches!(self, Target::Stream { to, .. } if to.contains("://"))
     }
 
-    /// What error messages call the output (passwords are the caller's to
-    /// remove from URLs before this).
+    /// What messages call the output: a URL's password masked.
     pub fn name(&self) -> String {
         match self {
+            Target::Stream { to, .. } if self.is_url() => match url::Url::parse(to) {
+                Ok(u) => crate::source::redact(&u),
+                Err(_) => to.clone(),
+            },
             Target::Stream { to, .. } => to.clone(),
             Target::Hls(h) => h.playlist().display().to_string(),
         }

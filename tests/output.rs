@@ -1,0 +1,435 @@
+//! `transcode --to flv` and `hls`: outputs checked by ffprobe and ffmpeg,
+//! from real peers: ffmpeg as an MJPEG camera, H.264 files, nginx-rtmp for
+//! RTMP pushes, headless Chromium with hls.js for playback.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::mpjpeg::mjpeg_camera;
+use common::*;
+
+/// `ffprobe` of the first video stream: `codec_name,width,height` and the
+/// container's format name.
+fn probe_codec_and_format(path: &Path) -> (String, String) {
+    let out = run_limited(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0"])
+            .args([
+                "-show_entries",
+                "stream=codec_name,width,height:format=format_name",
+            ])
+            .args(["-of", "default=nw=1"])
+            .arg(path),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "ffprobe {}", path.display());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    (
+        format!("{},{},{}", get("codec_name"), get("width"), get("height")),
+        get("format_name"),
+    )
+}
+
+/// Every video packet's MD5, as the ffmpeg CLI sees them when copying.
+fn packet_hashes(path: &Path) -> Vec<String> {
+    let out = run_limited(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(path)
+            .args(["-map", "0:v:0", "-c", "copy", "-f", "framemd5", "-"]),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "framemd5 of {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(',').next().map(|h| h.trim().to_string()))
+        .collect()
+}
+
+/// What a playlist says: target duration, segment lengths and names.
+struct Playlist {
+    text: String,
+    target: u64,
+    segments: Vec<(f64, String)>,
+}
+
+impl Playlist {
+    fn read(dir: &Path) -> Playlist {
+        let text = std::fs::read_to_string(dir.join("index.m3u8")).expect("index.m3u8");
+        Playlist::parse(&text)
+    }
+
+    fn parse(text: &str) -> Playlist {
+        let mut target = 0;
+        let mut segments = Vec::new();
+        let mut lines = text.lines();
+        while let Some(l) = lines.next() {
+            if let Some(t) = l.strip_prefix("#EXT-X-TARGETDURATION:") {
+                target = t.trim().parse().expect("target duration");
+            }
+            if let Some(d) = l.strip_prefix("#EXTINF:") {
+                let d: f64 = d.trim_end_matches(',').parse().expect("EXTINF");
+                let uri = lines.next().expect("segment URI").to_string();
+                segments.push((d, uri));
+            }
+        }
+        Playlist {
+            text: text.to_string(),
+            target,
+            segments,
+        }
+    }
+
+    fn ended(&self) -> bool {
+        self.text.contains("#EXT-X-ENDLIST")
+    }
+
+    /// RFC 8216 4.3.3.1: every EXTINF, rounded, is at most the target.
+    fn assert_honest(&self) {
+        assert!(self.target > 0, "{}", self.text);
+        for (d, uri) in &self.segments {
+            assert!(
+                d.round() as u64 <= self.target,
+                "{uri} lasts {d} s, past EXT-X-TARGETDURATION {}",
+                self.target
+            );
+        }
+        assert!(
+            self.text.contains("#EXT-X-MAP:URI=\"init.mp4\""),
+            "{}",
+            self.text
+        );
+    }
+}
+
+/// Asserts each listed segment starts on a keyframe (init + segment, as a
+/// player joins there).
+fn assert_segments_start_on_keyframes(dir: &Path, list: &Playlist) {
+    let init = std::fs::read(dir.join("init.mp4")).expect("init.mp4");
+    let joined = dir.join("joined.mp4");
+    for (_, uri) in &list.segments {
+        let mut bytes = init.clone();
+        bytes.extend(std::fs::read(dir.join(uri)).expect("segment"));
+        std::fs::write(&joined, &bytes).expect("write");
+        let out = run_limited(
+            Command::new("ffprobe")
+                .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+                .args(["packet=flags", "-of", "csv=p=0", "-read_intervals", "%+#1"])
+                .arg(&joined),
+            Duration::from_secs(30),
+        );
+        let flags = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            flags.lines().next().is_some_and(|f| f.starts_with('K')),
+            "{uri} does not start on a keyframe: {flags:?}"
+        );
+    }
+    let _ = std::fs::remove_file(joined);
+}
+
+fn segments_on_disk(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".m4s"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn flv_file_from_an_mjpeg_camera_at_4_fps() {
+    let (_camera, url) = mjpeg_camera("320x240", 10);
+    let dir = tempdir();
+    let out = dir.path().join("cam.flv");
+    let run = camflow_run(&[
+        "transcode",
+        &url,
+        "--to",
+        "flv",
+        "-o",
+        path_str(&out),
+        "--fps",
+        "4",
+        "--duration",
+        "5",
+    ]);
+    assert_ok(&run);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("encoded to H.264"), "{stderr}");
+    let (codec, format) = probe_codec_and_format(&out);
+    assert_eq!(codec, "h264,320,240");
+    assert_eq!(format, "flv");
+    let frames = ffprobe_frames(&out);
+    assert!(
+        (19..=21).contains(&frames),
+        "{frames} frames for 5 s at 4 fps"
+    );
+    ffmpeg_decodes_cleanly(&out);
+}
+
+#[test]
+fn flv_copy_of_an_h264_file_keeps_every_packet() {
+    let dir = tempdir();
+    let src = make_h264_file(dir.path(), "in.mp4", "320x240", 3);
+    let out = dir.path().join("out.flv");
+    let run = camflow_run(&[
+        "transcode",
+        path_str(&src),
+        "--to",
+        "flv",
+        "-o",
+        path_str(&out),
+    ]);
+    assert_ok(&run);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("H.264 copied"));
+    assert_eq!(probe_codec_and_format(&out).1, "flv");
+    let want = packet_hashes(&src);
+    assert_eq!(want.len(), 75);
+    assert_eq!(packet_hashes(&out), want, "the copy changed packets");
+}
+
+#[test]
+fn size_and_bitrate_re_encode_an_h264_file() {
+    let dir = tempdir();
+    let src = make_h264_file(dir.path(), "in.mp4", "320x240", 2);
+    let out = dir.path().join("small.flv");
+    let run = camflow_run(&[
+        "transcode",
+        path_str(&src),
+        "--to",
+        "flv",
+        "-o",
+        path_str(&out),
+        "--size",
+        "160x120",
+        "--bitrate",
+        "200k",
+    ]);
+    assert_ok(&run);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("encoded to H.264"));
+    assert_eq!(probe_codec_and_format(&out).0, "h264,160,120");
+    assert_eq!(ffprobe_frames(&out), 50);
+    ffmpeg_decodes_cleanly(&out);
+}
+
+#[test]
+fn vod_hls_from_an_h264_file_by_stream_copy_keeps_every_frame() {
+    let dir = tempdir();
+    // Keyframes every 3 s while segments are asked for every 2 s: a copy
+    // can only cut at keyframes, and the target duration must say 3.
+    let src = dir.path().join("in.mp4");
+    ffmpeg_make(
+        &src,
+        "-f lavfi -i testsrc2=size=320x240:rate=25 -t 10 -c:v libx264 -preset veryfast \
+         -g 75 -keyint_min 75 -sc_threshold 0 -pix_fmt yuv420p",
+    );
+    let hls = dir.path().join("vod");
+    let run = camflow_run(&["hls", path_str(&src), "--out", path_str(&hls), "--vod"]);
+    assert_ok(&run);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("H.264 copied"));
+    let list = Playlist::read(&hls);
+    assert!(
+        list.text.contains("#EXT-X-PLAYLIST-TYPE:VOD"),
+        "{}",
+        list.text
+    );
+    assert!(list.ended(), "{}", list.text);
+    list.assert_honest();
+    assert_eq!(list.target, 3, "{}", list.text);
+    assert_eq!(list.segments.len(), 4, "{}", list.text);
+    assert_eq!(segments_on_disk(&hls), 4);
+    assert_segments_start_on_keyframes(&hls, &list);
+    let playlist = hls.join("index.m3u8");
+    assert_eq!(packet_hashes(&playlist), packet_hashes(&src));
+    ffmpeg_decodes_cleanly(&playlist);
+}
+
+#[test]
+fn live_hls_from_an_mjpeg_camera_keeps_its_window_and_ends_the_list() {
+    let (_camera, url) = mjpeg_camera("320x240", 9);
+    let dir = tempdir();
+    let hls = dir.path().join("live");
+    let window = 3;
+    let mut child = Command::new(camflow())
+        .args([
+            "hls",
+            &url,
+            "--out",
+            path_str(&hls),
+            "--segment-seconds",
+            "1",
+        ])
+        .args(["--window", &window.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("camflow hls");
+    // While it runs: the playlist is always whole (replaced by rename),
+    // lists at most the window, and the disk holds at most the window plus
+    // one segment of grace (plus one just renamed, before its deletion).
+    let start = Instant::now();
+    let mut reads = 0;
+    let mut most_listed = 0;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "hls did not end");
+        if let Ok(text) = std::fs::read_to_string(hls.join("index.m3u8")) {
+            reads += 1;
+            assert!(text.starts_with("#EXTM3U\n"), "torn playlist: {text:?}");
+            let list = Playlist::parse(&text);
+            assert!(
+                list.text.ends_with(".m4s\n") || list.ended(),
+                "torn playlist: {text:?}"
+            );
+            assert!(list.segments.len() <= window, "{text}");
+            most_listed = most_listed.max(list.segments.len());
+            let on_disk = segments_on_disk(&hls);
+            assert!(on_disk <= window + 2, "{on_disk} segments on disk");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(status.success(), "{stderr}");
+    assert!(reads > 20, "only {reads} looks at the playlist");
+    assert_eq!(most_listed, window);
+    let list = Playlist::read(&hls);
+    assert!(
+        list.ended(),
+        "no ENDLIST after the stream ended: {}",
+        list.text
+    );
+    assert!(!list.text.contains("PLAYLIST-TYPE"), "{}", list.text);
+    assert!(
+        !list.text.contains("#EXT-X-MEDIA-SEQUENCE:0\n"),
+        "{}",
+        list.text
+    );
+    list.assert_honest();
+    assert!(segments_on_disk(&hls) <= window + 1);
+    assert_segments_start_on_keyframes(&hls, &list);
+    ffmpeg_decodes_cleanly(&hls.join("index.m3u8"));
+}
+
+#[test]
+fn ctrl_c_ends_a_live_playlist_cleanly() {
+    let camera = Camera::start(&[
+        "--protocol",
+        "mjpeg-http",
+        "--size",
+        "320x240",
+        "--fps",
+        "25",
+    ]);
+    let dir = tempdir();
+    let hls = dir.path().join("live");
+    let child = Command::new(camflow())
+        .args([
+            "hls",
+            &camera.url,
+            "--out",
+            path_str(&hls),
+            "--segment-seconds",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("camflow hls");
+    let start = Instant::now();
+    while Playlist::parse(&std::fs::read_to_string(hls.join("index.m3u8")).unwrap_or_default())
+        .segments
+        .len()
+        < 2
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "no segments");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = Playlist::read(&hls);
+    assert!(list.ended(), "{}", list.text);
+    ffmpeg_decodes_cleanly(&hls.join("index.m3u8"));
+}
+
+#[test]
+fn bad_outputs_are_one_clear_line() {
+    let dir = tempdir();
+    let src = make_h264_file(dir.path(), "in.mp4", "160x120", 1);
+    let src = path_str(&src);
+    // Nothing listens: one line naming the source and the server.
+    let url = format!("rtmp://127.0.0.1:{}/live/cam", closed_port());
+    let out = camflow_run(&["transcode", src, "--to", "flv", "-o", &url]);
+    let line = assert_one_line_error(&out, src, "refused");
+    assert!(line.contains(&url), "{line}");
+    // No such folder.
+    let out = camflow_run(&["transcode", src, "--to", "flv", "-o", "/nonexistent/x.flv"]);
+    assert_one_line_error(&out, src, "no such folder");
+    // Not something camflow pushes to.
+    let out = camflow_run(&["transcode", src, "--to", "flv", "-o", "ftp://host/x.flv"]);
+    assert_one_line_error(&out, "ftp://host/x.flv", "rtmp://");
+    // A password in the push URL is never printed.
+    let secret = format!("rtmp://u:hunter2@127.0.0.1:{}/live/cam", closed_port());
+    let out = camflow_run(&["transcode", src, "--to", "flv", "-o", &secret]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("hunter2"));
+    // HLS into a path that is a file.
+    let file = dir.path().join("afile");
+    std::fs::write(&file, b"x").unwrap();
+    let out = camflow_run(&["hls", src, "--out", path_str(&file)]);
+    assert_one_line_error(&out, src, "cannot create");
+    // Odd sizes cannot be 4:2:0 H.264.
+    let out = camflow_run(&[
+        "transcode",
+        src,
+        "--to",
+        "flv",
+        "-o",
+        "x.flv",
+        "--size",
+        "333x200",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("even"));
+    // A source that fails leaves no output file behind.
+    let flv = dir.path().join("never.flv");
+    let missing = dir.path().join("missing.mp4");
+    let out = camflow_run(&[
+        "transcode",
+        path_str(&missing),
+        "--to",
+        "flv",
+        "-o",
+        path_str(&flv),
+    ]);
+    assert!(!out.status.success());
+    assert!(!flv.exists());
+}
