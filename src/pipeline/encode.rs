@@ -84,7 +84,7 @@ pub struct H264Out<'a> {
     target: &'a Target,
     open: Option<Open>,
     pacer: Option<Pacer>,
-    on_frame: &'a mut dyn FnMut(&MuxSummary),
+    on_frame: &'a mut (dyn FnMut(&MuxSummary) + Send),
     next_key: f64,
     last_pts: Option<i64>,
     failure: Option<PipelineError>,
@@ -95,7 +95,7 @@ impl<'a> H264Out<'a> {
         settings: EncodeSettings,
         target: &'a Target,
         pacer: Option<Pacer>,
-        on_frame: &'a mut dyn FnMut(&MuxSummary),
+        on_frame: &'a mut (dyn FnMut(&MuxSummary) + Send),
     ) -> Self {
         H264Out {
             settings,
@@ -225,6 +225,82 @@ impl Pictures for H264Out<'_> {
             return Ok(false);
         }
         Ok(true)
+    }
+}
+
+/// Runs `decode` with the encoder on a thread of its own, fed through a
+/// channel of two pictures: the next picture decodes while this one
+/// encodes (libx264's slice threads leave gaps a decoder can fill; the
+/// ffmpeg CLI does one after the other). Returns the decode's result and
+/// the output's.
+pub fn overlapped<R>(
+    (settings, target, pacer, on_frame): (
+        EncodeSettings,
+        &Target,
+        Option<Pacer>,
+        &mut (dyn FnMut(&MuxSummary) + Send),
+    ),
+    decode: impl FnOnce(&mut dyn Pictures) -> R,
+) -> (R, Result<MuxSummary, PipelineError>) {
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Video, PictureInfo)>(2);
+        let encoder = std::thread::Builder::new()
+            .name("camflow-encode".into())
+            .spawn_scoped(s, move || {
+                // Made here: libav's scaler and codec contexts stay on the
+                // thread that uses them.
+                let mut out = H264Out::new(settings, target, pacer, on_frame);
+                for (mut frame, info) in rx {
+                    match out.picture(&mut frame, &info) {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => {
+                            out.failure.get_or_insert(e);
+                            break;
+                        }
+                    }
+                }
+                out.finish()
+            });
+        let encoder = match encoder {
+            Ok(h) => h,
+            Err(e) => {
+                let e = PipelineError::Output(format!("cannot start the encoder thread: {e}"));
+                let mut refuse = Refuse;
+                return (decode(&mut refuse), Err(e));
+            }
+        };
+        let mut feed = Feed { tx };
+        let r = decode(&mut feed);
+        drop(feed);
+        let out = encoder.join().unwrap_or_else(|_| {
+            Err(PipelineError::Output(
+                "internal error: the encoder thread panicked".into(),
+            ))
+        });
+        (r, out)
+    })
+}
+
+/// The decode side of [`overlapped`]: a new reference to each picture goes
+/// to the encoder thread.
+struct Feed {
+    tx: std::sync::mpsc::SyncSender<(Video, PictureInfo)>,
+}
+
+impl Pictures for Feed {
+    fn picture(&mut self, frame: &mut Video, info: &PictureInfo) -> Result<bool, PipelineError> {
+        // The encoder stopped on its own error: no more pictures.
+        Ok(self.tx.send((frame.clone(), *info)).is_ok())
+    }
+}
+
+/// Takes no pictures (the encoder thread could not start).
+struct Refuse;
+
+impl Pictures for Refuse {
+    fn picture(&mut self, _: &mut Video, _: &PictureInfo) -> Result<bool, PipelineError> {
+        Ok(false)
     }
 }
 

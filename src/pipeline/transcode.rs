@@ -10,7 +10,7 @@ use ffmpeg_next as ffmpeg;
 use tokio::sync::mpsc;
 
 use super::decode::{self, DecodeSettings};
-use super::encode::{EncodeSettings, H264Out, Pacer};
+use super::encode::{self, EncodeSettings, Pacer};
 use super::input::{self, InputSource};
 use super::mux::{self, MuxSummary, Target, VideoMuxer};
 use super::remux::DtsMaker;
@@ -47,7 +47,7 @@ pub fn run(
     job: &OutputJob,
     stop: Arc<AtomicBool>,
     bytes_read: Arc<AtomicU64>,
-    on_frame: &mut dyn FnMut(&MuxSummary),
+    on_frame: &mut (dyn FnMut(&MuxSummary) + Send),
 ) -> Result<OutputSummary, PipelineError> {
     let settings = DecodeSettings {
         max_frames: None,
@@ -57,14 +57,16 @@ pub fn run(
     let pacer = || job.realtime.then(|| Pacer::new(stop.clone()));
     match fed {
         Fed::Jpegs(jpegs) => {
-            let mut out = H264Out::new(job.encode.clone(), &job.target, pacer(), on_frame);
-            let r = decode::run_jpegs(jpegs.rx, &settings, stop.clone(), &mut out);
-            encoded(r, out)
+            let out = (job.encode.clone(), &job.target, pacer(), on_frame);
+            encoded(encode::overlapped(out, |p| {
+                decode::run_jpegs(jpegs.rx, &settings, stop.clone(), p)
+            }))
         }
         Fed::Packets(packets) if job.force_encode => {
-            let mut out = H264Out::new(job.encode.clone(), &job.target, pacer(), on_frame);
-            let r = decode::run_packets(packets.rx, &settings, stop.clone(), &mut out);
-            encoded(r, out)
+            let out = (job.encode.clone(), &job.target, pacer(), on_frame);
+            encoded(encode::overlapped(out, |p| {
+                decode::run_packets(packets.rx, &settings, stop.clone(), p)
+            }))
         }
         Fed::Packets(packets) => copy_packets(packets.rx, job, &stop, on_frame),
         Fed::Input(src) => {
@@ -87,16 +89,10 @@ pub fn run(
             if encode.frame_rate.is_none() && rate.numerator() > 0 && rate.denominator() > 0 {
                 encode.frame_rate = Some(f64::from(rate));
             }
-            let mut out = H264Out::new(encode, &job.target, pacer(), on_frame);
-            let r = decode::run(
-                src,
-                Some(ictx),
-                &settings,
-                stop.clone(),
-                bytes_read,
-                &mut out,
-            );
-            encoded(r, out)
+            let out = (encode, &job.target, pacer(), on_frame);
+            encoded(encode::overlapped(out, |p| {
+                decode::run(src, Some(ictx), &settings, stop.clone(), bytes_read, p)
+            }))
         }
     }
 }
@@ -104,10 +100,11 @@ pub fn run(
 /// The result of a decode into the encoder: the decode's error first, then
 /// the output's.
 fn encoded(
-    decoded: Result<decode::DecodeSummary, PipelineError>,
-    out: H264Out,
+    (decoded, finished): (
+        Result<decode::DecodeSummary, PipelineError>,
+        Result<MuxSummary, PipelineError>,
+    ),
 ) -> Result<OutputSummary, PipelineError> {
-    let finished = out.finish();
     decoded?;
     Ok(OutputSummary {
         mux: finished?,
