@@ -228,20 +228,29 @@ impl Pictures for H264Out<'_> {
     }
 }
 
+/// What [`overlapped`] builds its [`H264Out`] from, on the encoder thread.
+pub struct EncoderSpec<'a> {
+    pub settings: EncodeSettings,
+    pub target: &'a Target,
+    pub pacer: Option<Pacer>,
+    pub on_frame: &'a mut (dyn FnMut(&MuxSummary) + Send),
+}
+
 /// Runs `decode` with the encoder on a thread of its own, fed through a
 /// channel of two pictures: the next picture decodes while this one
 /// encodes (libx264's slice threads leave gaps a decoder can fill; the
 /// ffmpeg CLI does one after the other). Returns the decode's result and
 /// the output's.
 pub fn overlapped<R>(
-    (settings, target, pacer, on_frame): (
-        EncodeSettings,
-        &Target,
-        Option<Pacer>,
-        &mut (dyn FnMut(&MuxSummary) + Send),
-    ),
+    spec: EncoderSpec<'_>,
     decode: impl FnOnce(&mut dyn Pictures) -> R,
 ) -> (R, Result<MuxSummary, PipelineError>) {
+    let EncoderSpec {
+        settings,
+        target,
+        pacer,
+        on_frame,
+    } = spec;
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<(Video, PictureInfo)>(2);
         let encoder = std::thread::Builder::new()

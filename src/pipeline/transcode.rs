@@ -10,7 +10,7 @@ use ffmpeg_next as ffmpeg;
 use tokio::sync::mpsc;
 
 use super::decode::{self, DecodeSettings};
-use super::encode::{self, EncodeSettings, Pacer};
+use super::encode::{self, EncodeSettings, EncoderSpec, Pacer};
 use super::input::{self, InputSource};
 use super::mux::{self, MuxSummary, Target, VideoMuxer};
 use super::remux::DtsMaker;
@@ -57,13 +57,23 @@ pub fn run(
     let pacer = || job.realtime.then(|| Pacer::new(stop.clone()));
     match fed {
         Fed::Jpegs(jpegs) => {
-            let out = (job.encode.clone(), &job.target, pacer(), on_frame);
+            let out = EncoderSpec {
+                settings: job.encode.clone(),
+                target: &job.target,
+                pacer: pacer(),
+                on_frame,
+            };
             encoded(encode::overlapped(out, |p| {
                 decode::run_jpegs(jpegs.rx, &settings, stop.clone(), p)
             }))
         }
         Fed::Packets(packets) if job.force_encode => {
-            let out = (job.encode.clone(), &job.target, pacer(), on_frame);
+            let out = EncoderSpec {
+                settings: job.encode.clone(),
+                target: &job.target,
+                pacer: pacer(),
+                on_frame,
+            };
             encoded(encode::overlapped(out, |p| {
                 decode::run_packets(packets.rx, &settings, stop.clone(), p)
             }))
@@ -89,7 +99,12 @@ pub fn run(
             if encode.frame_rate.is_none() && rate.numerator() > 0 && rate.denominator() > 0 {
                 encode.frame_rate = Some(f64::from(rate));
             }
-            let out = (encode, &job.target, pacer(), on_frame);
+            let out = EncoderSpec {
+                settings: encode,
+                target: &job.target,
+                pacer: pacer(),
+                on_frame,
+            };
             encoded(encode::overlapped(out, |p| {
                 decode::run(src, Some(ictx), &settings, stop.clone(), bytes_read, p)
             }))
