@@ -433,3 +433,125 @@ fn bad_outputs_are_one_clear_line() {
     assert!(!out.status.success());
     assert!(!flv.exists());
 }
+
+#[test]
+fn rtmp_push_to_nginx_reads_back_as_h264_flv() {
+    let nginx = common::nginx::NginxRtmp::start();
+    let url = nginx.url("cam");
+    let dir = tempdir();
+    // A file pushed at its own pace (--realtime), as a live camera would;
+    // keyframes every second, as a reader joins the stream at one.
+    let src = dir.path().join("in.mp4");
+    ffmpeg_make(
+        &src,
+        "-f lavfi -i testsrc2=size=320x240:rate=25 -t 8 -c:v libx264 -preset veryfast -g 25 \
+         -pix_fmt yuv420p",
+    );
+    let started = Instant::now();
+    let push = Command::new(camflow())
+        .args([
+            "transcode",
+            path_str(&src),
+            "--to",
+            "flv",
+            "-o",
+            &url,
+            "--realtime",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("camflow transcode");
+    // A reader joins the live stream while it is pushed.
+    std::thread::sleep(Duration::from_millis(500));
+    let probe = common::nginx::ffprobe_live(&url, 3.0);
+    let out = push.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{}", nginx.error_log());
+    assert!(stderr.contains("H.264 copied"), "{stderr}");
+    // Paced: eight seconds of video cannot have gone out much faster.
+    assert!(
+        started.elapsed() >= Duration::from_secs(6),
+        "--realtime pushed 8 s of video in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(probe.format_name, "flv", "{probe:?}");
+    let video = probe
+        .video()
+        .unwrap_or_else(|| panic!("no video: {probe:?}"));
+    assert_eq!(video.codec_name, "h264");
+    assert_eq!((video.width, video.height), (Some(320), Some(240)));
+    assert!(video.frames >= 25, "{probe:?}");
+}
+
+#[test]
+fn rtmp_push_of_an_mjpeg_camera_is_encoded_live() {
+    let nginx = common::nginx::NginxRtmp::start();
+    let url = nginx.url("mjpeg");
+    let (_camera, cam) = mjpeg_camera("320x240", 8);
+    let push = Command::new(camflow())
+        .args(["transcode", &cam, "--to", "flv", "-o", &url, "--fps", "10"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("camflow transcode");
+    std::thread::sleep(Duration::from_millis(500));
+    let probe = common::nginx::ffprobe_live(&url, 3.0);
+    let out = push.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{}", nginx.error_log());
+    let video = probe
+        .video()
+        .unwrap_or_else(|| panic!("no video: {probe:?}"));
+    assert_eq!(video.codec_name, "h264");
+    // About 3 s at 10 fps, less up to a GOP (2 s) for joining at a keyframe.
+    assert!((8..=35).contains(&video.frames), "{probe:?}");
+}
+
+#[test]
+fn live_hls_from_a_camera_plays_in_chromium() {
+    let camera = Camera::start(&[
+        "--protocol",
+        "mjpeg-http",
+        "--size",
+        "320x240",
+        "--fps",
+        "25",
+    ]);
+    let dir = tempdir();
+    let hls = dir.path().join("live");
+    let mut child = Command::new(camflow())
+        .args([
+            "hls",
+            &camera.url,
+            "--out",
+            path_str(&hls),
+            "--segment-seconds",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("camflow hls");
+    let played = common::browser::play_hls_with(&hls, "index.m3u8", 2.0, Duration::from_secs(60));
+    let _ = child.kill();
+    let _ = child.wait();
+    let played = played.unwrap_or_else(|e| panic!("Chromium did not play it: {e}"));
+    assert!(played.current_time > 2.0, "{played:?}");
+}
+
+#[test]
+fn vod_hls_plays_in_chromium() {
+    let dir = tempdir();
+    let src = make_h264_file(dir.path(), "in.mp4", "320x240", 6);
+    let hls = dir.path().join("vod");
+    assert_ok(&camflow_run(&[
+        "hls",
+        path_str(&src),
+        "--out",
+        path_str(&hls),
+        "--vod",
+    ]));
+    let t = common::browser::play_hls(&hls, 2.0).unwrap_or_else(|e| panic!("{e}"));
+    assert!(t > 2.0);
+}

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod browser;
+pub mod mpjpeg;
+pub mod nginx;
 pub mod peer;
 pub mod rtsp;
 
