@@ -555,3 +555,147 @@ fn vod_hls_plays_in_chromium() {
     let t = common::browser::play_hls(&hls, 2.0).unwrap_or_else(|e| panic!("{e}"));
     assert!(t > 2.0);
 }
+
+#[test]
+fn what_a_copy_would_break_is_encoded_or_refused() {
+    let dir = tempdir();
+    let d = dir.path();
+    // Raw H.264 with B-frames has no timestamps: a copy could not be timed,
+    // so it is decoded (in presentation order) and encoded.
+    let raw = d.join("bf.h264");
+    ffmpeg_make(
+        &raw,
+        "-f lavfi -i testsrc2=size=320x240:rate=25 -t 2 -c:v libx264 -bf 3 -g 50",
+    );
+    let out = d.join("raw.flv");
+    let run = camflow_run(&[
+        "transcode",
+        path_str(&raw),
+        "--to",
+        "flv",
+        "-o",
+        path_str(&out),
+    ]);
+    assert_ok(&run);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("encoded to H.264"));
+    assert_eq!(ffprobe_frames(&out), 50);
+    ffmpeg_decodes_cleanly(&out);
+    // 4:4:4 H.264 plays in no browser: encoded to 4:2:0 for HLS.
+    let x444 = d.join("x444.mp4");
+    ffmpeg_make(
+        &x444,
+        "-f lavfi -i testsrc2=size=320x240:rate=25 -t 2 -c:v libx264 -pix_fmt yuv444p",
+    );
+    let hls = d.join("h444");
+    let run = camflow_run(&["hls", path_str(&x444), "--out", path_str(&hls), "--vod"]);
+    assert_ok(&run);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("encoded to H.264"));
+    let fmt = run_limited(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=pix_fmt",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(hls.join("index.m3u8")),
+        Duration::from_secs(30),
+    );
+    let fmt = String::from_utf8_lossy(&fmt.stdout).to_string();
+    assert_eq!(fmt.lines().next(), Some("yuv420p"), "{fmt}");
+    // A stream joined in the middle: the copy starts at its first keyframe.
+    let ts = d.join("long.ts");
+    ffmpeg_make(
+        &ts,
+        "-f lavfi -i testsrc2=size=320x240:rate=25 -t 4 -c:v libx264 -g 25 -bf 0 -f mpegts",
+    );
+    let bytes = std::fs::read(&ts).unwrap();
+    let cut = d.join("mid.ts");
+    // Whole TS packets (188 bytes), a third of the way in.
+    std::fs::write(&cut, &bytes[(bytes.len() / 3 / 188) * 188..]).unwrap();
+    let hls = d.join("mid");
+    assert_ok(&camflow_run(&[
+        "hls",
+        path_str(&cut),
+        "--out",
+        path_str(&hls),
+        "--vod",
+    ]));
+    let list = Playlist::read(&hls);
+    assert_segments_start_on_keyframes(&hls, &list);
+    ffmpeg_decodes_cleanly(&hls.join("index.m3u8"));
+    // The output is the input: refused before anything is written.
+    let flv = d.join("same.flv");
+    let src = make_h264_file(d, "src.mp4", "160x120", 1);
+    assert_ok(&camflow_run(&[
+        "transcode",
+        path_str(&src),
+        "--to",
+        "flv",
+        "-o",
+        path_str(&flv),
+    ]));
+    let before = std::fs::read(&flv).unwrap();
+    let run = camflow_run(&[
+        "transcode",
+        path_str(&flv),
+        "--to",
+        "flv",
+        "-o",
+        path_str(&flv),
+    ]);
+    assert_one_line_error(&run, path_str(&flv), "the input itself");
+    assert_eq!(std::fs::read(&flv).unwrap(), before);
+}
+
+#[test]
+fn a_percent_in_the_hls_folder_name_is_refused() {
+    // The hls muxer would take it for a number pattern and lose segments.
+    let dir = tempdir();
+    let src = make_h264_file(dir.path(), "in.mp4", "160x120", 1);
+    let hls = dir.path().join("cam%d");
+    let run = camflow_run(&["hls", path_str(&src), "--out", path_str(&hls), "--vod"]);
+    assert_one_line_error(&run, path_str(&src), "must not contain '%'");
+    assert!(!hls.exists());
+}
+
+#[test]
+fn a_stalled_rtmp_server_is_given_up_on_ctrl_c() {
+    // Accepts the TCP connection, never answers the RTMP handshake.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempdir();
+    let src = make_h264_file(dir.path(), "in.mp4", "160x120", 1);
+    let url = format!("rtmp://127.0.0.1:{port}/live/s");
+    let child = Command::new(camflow())
+        .args([
+            "transcode",
+            path_str(&src),
+            "--to",
+            "flv",
+            "-o",
+            &url,
+            "--timeout",
+            "60",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("camflow transcode");
+    let (_conn, _) = listener.accept().expect("camflow connects");
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "Ctrl-C took {:?} against a stalled server",
+        asked.elapsed()
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}

@@ -78,7 +78,7 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         }),
         Fed::Packets(packets) => pipeline::spawn("camflow-decode", move || {
             let mut sink = decode::BgrOut::new(frame_tx, pool_rx);
-            decode::run_packets(packets.rx, &settings, stop, &mut sink)
+            decode::run_packets(packets.rx, None, &settings, stop, &mut sink)
         }),
         Fed::Input(input) => pipeline::spawn("camflow-decode", move || {
             let mut sink = decode::BgrOut::new(frame_tx, pool_rx);

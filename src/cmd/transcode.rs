@@ -45,7 +45,13 @@ pub async fn run(args: TranscodeArgs, shutdown: Shutdown) -> anyhow::Result<Exit
             bail!("{shown}: only rtmp:// and rtmps:// URLs can be pushed to; anything else is a file path");
         }
     } else {
-        check_parent(&name, std::path::Path::new(&to))?;
+        let out = std::path::Path::new(&to);
+        check_parent(&name, out)?;
+        if let source::SourceSpec::File(input) = &opts.spec {
+            if same_file(input, out) {
+                bail!("{name}: the output {to} is the input itself; writing it would destroy it");
+            }
+        }
     }
     let job = OutputJob {
         target,
@@ -68,6 +74,15 @@ pub async fn run_hls(args: HlsArgs, shutdown: Shutdown) -> anyhow::Result<ExitCo
     }
     if !args.vod && args.window == 0 {
         bail!("--window must be at least 1 (or --vod to keep every segment)");
+    }
+    // libavformat's hls muxer reads `%` in its paths as a number pattern
+    // (escaping it does not reach every path it builds).
+    if args.out.to_string_lossy().contains('%') {
+        bail!(
+            "{}: the HLS folder name must not contain '%': {}",
+            opts.spec.display_name(),
+            args.out.display()
+        );
     }
     mux::prepare_hls_dir(&args.out).map_err(|e| anyhow!("{}: {e}", opts.spec.display_name()))?;
     let spec = HlsSpec {
@@ -116,6 +131,15 @@ fn settings(e: &EncodeArgs, gop_seconds: f64) -> EncodeSettings {
         // Decided once the source is open (live or a file).
         zerolatency: false,
         frame_rate: e.fps,
+    }
+}
+
+/// Whether two paths name one file (device and inode), both existing.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
     }
 }
 

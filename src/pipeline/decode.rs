@@ -265,11 +265,13 @@ pub fn run_jpegs(
     run.finish(failure)
 }
 
-/// Decodes coded packets (RTSP H.264) with the parameters they come with;
+/// Decodes coded packets (RTSP H.264; `first`, one a caller already took
+/// from `rx`) with the parameters they come with;
 /// a packet with new parameters gets a new decoder. Times are the
 /// receiver's (RTP time, continued across reconnects).
 pub fn run_packets(
     mut rx: mpsc::Receiver<Result<VideoPacket, SourceError>>,
+    first: Option<VideoPacket>,
     settings: &DecodeSettings,
     stop: Arc<AtomicBool>,
     sink: &mut dyn Pictures,
@@ -279,7 +281,8 @@ pub fn run_packets(
     let mut decoder: Option<ffmpeg::decoder::Video> = None;
     let mut frame = Video::empty();
     let mut failure = None;
-    while let Some(pkt) = run.next(&mut rx, &mut failure) {
+    let mut first = first;
+    while let Some(pkt) = first.take().or_else(|| run.next(&mut rx, &mut failure)) {
         if let Some(params) = &pkt.params {
             // Frames still inside the old decoder come out first.
             if let Some(mut old) = decoder.take() {

@@ -82,6 +82,7 @@ struct Open {
 pub struct H264Out<'a> {
     settings: EncodeSettings,
     target: &'a Target,
+    stop: Arc<AtomicBool>,
     open: Option<Open>,
     pacer: Option<Pacer>,
     on_frame: &'a mut (dyn FnMut(&MuxSummary) + Send),
@@ -94,12 +95,14 @@ impl<'a> H264Out<'a> {
     pub fn new(
         settings: EncodeSettings,
         target: &'a Target,
+        stop: Arc<AtomicBool>,
         pacer: Option<Pacer>,
         on_frame: &'a mut (dyn FnMut(&MuxSummary) + Send),
     ) -> Self {
         H264Out {
             settings,
             target,
+            stop,
             open: None,
             pacer,
             on_frame,
@@ -143,7 +146,7 @@ impl<'a> H264Out<'a> {
         let enc = x264(&self.settings, width, height, fmt)?;
         let par = codec::Parameters::from(&enc);
         let rate = self.settings.frame_rate.map(rational);
-        let mux = VideoMuxer::open(self.target, &par, TIME_BASE, rate)?;
+        let mux = VideoMuxer::open(self.target, &par, TIME_BASE, rate, &self.stop)?;
         self.open = Some(Open {
             enc,
             fmt,
@@ -232,6 +235,7 @@ impl Pictures for H264Out<'_> {
 pub struct EncoderSpec<'a> {
     pub settings: EncodeSettings,
     pub target: &'a Target,
+    pub stop: Arc<AtomicBool>,
     pub pacer: Option<Pacer>,
     pub on_frame: &'a mut (dyn FnMut(&MuxSummary) + Send),
 }
@@ -248,6 +252,7 @@ pub fn overlapped<R>(
     let EncoderSpec {
         settings,
         target,
+        stop,
         pacer,
         on_frame,
     } = spec;
@@ -258,7 +263,7 @@ pub fn overlapped<R>(
             .spawn_scoped(s, move || {
                 // Made here: libav's scaler and codec contexts stay on the
                 // thread that uses them.
-                let mut out = H264Out::new(settings, target, pacer, on_frame);
+                let mut out = H264Out::new(settings, target, stop, pacer, on_frame);
                 for (mut frame, info) in rx {
                     match out.picture(&mut frame, &info) {
                         Ok(true) => {}

@@ -10,6 +10,8 @@
 //! (all checked by the tests against ffprobe and a browser).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use ffmpeg::{codec, Rational};
 use ffmpeg_next as ffmpeg;
@@ -145,13 +147,39 @@ pub struct MuxSummary {
 
 /// An open muxer with one video stream.
 pub struct VideoMuxer {
+    // Dropped before `interrupt`, which libav's callback reads until then.
     octx: ffmpeg::format::context::Output,
+    interrupt: Box<Interrupt>,
     out_tb: Rational,
     name: String,
     first_pts: Option<i64>,
     last_dts: Option<i64>,
     pub summary: MuxSummary,
     finished: bool,
+}
+
+/// What libav's interrupt callback looks at: a network push gives up at
+/// Ctrl-C (a stalled server would hold it for `--timeout` per write), and
+/// any output once a write failed (the trailer and the close would each
+/// wait on a dead connection again). Files are never interrupted: Ctrl-C
+/// still finishes them (HLS: the final playlist with `EXT-X-ENDLIST`).
+struct Interrupt {
+    stop: Arc<AtomicBool>,
+    network: bool,
+    failed: AtomicBool,
+}
+
+impl Interrupt {
+    fn now(&self) -> bool {
+        self.failed.load(Ordering::Relaxed) || (self.network && self.stop.load(Ordering::Relaxed))
+    }
+}
+
+unsafe extern "C" fn interrupt_cb(opaque: *mut std::ffi::c_void) -> std::ffi::c_int {
+    // SAFETY: `opaque` is the muxer's boxed `Interrupt`, which outlives the
+    // format context (see the field order of `VideoMuxer`).
+    let i = unsafe { &*(opaque as *const Interrupt) };
+    std::ffi::c_int::from(i.now())
 }
 
 impl VideoMuxer {
@@ -162,6 +190,7 @@ impl VideoMuxer {
         par: &codec::Parameters,
         time_base: Rational,
         frame_rate: Option<Rational>,
+        stop: &Arc<AtomicBool>,
     ) -> Result<Self, PipelineError> {
         let name = target.name();
         let fail = |e: ffmpeg::Error| PipelineError::Output(format!("{name}: {}", explain(e)));
@@ -173,7 +202,12 @@ impl VideoMuxer {
             e
         };
         let (fmt, to, opts) = target.open_spec();
-        let mut octx = open_output(fmt, &to, &opts).map_err(|e| discard(fail(e)))?;
+        let interrupt = Box::new(Interrupt {
+            stop: stop.clone(),
+            network: target.is_url(),
+            failed: AtomicBool::new(false),
+        });
+        let mut octx = open_output(fmt, &to, &opts, &interrupt).map_err(|e| discard(fail(e)))?;
         {
             let mut ost = octx
                 .add_stream(ffmpeg::encoder::find(codec::Id::None))
@@ -198,6 +232,7 @@ impl VideoMuxer {
         let out_tb = octx.stream(0).map(|s| s.time_base()).unwrap_or(time_base);
         Ok(VideoMuxer {
             octx,
+            interrupt,
             out_tb,
             name,
             first_pts: None,
@@ -230,19 +265,36 @@ impl VideoMuxer {
                 .seconds
                 .max((p - first) as f64 * f64::from(self.out_tb));
         }
-        pkt.write_interleaved(&mut self.octx)
-            .map_err(|e| PipelineError::Output(format!("{}: {}", self.name, explain(e))))?;
+        if let Err(e) = pkt.write_interleaved(&mut self.octx) {
+            self.interrupt.failed.store(true, Ordering::Relaxed);
+            return Err(PipelineError::Output(format!(
+                "{}: {}",
+                self.name,
+                explain(e)
+            )));
+        }
         self.summary.frames += 1;
         Ok(())
     }
 
-    /// Writes the trailer (HLS: the last segment and `EXT-X-ENDLIST`).
+    /// Writes the trailer (HLS: the last segment and `EXT-X-ENDLIST`). A
+    /// push stopped by Ctrl-C ends without one, and that is no error.
     pub fn finish(mut self) -> Result<MuxSummary, PipelineError> {
         self.finished = true;
-        self.octx
-            .write_trailer()
-            .map_err(|e| PipelineError::Output(format!("{}: {}", self.name, explain(e))))?;
-        Ok(self.summary)
+        match self.octx.write_trailer() {
+            Ok(()) => Ok(self.summary),
+            Err(_) if self.interrupt.network && self.interrupt.stop.load(Ordering::Relaxed) => {
+                Ok(self.summary)
+            }
+            Err(e) => {
+                self.interrupt.failed.store(true, Ordering::Relaxed);
+                Err(PipelineError::Output(format!(
+                    "{}: {}",
+                    self.name,
+                    explain(e)
+                )))
+            }
+        }
     }
 }
 
@@ -263,6 +315,7 @@ fn explain(e: ffmpeg::Error) -> String {
             "connection refused (is the server running?)".into()
         }
         ffmpeg::Error::Other { errno } if errno == libc::ETIMEDOUT => "timed out".into(),
+        ffmpeg::Error::Exit => "stopped".into(),
         ffmpeg::Error::Other { errno } if errno == libc::ENOSPC => {
             "no space left on the disk".into()
         }
@@ -278,6 +331,7 @@ fn open_output(
     fmt: &str,
     to: &str,
     opts: &[(&str, String)],
+    interrupt: &Interrupt,
 ) -> Result<ffmpeg::format::context::Output, ffmpeg::Error> {
     use ffmpeg::ffi;
     let fmt_c = std::ffi::CString::new(fmt).map_err(|_| ffmpeg::Error::InvalidData)?;
@@ -296,6 +350,10 @@ fn open_output(
             return Err(ffmpeg::Error::from(r.min(-1)));
         }
         let octx = ffmpeg::format::context::Output::wrap(ps);
+        (*ps).interrupt_callback = ffi::AVIOInterruptCB {
+            callback: Some(interrupt_cb),
+            opaque: interrupt as *const Interrupt as *mut std::ffi::c_void,
+        };
         let nofile = ((*(*ps).oformat).flags & ffi::AVFMT_NOFILE) != 0;
         if !nofile {
             let mut dict = ffmpeg::Dictionary::new();
@@ -307,7 +365,7 @@ fn open_output(
                 &mut (*ps).pb,
                 to_c.as_ptr(),
                 ffi::AVIO_FLAG_WRITE,
-                std::ptr::null(),
+                &(*ps).interrupt_callback,
                 &mut raw,
             );
             ffmpeg::Dictionary::own(raw);

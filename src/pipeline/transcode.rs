@@ -60,6 +60,7 @@ pub fn run(
             let out = EncoderSpec {
                 settings: job.encode.clone(),
                 target: &job.target,
+                stop: stop.clone(),
                 pacer: pacer(),
                 on_frame,
             };
@@ -67,18 +68,40 @@ pub fn run(
                 decode::run_jpegs(jpegs.rx, &settings, stop.clone(), p)
             }))
         }
-        Fed::Packets(packets) if job.force_encode => {
+        Fed::Packets(mut packets) => {
+            // The first picture's parameters say whether a copy would play.
+            let mut failure = None;
+            let first = loop {
+                match super::next_item(&mut packets.rx, &stop, &mut failure) {
+                    Some(p) if p.params.is_some() => break Some(p),
+                    Some(_) => continue,
+                    None => break None,
+                }
+            };
+            if let Some(f) = failure {
+                return Err(f);
+            }
+            let copy = !job.force_encode
+                && first
+                    .as_ref()
+                    .and_then(|p| p.params.as_ref())
+                    .is_some_and(|p| {
+                        plays_everywhere(p.extradata.get(1).copied().map(i32::from), None)
+                    });
+            if copy {
+                return copy_packets(packets.rx, first, job, &stop, on_frame);
+            }
             let out = EncoderSpec {
                 settings: job.encode.clone(),
                 target: &job.target,
+                stop: stop.clone(),
                 pacer: pacer(),
                 on_frame,
             };
             encoded(encode::overlapped(out, |p| {
-                decode::run_packets(packets.rx, &settings, stop.clone(), p)
+                decode::run_packets(packets.rx, first, &settings, stop.clone(), p)
             }))
         }
-        Fed::Packets(packets) => copy_packets(packets.rx, job, &stop, on_frame),
         Fed::Input(src) => {
             let explain = |e: PipelineError| match &src {
                 InputSource::Chunks(feed) => feed.error().map(PipelineError::Source).unwrap_or(e),
@@ -90,18 +113,20 @@ pub fn run(
                 .streams()
                 .best(media::Type::Video)
                 .ok_or(PipelineError::NoVideo)?;
-            let is_h264 = video.parameters().id() == codec::Id::H264;
             let rate = video.avg_frame_rate();
-            if is_h264 && !job.force_encode {
+            if copyable(&ictx, &video.parameters()) && !job.force_encode {
                 return copy_input(&src, ictx, job, &stop, &bytes_read, on_frame).map_err(explain);
             }
             let mut encode = job.encode.clone();
-            if encode.frame_rate.is_none() && rate.numerator() > 0 && rate.denominator() > 0 {
-                encode.frame_rate = Some(f64::from(rate));
+            if rate.numerator() > 0 && rate.denominator() > 0 {
+                // --fps only lowers the rate.
+                let r = f64::from(rate);
+                encode.frame_rate = Some(encode.frame_rate.map_or(r, |f| f.min(r)));
             }
             let out = EncoderSpec {
                 settings: encode,
                 target: &job.target,
+                stop: stop.clone(),
                 pacer: pacer(),
                 on_frame,
             };
@@ -110,6 +135,39 @@ pub fn run(
             }))
         }
     }
+}
+
+/// Whether H.264 copied as it is plays in browsers and RTMP players: 8-bit
+/// 4:2:0 (Baseline, Main, Extended, High), with timestamps to time it.
+fn copyable(ictx: &ffmpeg::format::context::Input, par: &codec::Parameters) -> bool {
+    // SAFETY: plain reads of the stream's own parameters.
+    let (profile, format, delay) = unsafe {
+        let p = par.as_ptr();
+        ((*p).profile, (*p).format, (*p).video_delay)
+    };
+    // Raw H.264 has no timestamps: with B-frames, a copy cannot be timed
+    // (presentation order is in the slices); decoding orders the pictures.
+    let untimed = ictx.format().name() == "h264";
+    par.id() == codec::Id::H264
+        && plays_everywhere(Some(profile), Some(format))
+        && !(untimed && delay > 0)
+}
+
+/// H.264 profiles (and pixel formats, when known) every player decodes.
+fn plays_everywhere(profile: Option<i32>, format: Option<i32>) -> bool {
+    use ffmpeg::ffi::AVPixelFormat::*;
+    // profile_idc, constraint flags aside: Baseline 66, Main 77, Extended
+    // 88, High 100; unknown (-99 in libav) is let through, the pixel format
+    // decides then.
+    let profile_ok = match profile {
+        Some(p) => p < 0 || matches!(p & 0xff, 66 | 77 | 88 | 100),
+        None => true,
+    };
+    let format_ok = match format {
+        Some(f) => f < 0 || f == AV_PIX_FMT_YUV420P as i32 || f == AV_PIX_FMT_YUVJ420P as i32,
+        None => true,
+    };
+    profile_ok && format_ok
 }
 
 /// The result of a decode into the encoder: the decode's error first, then
@@ -152,11 +210,12 @@ fn copy_input(
         let index = ist.index();
         let tb = ist.time_base();
         let par = ist.parameters();
-        if par.id() != codec::Id::H264 {
-            failure = Some(PipelineError::Output(format!(
-                "the stream changed its codec to {}; a stream copy cannot follow",
-                par.id().name()
-            )));
+        if !copyable(&ictx, &par) {
+            failure = Some(PipelineError::Output(
+                "the stream changed its codec or format; a stream copy cannot follow \
+                 (--bitrate re-encodes)"
+                    .into(),
+            ));
             break;
         }
         let extradata = extradata_of(&par);
@@ -167,7 +226,7 @@ fn copy_input(
         }
         match &mux {
             None => {
-                let m = VideoMuxer::open(&job.target, &par, TB, rate_ok.then_some(rate))?;
+                let m = VideoMuxer::open(&job.target, &par, TB, rate_ok.then_some(rate), stop)?;
                 mux = Some((m, extradata));
             }
             Some((_, first)) if *first != extradata => {
@@ -182,6 +241,7 @@ fn copy_input(
         }
         let Some((m, _)) = mux.as_mut() else { break };
         let mut first: Option<i64> = None;
+        let mut first_pts: Option<i64> = None;
         let mut next_dts = 0i64;
         let mut pkt = ffmpeg::Packet::empty();
         let count_bytes = matches!(src, InputSource::Path(_));
@@ -223,10 +283,17 @@ fn copy_input(
             let Some(ts) = pkt.pts().or(pkt.dts()) else {
                 continue;
             };
+            // A copy starts at a keyframe: what comes before one cannot be
+            // decoded (a stream joined in the middle, a cut file).
+            if first.is_none() && !pkt.is_key() {
+                continue;
+            }
             let f = *first.get_or_insert(pkt.dts().unwrap_or(ts));
             let secs = |v: i64| offset + (v - f) as f64 * f64::from(tb);
             let t = secs(ts);
-            if job.duration.is_some_and(|d| t >= d) {
+            // --duration counts presentation time from the first picture.
+            let shown = offset + (ts - *first_pts.get_or_insert(ts)) as f64 * f64::from(tb);
+            if job.duration.is_some_and(|d| shown >= d) {
                 break 'sessions;
             }
             if let Some(p) = pacer.as_mut() {
@@ -294,8 +361,9 @@ fn extradata_of(par: &codec::Parameters) -> Vec<u8> {
 /// first IDR on, decode times made up as `record` does (RTP has none).
 fn copy_packets(
     mut rx: mpsc::Receiver<Result<VideoPacket, SourceError>>,
+    first: Option<VideoPacket>,
     job: &OutputJob,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
     on_frame: &mut dyn FnMut(&MuxSummary),
 ) -> Result<OutputSummary, PipelineError> {
     let mut mux: Option<(VideoMuxer, (u32, u32))> = None;
@@ -313,7 +381,11 @@ fn copy_packets(
         }
         m.write(&mut pkt, TB)
     };
-    while let Some(pkt) = super::next_item(&mut rx, stop, &mut failure) {
+    let mut first = first;
+    while let Some(pkt) = first
+        .take()
+        .or_else(|| super::next_item(&mut rx, stop, &mut failure))
+    {
         if let Some(p) = &pkt.params {
             params = Some(p.clone());
         }
@@ -325,7 +397,7 @@ fn copy_packets(
                 continue;
             }
             let par = mux::params_of(&current)?;
-            let m = VideoMuxer::open(&job.target, &par, TB, None)?;
+            let m = VideoMuxer::open(&job.target, &par, TB, None, stop)?;
             mux = Some((m, (current.width, current.height)));
         }
         let Some((m, size)) = mux.as_mut() else {
