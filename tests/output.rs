@@ -432,6 +432,33 @@ fn bad_outputs_are_one_clear_line() {
     ]);
     assert!(!out.status.success());
     assert!(!flv.exists());
+    // ... nor an HLS folder it would have made.
+    let hls = dir.path().join("never");
+    let out = camflow_run(&["hls", path_str(&missing), "--out", path_str(&hls)]);
+    assert!(!out.status.success());
+    assert!(!hls.exists());
+}
+
+#[test]
+fn the_summary_says_audio_was_left_out() {
+    let dir = tempdir();
+    let src = dir.path().join("av.mp4");
+    ffmpeg_make(
+        &src,
+        "-f lavfi -i testsrc2=size=160x120:rate=25 -f lavfi -i sine=frequency=440 -t 1 \
+         -c:v libx264 -c:a aac -shortest",
+    );
+    let out = dir.path().join("av.flv");
+    let run = camflow_run(&[
+        "transcode",
+        path_str(&src),
+        "--to",
+        "flv",
+        "-o",
+        path_str(&out),
+    ]);
+    assert_ok(&run);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("audio left out"));
 }
 
 #[test]

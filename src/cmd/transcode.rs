@@ -84,6 +84,7 @@ pub async fn run_hls(args: HlsArgs, shutdown: Shutdown) -> anyhow::Result<ExitCo
             args.out.display()
         );
     }
+    let created_dir = !args.out.exists();
     mux::prepare_hls_dir(&args.out).map_err(|e| anyhow!("{}: {e}", opts.spec.display_name()))?;
     let spec = HlsSpec {
         dir: args.out.clone(),
@@ -91,6 +92,7 @@ pub async fn run_hls(args: HlsArgs, shutdown: Shutdown) -> anyhow::Result<ExitCo
         window: (!args.vod).then_some(args.window),
     };
     let shown = spec.playlist().display().to_string();
+    let created = created_dir;
     let job = OutputJob {
         target: Target::Hls(spec),
         // When encoding, a keyframe per segment: segments come out at the
@@ -101,7 +103,12 @@ pub async fn run_hls(args: HlsArgs, shutdown: Shutdown) -> anyhow::Result<ExitCo
         duration: args.encode.duration,
         realtime: args.encode.realtime,
     };
-    run_job(opts, job, args.quiet, shown, shutdown).await
+    let r = run_job(opts, job, args.quiet, shown, shutdown).await;
+    if r.is_err() && created {
+        // Nothing to keep: the folder this run made goes, if still empty.
+        let _ = std::fs::remove_dir(&args.out);
+    }
+    r
 }
 
 fn check_encode_args(e: &EncodeArgs) -> anyhow::Result<()> {
@@ -191,10 +198,13 @@ async fn run_job(
             } else {
                 "encoded to H.264"
             };
-            let loss = match net.as_ref().and_then(|l| l.loss_text()) {
+            let mut loss = match net.as_ref().and_then(|l| l.loss_text()) {
                 Some(l) => format!(", {l}"),
                 None => String::new(),
             };
+            if s.audio_left_out {
+                loss.push_str(", audio left out");
+            }
             let what = match &job.target {
                 Target::Hls(h) => match h.window {
                     Some(n) => format!("as live HLS (window of {n}) to {out_shown}"),

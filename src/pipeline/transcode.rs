@@ -37,6 +37,8 @@ pub struct OutputSummary {
     pub mux: MuxSummary,
     /// Stream copy (no re-encoding).
     pub copied: bool,
+    /// The input has audio, which these outputs leave out.
+    pub audio_left_out: bool,
 }
 
 /// Time base of the copy paths' timestamps before the muxer rescales them.
@@ -114,8 +116,15 @@ pub fn run(
                 .best(media::Type::Video)
                 .ok_or(PipelineError::NoVideo)?;
             let rate = video.avg_frame_rate();
+            let has_audio = ictx.streams().best(media::Type::Audio).is_some();
+            let with_audio = |mut s: OutputSummary| {
+                s.audio_left_out = has_audio;
+                s
+            };
             if copyable(&ictx, &video.parameters()) && !job.force_encode {
-                return copy_input(&src, ictx, job, &stop, &bytes_read, on_frame).map_err(explain);
+                return copy_input(&src, ictx, job, &stop, &bytes_read, on_frame)
+                    .map(with_audio)
+                    .map_err(explain);
             }
             let mut encode = job.encode.clone();
             if rate.numerator() > 0 && rate.denominator() > 0 {
@@ -133,6 +142,7 @@ pub fn run(
             encoded(encode::overlapped(out, |p| {
                 decode::run(src, Some(ictx), &settings, stop.clone(), bytes_read, p)
             }))
+            .map(with_audio)
         }
     }
 }
@@ -182,6 +192,7 @@ fn encoded(
     Ok(OutputSummary {
         mux: finished?,
         copied: false,
+        audio_left_out: false,
     })
 }
 
@@ -342,6 +353,7 @@ fn copied(m: VideoMuxer, failure: Option<PipelineError>) -> Result<OutputSummary
     Ok(OutputSummary {
         mux: finished?,
         copied: true,
+        audio_left_out: false,
     })
 }
 
