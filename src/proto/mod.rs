@@ -1,6 +1,7 @@
 //! Pure parsers: no I/O, no tokio, no libav, no logging.
 
 pub mod bmff;
+pub mod cenc;
 pub mod evostream;
 pub mod fmp4;
 pub mod jpeg;
