@@ -88,7 +88,41 @@ pub struct H264Out<'a> {
     on_frame: &'a mut (dyn FnMut(&MuxSummary) + Send),
     next_key: f64,
     last_pts: Option<i64>,
+    smoother: Smoother,
     failure: Option<PipelineError>,
+}
+
+/// Evens out pictures that came in a burst. A camera without timestamps
+/// is timed by arrival, and a reader that was held up reads several
+/// pictures at once: they would get nearly the same time, which players
+/// and the ffmpeg CLI take for a broken stream. A picture goes out at
+/// least 0.9 of the usual interval (the median of the last 15) after the
+/// one before; later pictures, arriving on time, take back the delay.
+#[derive(Default)]
+struct Smoother {
+    intervals: std::collections::VecDeque<f64>,
+    last_in: Option<f64>,
+    last_out: Option<f64>,
+}
+
+impl Smoother {
+    fn time(&mut self, t: f64) -> f64 {
+        if let Some(d) = self.last_in.map(|l| t - l).filter(|d| *d > 0.0) {
+            if self.intervals.len() == 15 {
+                self.intervals.pop_front();
+            }
+            self.intervals.push_back(d);
+        }
+        self.last_in = Some(t);
+        let mut sorted: Vec<f64> = self.intervals.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        let out = match (self.last_out, sorted.get(sorted.len() / 2)) {
+            (Some(last), Some(median)) if sorted.len() >= 5 => t.max(last + 0.9 * median),
+            _ => t,
+        };
+        self.last_out = Some(out);
+        out
+    }
 }
 
 impl<'a> H264Out<'a> {
@@ -108,6 +142,7 @@ impl<'a> H264Out<'a> {
             on_frame,
             next_key: 0.0,
             last_pts: None,
+            smoother: Smoother::default(),
             failure: None,
         }
     }
@@ -172,7 +207,8 @@ impl Pictures for H264Out<'_> {
         if let Some(p) = self.pacer.as_mut() {
             p.wait(info.t);
         }
-        let mut pts = (info.t / f64::from(TIME_BASE)).round() as i64;
+        let t = self.smoother.time(info.t);
+        let mut pts = (t / f64::from(TIME_BASE)).round() as i64;
         if let Some(last) = self.last_pts {
             pts = pts.max(last + 1);
         }
@@ -180,9 +216,9 @@ impl Pictures for H264Out<'_> {
         // A keyframe every --gop-seconds of stream time, whatever the
         // camera's frame rate; the decoder's picture types are not the
         // encoder's business.
-        let key = info.t + 1e-6 >= self.next_key;
+        let key = t + 1e-6 >= self.next_key;
         if key {
-            self.next_key = info.t + self.settings.gop_seconds;
+            self.next_key = t + self.settings.gop_seconds;
         }
         let kind = if key {
             ffmpeg::picture::Type::I
@@ -382,4 +418,39 @@ fn x264(
         }
     }
     enc.open_with(opts).map_err(|e| err("opening libx264", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_spread_out_and_the_clock_catches_up() {
+        let mut s = Smoother::default();
+        // 25 fps, then a 200 ms hold-up and five pictures at once.
+        let mut arrivals: Vec<f64> = (0..10).map(|i| i as f64 * 0.04).collect();
+        arrivals.extend([0.56, 0.561, 0.562, 0.563, 0.564]);
+        arrivals.extend((0..60).map(|i| 0.6 + i as f64 * 0.04));
+        let out: Vec<f64> = arrivals.iter().map(|t| s.time(*t)).collect();
+        for w in out.windows(2) {
+            assert!(w[1] - w[0] >= 0.9 * 0.04 - 1e-9, "{out:?}");
+        }
+        // Steady pictures keep their times; the end is on time again.
+        assert_eq!(out[..10], arrivals[..10]);
+        assert!(
+            (out[out.len() - 1] - arrivals[arrivals.len() - 1]).abs() < 1e-9,
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn regular_and_slowing_streams_are_left_alone() {
+        let mut s = Smoother::default();
+        let arrivals: Vec<f64> = (0..50)
+            .map(|i| i as f64 * 0.1 + (i as f64 * 0.37).sin() * 0.004)
+            .collect();
+        for t in &arrivals {
+            assert_eq!(s.time(*t), *t);
+        }
+    }
 }
