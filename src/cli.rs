@@ -28,6 +28,8 @@ pub enum Command {
     Transcode(TranscodeArgs),
     /// Serve a source as HLS with fMP4 segments, live or VOD, in a folder.
     Hls(HlsArgs),
+    /// Package a file as MPEG-DASH with its video encrypted (ClearKey).
+    Package(PackageArgs),
     /// Describe a source: protocol, container, codec, size, frame rate.
     Probe(ProbeArgs),
     /// Run a simulated camera that serves a test pattern or a file.
@@ -307,6 +309,50 @@ pub struct HlsArgs {
     pub encode: EncodeArgs,
 
     /// No progress display or log lines; errors only.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CencScheme {
+    /// AES-CBC, 1 of every 10 blocks (what Apple devices and most players
+    /// take).
+    Cbcs,
+    /// AES-CTR over every protected byte.
+    Cenc,
+}
+
+#[derive(Debug, Args)]
+pub struct PackageArgs {
+    /// A file with H.264 video (and optionally AAC audio).
+    pub input: PathBuf,
+
+    /// Content key: 22 characters of base64url or 32 hex digits.
+    #[arg(long)]
+    pub key: String,
+
+    /// Key ID, as the key.
+    #[arg(long)]
+    pub kid: String,
+
+    /// Common Encryption scheme.
+    #[arg(long, value_enum, default_value_t = CencScheme::Cbcs)]
+    pub scheme: CencScheme,
+
+    /// Output folder (created): stream.mpd, init and media segments.
+    /// Default: INPUT's name with `-dash`, next to it.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Target segment length (segments start on keyframes).
+    #[arg(long = "segment-seconds", value_name = "SECS", default_value_t = 4.0)]
+    pub segment_seconds: f64,
+
+    /// Also write HLS playlists (master.m3u8) over the same segments.
+    #[arg(long)]
+    pub hls: bool,
+
+    /// No progress display; errors only.
     #[arg(short, long)]
     pub quiet: bool,
 }

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             Command::Record(a) => cmd::record::run(a, shutdown).await,
             Command::Transcode(a) => cmd::transcode::run(a, shutdown).await,
             Command::Hls(a) => cmd::transcode::run_hls(a, shutdown).await,
+            Command::Package(a) => cmd::package::run(a, shutdown).await,
             Command::Probe(a) => cmd::probe::run(a, shutdown).await,
             Command::Camera(a) => cmd::camera::run(a, shutdown).await,
         }

@@ -84,6 +84,22 @@ impl Progress {
 
     /// Clears the live line. The command prints the outcome itself: a
     /// summary on success, or its one-line error.
+    /// Shows `text()` (built only when it will be shown), at the same pace
+    /// as [`Progress::update`].
+    pub fn show(&mut self, text: impl FnOnce() -> String) {
+        let now = Instant::now();
+        if let Some(bar) = &self.bar {
+            if now.duration_since(self.last) >= DRAW_EVERY {
+                self.last = now;
+                bar.set_message(text());
+                bar.tick();
+            }
+        } else if self.log && now.duration_since(self.last) >= LOG_EVERY {
+            self.last = now;
+            eprintln!("camflow: {}", text());
+        }
+    }
+
     pub fn clear(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();

@@ -2,6 +2,7 @@
 
 pub mod camera;
 pub mod decode;
+pub mod package;
 pub mod probe;
 pub mod record;
 pub mod transcode;

@@ -1,6 +1,7 @@
 //! The only code that touches libav (ffmpeg-next). Everything here runs on
 //! named OS threads, fed through bounded channels, never on tokio workers.
 
+pub mod dash;
 pub mod decode;
 pub mod encode;
 pub mod input;

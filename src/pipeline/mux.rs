@@ -163,7 +163,7 @@ pub struct VideoMuxer {
 /// any output once a write failed (the trailer and the close would each
 /// wait on a dead connection again). Files are never interrupted: Ctrl-C
 /// still finishes them (HLS: the final playlist with `EXT-X-ENDLIST`).
-struct Interrupt {
+pub(crate) struct Interrupt {
     stop: Arc<AtomicBool>,
     network: bool,
     failed: AtomicBool,
@@ -207,7 +207,8 @@ impl VideoMuxer {
             network: target.is_url(),
             failed: AtomicBool::new(false),
         });
-        let mut octx = open_output(fmt, &to, &opts, &interrupt).map_err(|e| discard(fail(e)))?;
+        let mut octx =
+            open_output(fmt, &to, &opts, Some(&interrupt)).map_err(|e| discard(fail(e)))?;
         {
             let mut ost = octx
                 .add_stream(ffmpeg::encoder::find(codec::Id::None))
@@ -327,11 +328,11 @@ fn explain(e: ffmpeg::Error) -> String {
 /// opens its files itself (hls does: `AVFMT_NOFILE`). ffmpeg-next's
 /// `output_as_with` always opens the path, which for hls would create a
 /// stray handle on the playlist.
-fn open_output(
+pub(crate) fn open_output(
     fmt: &str,
     to: &str,
     opts: &[(&str, String)],
-    interrupt: &Interrupt,
+    interrupt: Option<&Interrupt>,
 ) -> Result<ffmpeg::format::context::Output, ffmpeg::Error> {
     use ffmpeg::ffi;
     let fmt_c = std::ffi::CString::new(fmt).map_err(|_| ffmpeg::Error::InvalidData)?;
@@ -350,10 +351,12 @@ fn open_output(
             return Err(ffmpeg::Error::from(r.min(-1)));
         }
         let octx = ffmpeg::format::context::Output::wrap(ps);
-        (*ps).interrupt_callback = ffi::AVIOInterruptCB {
-            callback: Some(interrupt_cb),
-            opaque: interrupt as *const Interrupt as *mut std::ffi::c_void,
-        };
+        if let Some(i) = interrupt {
+            (*ps).interrupt_callback = ffi::AVIOInterruptCB {
+                callback: Some(interrupt_cb),
+                opaque: i as *const Interrupt as *mut std::ffi::c_void,
+            };
+        }
         let nofile = ((*(*ps).oformat).flags & ffi::AVFMT_NOFILE) != 0;
         if !nofile {
             let mut dict = ffmpeg::Dictionary::new();

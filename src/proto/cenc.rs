@@ -150,7 +150,11 @@ fn crypt(
         clear: 0,
         protected: sample.len() as u32,
     }];
-    let subs = if subsamples.is_empty() { &whole[..] } else { subsamples };
+    let subs = if subsamples.is_empty() {
+        &whole[..]
+    } else {
+        subsamples
+    };
     let covered: usize = subs
         .iter()
         .map(|s| usize::from(s.clear) + s.protected as usize)

@@ -2,8 +2,10 @@
 
 pub mod bmff;
 pub mod cenc;
+pub mod cenc_mp4;
 pub mod evostream;
 pub mod fmp4;
+pub mod h264;
 pub mod jpeg;
 pub mod multipart;
 pub mod rtp_jpeg;
