@@ -8,6 +8,7 @@
 pub mod camera;
 pub mod cli;
 pub mod cmd;
+pub mod package;
 pub mod packet;
 pub mod pipeline;
 pub mod progress;

@@ -1,23 +1,16 @@
-//! `camflow package`: a file → MPEG-DASH with the video encrypted
-//! (Common Encryption, 'cbcs' or 'cenc', for ClearKey players); audio
-//! stays clear. libavformat's dash muxer writes clear segments into a
-//! scratch folder; camflow encrypts the video's (`proto::cenc_mp4`), adds
-//! ContentProtection to the MPD, and moves everything into place, the MPD
-//! last, so that a player never sees an MPD whose segments are missing.
+//! `camflow package`: a file → MPEG-DASH with the video encrypted; the
+//! work is [`crate::package`]'s.
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
-use base64::Engine;
 
 use crate::cli::{CencScheme, PackageArgs};
 use crate::cmd::decode::join;
-use crate::pipeline::{self, dash};
+use crate::package::{self, PackageSpec};
+use crate::pipeline;
 use crate::progress::Progress;
 use crate::proto::cenc::{self, Scheme};
-use crate::proto::cenc_mp4::{self, FragmentProtector, Node, Protection};
-use crate::proto::h264::ParamSets;
 use crate::shutdown::Shutdown;
 
 pub async fn run(args: PackageArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
@@ -32,39 +25,60 @@ pub async fn run(args: PackageArgs, shutdown: Shutdown) -> anyhow::Result<ExitCo
     if !args.input.is_file() {
         bail!("{name}: no such file");
     }
-    let out = args.out.clone().unwrap_or_else(|| default_out(&args.input));
-    std::fs::create_dir_all(&out)
-        .map_err(|e| anyhow!("{name}: cannot create {}: {e}", out.display()))?;
-    let scratch = out.join(format!(".camflow-clear-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)
-        .map_err(|e| anyhow!("{name}: cannot write in {}: {e}", out.display()))?;
-    let scheme = match args.scheme {
-        CencScheme::Cbcs => Scheme::Cbcs,
-        CencScheme::Cenc => Scheme::Cenc,
-    };
-    let job = Job {
+    let spec = PackageSpec {
         input: args.input.clone(),
-        out: out.clone(),
-        scratch: scratch.clone(),
+        out: args
+            .out
+            .clone()
+            .unwrap_or_else(|| package::default_out(&args.input)),
         segment_seconds: seg,
         hls: args.hls,
-        protection: Protection {
-            track_id: 1,
-            scheme,
-            kid,
-            key,
-            iv: fastrand_iv(scheme),
+        scheme: match args.scheme {
+            CencScheme::Cbcs => Scheme::Cbcs,
+            CencScheme::Cenc => Scheme::Cenc,
         },
-        quiet: args.quiet,
+        key,
+        kid,
     };
     let stop = shutdown.flag();
-    let worker = pipeline::spawn("camflow-package", move || job.run(&stop))
-        .context("cannot start the package thread")?;
-    let result = join(worker).await?;
-    let _ = std::fs::remove_dir_all(&scratch);
-    match result {
-        Ok(summary) => {
-            Progress::summary(args.quiet, &summary);
+    let quiet = args.quiet;
+    let worker = pipeline::spawn("camflow-package", move || {
+        let mut progress = Progress::new(quiet, "s");
+        let r = package::package(
+            &spec,
+            &stop,
+            &mut |done, total| {
+                progress.show(|| {
+                    if total > 0.0 {
+                        format!(
+                            "packaging: {done:.1} of {total:.1} s ({:.0}%)",
+                            100.0 * done / total
+                        )
+                    } else {
+                        format!("packaging: {done:.1} s")
+                    }
+                })
+            },
+            &mut |_| {},
+        );
+        progress.clear();
+        r.map(|s| (s, spec))
+    })
+    .context("cannot start the package thread")?;
+    match join(worker).await? {
+        Ok((s, spec)) => {
+            let mut text = format!(
+                "packaged {:.1} s to {} (video encrypted with {}, KID {}{})",
+                s.duration,
+                s.mpd.display(),
+                String::from_utf8_lossy(&spec.scheme.fourcc()),
+                cenc::hex(&spec.kid),
+                if s.audio { ", AAC audio clear" } else { "" }
+            );
+            if !s.skipped_audio.is_empty() {
+                text.push_str(&format!("; audio left out: {}", s.skipped_audio.join(", ")));
+            }
+            Progress::summary(quiet, &text);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Err(anyhow!("{name}: {}", hide(&format!("{e:#}"), &args.key))),
@@ -78,247 +92,4 @@ fn hide(text: &str, key: &str) -> String {
     } else {
         text.replace(key, "***")
     }
-}
-
-fn default_out(input: &Path) -> PathBuf {
-    let stem = input
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_else(|| "package".into());
-    input.with_file_name(format!("{stem}-dash"))
-}
-
-/// 'cbcs': a random constant IV; 'cenc': a random start for the per-sample
-/// IVs (the low half stays zero: it is the block counter).
-fn fastrand_iv(scheme: Scheme) -> [u8; 16] {
-    let mut iv = [0u8; 16];
-    let n = match scheme {
-        Scheme::Cbcs => 16,
-        Scheme::Cenc => 8,
-    };
-    for b in iv.iter_mut().take(n) {
-        *b = fastrand::u8(..);
-    }
-    iv
-}
-
-struct Job {
-    input: PathBuf,
-    out: PathBuf,
-    scratch: PathBuf,
-    segment_seconds: f64,
-    hls: bool,
-    protection: Protection,
-    quiet: bool,
-}
-
-impl Job {
-    fn run(self, stop: &std::sync::atomic::AtomicBool) -> anyhow::Result<String> {
-        let mut progress = Progress::new(self.quiet, "s");
-        let clear = dash::write_clear(
-            &self.input,
-            &self.scratch,
-            self.segment_seconds,
-            self.hls,
-            stop,
-            &mut |done, total| {
-                progress.show(|| {
-                    if total > 0.0 {
-                        format!(
-                            "packaging: {done:.1} of {total:.1} s ({:.0}%)",
-                            100.0 * done / total
-                        )
-                    } else {
-                        format!("packaging: {done:.1} s")
-                    }
-                })
-            },
-        )
-        .map_err(|e| anyhow!("{e}"))?;
-        progress.show(|| "encrypting the video".into());
-        self.encrypt_video(clear.video_rep)?;
-        // Audio (clear) and playlists move as they are; the MPD goes last.
-        let mut names: Vec<String> = std::fs::read_dir(&self.scratch)?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().to_string())
-            .collect();
-        names.sort();
-        for n in &names {
-            if n == dash::MPD {
-                continue;
-            }
-            let from = self.scratch.join(n);
-            let to = self.out.join(n);
-            if n.ends_with(".m3u8") {
-                let text = std::fs::read_to_string(&from)?;
-                let text = self.hls_with_key(n, &text, clear.video_rep);
-                write_atomic(&to, text.as_bytes())?;
-            } else {
-                std::fs::rename(&from, &to)
-                    .with_context(|| format!("cannot move {} into place", to.display()))?;
-            }
-        }
-        let mpd = std::fs::read_to_string(self.scratch.join(dash::MPD))?;
-        let mpd = self.mpd_with_protection(&mpd)?;
-        write_atomic(&self.out.join(dash::MPD), mpd.as_bytes())?;
-        progress.clear();
-        let p = &self.protection;
-        let mut s = format!(
-            "packaged {:.1} s to {} (video encrypted with {}, KID {}{})",
-            clear.duration,
-            self.out.join(dash::MPD).display(),
-            String::from_utf8_lossy(&p.scheme.fourcc()),
-            cenc::hex(&p.kid),
-            if clear.audio_rep.is_some() {
-                ", AAC audio clear"
-            } else {
-                ""
-            }
-        );
-        if !clear.skipped_audio.is_empty() {
-            s.push_str(&format!(
-                "; audio left out: {}",
-                clear.skipped_audio.join(", ")
-            ));
-        }
-        Ok(s)
-    }
-
-    /// Encrypts the video representation's init and media segments, in
-    /// order (the 'cenc' IVs count on across them), into the output.
-    fn encrypt_video(&self, rep: usize) -> anyhow::Result<()> {
-        let init_name = dash::INIT.replace("$RepresentationID$", &rep.to_string());
-        let init = std::fs::read(self.scratch.join(&init_name))
-            .with_context(|| format!("the dash muxer wrote no {init_name}"))?;
-        let mut params = ParamSets::new();
-        let length_size = params
-            .add_avcc(&avcc_of(&init)?)
-            .map_err(|e| anyhow!("the video's avcC: {e}"))?;
-        let protected = cenc_mp4::protect_init(&init, &self.protection)?;
-        write_atomic(&self.out.join(&init_name), &protected)?;
-        std::fs::remove_file(self.scratch.join(&init_name))?;
-        let mut fp = FragmentProtector::new(self.protection.clone(), move |s: &[u8]| {
-            cenc_mp4::h264_subsamples(&mut params, length_size, s)
-        });
-        let prefix = format!("chunk-{rep}-");
-        let mut chunks: Vec<String> = std::fs::read_dir(&self.scratch)?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().to_string())
-            .filter(|n| n.starts_with(&prefix) && n.ends_with(".m4s"))
-            .collect();
-        // Zero-padded numbers: name order is segment order.
-        chunks.sort();
-        for c in &chunks {
-            let from = self.scratch.join(c);
-            let seg = std::fs::read(&from)?;
-            let enc = fp.protect_segment(&seg).map_err(|e| anyhow!("{c}: {e}"))?;
-            write_atomic(&self.out.join(c), &enc)?;
-            std::fs::remove_file(&from)?;
-        }
-        Ok(())
-    }
-
-    /// The MPD with the CENC namespace and, in the video's AdaptationSet,
-    /// the mp4protection ContentProtection (scheme, default KID) and the
-    /// CommonSystem one carrying the `pssh`.
-    fn mpd_with_protection(&self, mpd: &str) -> anyhow::Result<String> {
-        let p = &self.protection;
-        let mut out = String::with_capacity(mpd.len() + 512);
-        let mut added_ns = false;
-        let mut added_cp = false;
-        for line in mpd.lines() {
-            if !added_ns && line.contains("xmlns=\"urn:mpeg:dash:schema:mpd:2011\"") {
-                out.push_str(line);
-                out.push('\n');
-                out.push_str("\txmlns:cenc=\"urn:mpeg:cenc:2013\"\n");
-                added_ns = true;
-                continue;
-            }
-            out.push_str(line);
-            out.push('\n');
-            if !added_cp
-                && line.contains("<AdaptationSet")
-                && line.contains("contentType=\"video\"")
-            {
-                let mut pssh = Vec::new();
-                cenc_mp4::pssh(&p.kid).write(&mut pssh);
-                let b64 = base64::engine::general_purpose::STANDARD.encode(&pssh);
-                out.push_str(&format!(
-                    "\t\t\t<ContentProtection schemeIdUri=\"urn:mpeg:dash:mp4protection:2011\" value=\"{}\" cenc:default_KID=\"{}\"/>\n",
-                    String::from_utf8_lossy(&p.scheme.fourcc()),
-                    cenc::uuid(&p.kid)
-                ));
-                out.push_str(&format!(
-                    "\t\t\t<ContentProtection schemeIdUri=\"urn:uuid:1077efec-c0b2-4d02-ace3-3c1e52e2fb4b\"><cenc:pssh>{b64}</cenc:pssh></ContentProtection>\n"
-                ));
-                added_cp = true;
-            }
-        }
-        if !(added_ns && added_cp) {
-            bail!("the dash muxer's MPD has no video AdaptationSet to protect");
-        }
-        Ok(out)
-    }
-
-    /// The video's media playlist gets an EXT-X-KEY saying how its samples
-    /// are encrypted (with the `pssh` as the key's data); others as they
-    /// are.
-    fn hls_with_key(&self, name: &str, text: &str, rep: usize) -> String {
-        if name != format!("media_{rep}.m3u8") {
-            return text.to_string();
-        }
-        let p = &self.protection;
-        let mut pssh = Vec::new();
-        cenc_mp4::pssh(&p.kid).write(&mut pssh);
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&pssh);
-        let method = match p.scheme {
-            Scheme::Cbcs => "SAMPLE-AES",
-            Scheme::Cenc => "SAMPLE-AES-CTR",
-        };
-        let key = format!(
-            "#EXT-X-KEY:METHOD={method},URI=\"data:text/plain;base64,{b64}\",KEYID=0x{},KEYFORMAT=\"urn:uuid:1077efec-c0b2-4d02-ace3-3c1e52e2fb4b\",KEYFORMATVERSIONS=\"1\"",
-            cenc::hex(&p.kid)
-        );
-        let mut out = String::new();
-        let mut added = false;
-        for line in text.lines() {
-            if !added && line.starts_with("#EXT-X-MAP") {
-                out.push_str(&key);
-                out.push('\n');
-                added = true;
-            }
-            out.push_str(line);
-            out.push('\n');
-        }
-        out
-    }
-}
-
-/// The `avcC` body of an init segment's first video sample entry.
-fn avcc_of(init: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let top = Node::parse_all(init)?;
-    let entry = top
-        .iter()
-        .find(|n| &n.kind == b"moov")
-        .and_then(|m| m.child(b"trak"))
-        .and_then(|t| t.child(b"mdia"))
-        .and_then(|m| m.child(b"minf"))
-        .and_then(|m| m.child(b"stbl"))
-        .and_then(|m| m.child(b"stsd"))
-        .and_then(|s| s.children.first())
-        .ok_or_else(|| anyhow!("the video's init segment has no sample entry"))?;
-    entry
-        .children
-        .iter()
-        .find(|c| &c.kind == b"avcC")
-        .map(|c| c.prefix.clone())
-        .ok_or_else(|| anyhow!("the video's sample entry has no avcC"))
-}
-
-/// Writes `to` through a temporary name and a rename.
-fn write_atomic(to: &Path, data: &[u8]) -> anyhow::Result<()> {
-    let tmp = to.with_extension("camflow-tmp");
-    std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, to).with_context(|| format!("cannot write {}", to.display()))?;
-    Ok(())
 }
