@@ -258,3 +258,124 @@ fn bad_inputs_and_keys_are_one_clear_line() {
     ]);
     assert_one_line_error(&run, path_str(&mpeg4), "H.264");
 }
+
+fn key16(hex: &str) -> [u8; 16] {
+    camflow::proto::cenc::parse_key16(hex).unwrap()
+}
+
+#[test]
+fn packages_play_in_chromium_with_their_clearkey_and_not_without() {
+    let dir = tempdir();
+    let src = av_file(dir.path());
+    let key = key16(KEY_HEX);
+    let kid = key16(KID);
+    for scheme in ["cbcs", "cenc"] {
+        let out = dir.path().join(scheme);
+        assert_ok(&camflow_run(&[
+            "package",
+            path_str(&src),
+            "--key",
+            KEY,
+            "--kid",
+            KID,
+            "--scheme",
+            scheme,
+            "--out",
+            path_str(&out),
+        ]));
+        let timeout = std::time::Duration::from_secs(60);
+        let played =
+            common::dash_player::play_dash(&out, "stream.mpd", 2.0, &[(&kid, &key)], timeout)
+                .unwrap_or_else(|e| panic!("{scheme}: Chromium did not play it: {e}"));
+        assert!(played.current_time > 2.0, "{scheme}: {played:?}");
+        assert_eq!(played.audio_tracks, 1, "{scheme}: {played:?}");
+        for keys in [vec![], vec![(&kid, &[0x5au8; 16])]] {
+            let keys: Vec<(&[u8; 16], &[u8; 16])> = keys;
+            common::dash_player::play_dash_expect_fail(&out, "stream.mpd", &keys, timeout)
+                .unwrap_or_else(|e| panic!("{scheme} with keys {}: {e}", keys.len()));
+        }
+    }
+}
+
+/// Shaka Packager's output and camflow's, for the same input and scheme,
+/// both decrypt to the input's video packets.
+#[test]
+fn camflow_and_shaka_packager_both_decrypt_to_the_input_packets() {
+    let dir = tempdir();
+    let src = av_file(dir.path());
+    let want = run_limited(
+        Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-i",
+                path_str(&src),
+                "-map",
+                "0:v",
+                "-c",
+                "copy",
+            ])
+            .args(["-f", "framemd5", "-"]),
+        std::time::Duration::from_secs(60),
+    );
+    let want = packet_hashes(&String::from_utf8_lossy(&want.stdout));
+    let decrypt = |bytes: &[u8]| {
+        let (ok, got) = ffmpeg_pipe(
+            bytes,
+            &[
+                "-decryption_key",
+                KEY_HEX,
+                "-i",
+                "pipe:0",
+                "-map",
+                "0:v",
+                "-c",
+                "copy",
+                "-f",
+                "framemd5",
+                "-",
+            ],
+        );
+        assert!(ok, "ffmpeg could not decrypt");
+        packet_hashes(&got)
+    };
+    for scheme in ["cbcs", "cenc"] {
+        let shaka = dir.path().join(format!("shaka-{scheme}"));
+        common::dash_player::package_encrypted(
+            &src,
+            &shaka,
+            &["video"],
+            scheme,
+            &key16(KID),
+            &key16(KEY_HEX),
+        );
+        let mut names: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(shaka.join("video"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().to_string();
+                n.strip_suffix(".m4s")?.parse().ok().map(|k| (k, e.path()))
+            })
+            .collect();
+        names.sort();
+        let mut bytes = std::fs::read(shaka.join("video/init.mp4")).unwrap();
+        for (_, p) in names {
+            bytes.extend(std::fs::read(p).unwrap());
+        }
+        assert_eq!(decrypt(&bytes), want, "Shaka Packager {scheme}");
+        let ours = dir.path().join(format!("camflow-{scheme}"));
+        assert_ok(&camflow_run(&[
+            "package",
+            path_str(&src),
+            "--key",
+            KEY,
+            "--kid",
+            KID,
+            "--scheme",
+            scheme,
+            "--out",
+            path_str(&ours),
+        ]));
+        assert_eq!(decrypt(&representation(&ours, 0)), want, "camflow {scheme}");
+    }
+}

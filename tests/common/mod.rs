@@ -9,6 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod browser;
+pub mod dash_player;
 pub mod mpjpeg;
 pub mod nginx;
 pub mod peer;
