@@ -110,6 +110,9 @@ fn random_iv(scheme: Scheme) -> [u8; 16] {
     iv
 }
 
+/// A video sample's subsample map.
+type Subsamples = Box<dyn FnMut(&[u8]) -> Result<Vec<cenc::Subsample>, String>>;
+
 struct Job {
     input: PathBuf,
     out: PathBuf,
@@ -126,6 +129,33 @@ impl Job {
         on_progress: &mut dyn FnMut(f64, f64),
         on_stage: &mut dyn FnMut(Stage),
     ) -> anyhow::Result<PackageSummary> {
+        // The video's init segment says how to read its slices; each media
+        // segment is encrypted as the muxer finishes it, in order (the
+        // 'cenc' IVs count on across them).
+        let protection = self.protection.clone();
+        let mut fp: Option<FragmentProtector<Subsamples>> = None;
+        let mut filter = |name: &str, bytes: Vec<u8>| -> Result<Vec<u8>, String> {
+            if name.starts_with("init-") {
+                let mut params = ParamSets::new();
+                let avcc = avcc_of(&bytes).map_err(|e| e.to_string())?;
+                let length_size = params
+                    .add_avcc(&avcc)
+                    .map_err(|e| format!("the video's avcC: {e}"))?;
+                let out = cenc_mp4::protect_init(&bytes, &protection).map_err(|e| e.to_string())?;
+                fp = Some(FragmentProtector::new(
+                    protection.clone(),
+                    Box::new(move |s: &[u8]| {
+                        cenc_mp4::h264_subsamples(&mut params, length_size, s)
+                    }),
+                ));
+                Ok(out)
+            } else {
+                fp.as_mut()
+                    .ok_or("a media segment came before the init segment")?
+                    .protect_segment(&bytes)
+                    .map_err(|e| format!("{name}: {e}"))
+            }
+        };
         let clear = dash::write_clear(
             &self.input,
             &self.scratch,
@@ -133,10 +163,10 @@ impl Job {
             self.hls,
             stop,
             on_progress,
+            &mut filter,
         )
         .map_err(|e| anyhow!("{e}"))?;
         on_stage(Stage::Fragmented);
-        self.encrypt_video(clear.video_rep)?;
         on_stage(Stage::Encrypted);
         // Audio (clear) and playlists move as they are; the MPD goes last.
         let mut names: Vec<String> = std::fs::read_dir(&self.scratch)?
@@ -168,40 +198,6 @@ impl Job {
             audio: clear.audio_rep.is_some(),
             skipped_audio: clear.skipped_audio,
         })
-    }
-
-    /// Encrypts the video representation's init and media segments, in
-    /// order (the 'cenc' IVs count on across them), into the output.
-    fn encrypt_video(&self, rep: usize) -> anyhow::Result<()> {
-        let init_name = dash::INIT.replace("$RepresentationID$", &rep.to_string());
-        let init = std::fs::read(self.scratch.join(&init_name))
-            .with_context(|| format!("the dash muxer wrote no {init_name}"))?;
-        let mut params = ParamSets::new();
-        let length_size = params
-            .add_avcc(&avcc_of(&init)?)
-            .map_err(|e| anyhow!("the video's avcC: {e}"))?;
-        let protected = cenc_mp4::protect_init(&init, &self.protection)?;
-        write_atomic(&self.out.join(&init_name), &protected)?;
-        std::fs::remove_file(self.scratch.join(&init_name))?;
-        let mut fp = FragmentProtector::new(self.protection.clone(), move |s: &[u8]| {
-            cenc_mp4::h264_subsamples(&mut params, length_size, s)
-        });
-        let prefix = format!("chunk-{rep}-");
-        let mut chunks: Vec<String> = std::fs::read_dir(&self.scratch)?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().to_string())
-            .filter(|n| n.starts_with(&prefix) && n.ends_with(".m4s"))
-            .collect();
-        // Zero-padded numbers: name order is segment order.
-        chunks.sort();
-        for c in &chunks {
-            let from = self.scratch.join(c);
-            let seg = std::fs::read(&from)?;
-            let enc = fp.protect_segment(&seg).map_err(|e| anyhow!("{c}: {e}"))?;
-            write_atomic(&self.out.join(c), &enc)?;
-            std::fs::remove_file(&from)?;
-        }
-        Ok(())
     }
 
     /// The MPD with the CENC namespace and, in the video's AdaptationSet,

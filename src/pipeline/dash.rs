@@ -1,8 +1,10 @@
-//! Clear MPEG-DASH (CMAF fMP4 segments and an MPD) from a file by stream
-//! copy, with libavformat's dash muxer: the first half of `package`, whose
-//! segments camflow then encrypts (`proto::cenc_mp4`). The muxer already
-//! cuts at keyframes, writes the SegmentTemplate/SegmentTimeline MPD and,
-//! on request, HLS playlists over the same segments.
+//! MPEG-DASH (CMAF fMP4 segments and an MPD) from a file by stream copy,
+//! with libavformat's dash muxer: the muxer cuts at keyframes, writes the
+//! SegmentTemplate/SegmentTimeline MPD and, on request, HLS playlists over
+//! the same segments. The video representation's files go through a
+//! `filter` (`package` encrypts them there) before they reach the disk:
+//! the muxer writes them into memory (its `io_open`/`io_close2` hooks), so
+//! each file is written once.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,8 +32,13 @@ pub struct ClearDash {
     pub skipped_audio: Vec<String>,
 }
 
-/// Writes clear DASH of `input` into `dir` (which must exist).
-/// `on_progress(seconds done, seconds total)`.
+/// Rewrites a file of the video representation: (file name, bytes) →
+/// bytes to write.
+pub type Filter<'a> = dyn FnMut(&str, Vec<u8>) -> Result<Vec<u8>, String> + 'a;
+
+/// Writes DASH of `input` into `dir` (which must exist), the video's init
+/// and media segments through `filter`. `on_progress(seconds done, seconds
+/// total)`.
 pub fn write_clear(
     input: &Path,
     dir: &Path,
@@ -39,6 +46,7 @@ pub fn write_clear(
     hls: bool,
     stop: &AtomicBool,
     on_progress: &mut dyn FnMut(f64, f64),
+    filter: &mut Filter<'_>,
 ) -> Result<ClearDash, PipelineError> {
     let mut ictx = ffmpeg::format::input(input).map_err(|e| PipelineError::Open(e.to_string()))?;
     let total = if ictx.duration() > 0 {
@@ -82,8 +90,32 @@ pub fn write_clear(
         opts.push(("hls_playlist", "1".into()));
     }
     let mpd_s = mpd.display().to_string();
+    // Declared before the muxer: its callbacks use it until the muxer is
+    // dropped.
+    let mut hook = Hook {
+        orig_open: None,
+        orig_close2: None,
+        open: std::collections::HashMap::new(),
+        filter,
+        error: None,
+    };
     let mut octx = super::mux::open_output("dash", &mpd_s, &opts, None)
         .map_err(|e| PipelineError::Output(format!("{mpd_s}: {e}")))?;
+    // SAFETY: the context is ours and open; the hook outlives it (declared
+    // first, dropped last) and is only touched from this thread, inside
+    // libav calls made below.
+    unsafe {
+        let c = octx.as_mut_ptr();
+        hook.orig_open = (*c).io_open;
+        hook.orig_close2 = (*c).io_close2;
+        (*c).opaque = (&mut hook as *mut Hook).cast();
+        (*c).io_open = Some(hook_open);
+        (*c).io_close2 = Some(hook_close2);
+    }
+    let hook_failed = |hook: &Hook, e: ffmpeg::Error| match &hook.error {
+        Some(h) => PipelineError::Output(h.clone()),
+        None => PipelineError::Output(format!("{mpd_s}: {e}")),
+    };
     let mut map = vec![None; ictx.nb_streams() as usize];
     let mut in_tb = vec![Rational::new(0, 1); ictx.nb_streams() as usize];
     for (n, i) in std::iter::once(video_index).chain(audio_index).enumerate() {
@@ -133,15 +165,119 @@ pub fn write_clear(
         pkt.rescale_ts(in_tb[i], out_tb[o]);
         pkt.set_stream(o);
         pkt.set_position(-1);
-        pkt.write_interleaved(&mut octx)
-            .map_err(|e| PipelineError::Output(format!("{mpd_s}: {e}")))?;
+        if let Err(e) = pkt.write_interleaved(&mut octx) {
+            return Err(hook_failed(&hook, e));
+        }
+        if let Some(e) = hook.error.take() {
+            return Err(PipelineError::Output(e));
+        }
     }
-    octx.write_trailer()
-        .map_err(|e| PipelineError::Output(format!("{mpd_s}: {e}")))?;
+    if let Err(e) = octx.write_trailer() {
+        return Err(hook_failed(&hook, e));
+    }
+    if let Some(e) = hook.error.take() {
+        return Err(PipelineError::Output(e));
+    }
     Ok(ClearDash {
         video_rep: 0,
         audio_rep: audio_index.map(|_| 1),
         duration: if total > 0.0 { total } else { done },
         skipped_audio,
     })
+}
+
+type OpenFn = unsafe extern "C" fn(
+    *mut ffmpeg::ffi::AVFormatContext,
+    *mut *mut ffmpeg::ffi::AVIOContext,
+    *const std::ffi::c_char,
+    std::ffi::c_int,
+    *mut *mut ffmpeg::ffi::AVDictionary,
+) -> std::ffi::c_int;
+type Close2Fn = unsafe extern "C" fn(
+    *mut ffmpeg::ffi::AVFormatContext,
+    *mut ffmpeg::ffi::AVIOContext,
+) -> std::ffi::c_int;
+
+/// The dash muxer's file opener, wrapped: the video representation's
+/// files are opened as memory buffers and go through `filter` on close.
+struct Hook<'a, 'f> {
+    orig_open: Option<OpenFn>,
+    orig_close2: Option<Close2Fn>,
+    /// Memory buffers handed out, by address, with the path asked for.
+    open: std::collections::HashMap<usize, String>,
+    filter: &'a mut Filter<'f>,
+    error: Option<String>,
+}
+
+/// Files of the video representation (the muxer may add `.tmp` while
+/// writing and rename after).
+fn is_video_file(name: &str) -> bool {
+    let name = name.strip_suffix(".tmp").unwrap_or(name);
+    name == "init-0.m4s" || (name.starts_with("chunk-0-") && name.ends_with(".m4s"))
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+unsafe extern "C" fn hook_open(
+    s: *mut ffmpeg::ffi::AVFormatContext,
+    pb: *mut *mut ffmpeg::ffi::AVIOContext,
+    url: *const std::ffi::c_char,
+    flags: std::ffi::c_int,
+    options: *mut *mut ffmpeg::ffi::AVDictionary,
+) -> std::ffi::c_int {
+    // SAFETY: libav passes its own valid arguments; `opaque` is the Hook
+    // set up in write_clear (nested contexts share it).
+    unsafe {
+        let hook = &mut *((*s).opaque as *mut Hook);
+        let path = std::ffi::CStr::from_ptr(url).to_string_lossy().to_string();
+        if flags & ffmpeg::ffi::AVIO_FLAG_WRITE != 0 && is_video_file(file_name(&path)) {
+            let r = ffmpeg::ffi::avio_open_dyn_buf(pb);
+            if r >= 0 {
+                hook.open.insert(*pb as usize, path);
+            }
+            return r;
+        }
+        match hook.orig_open {
+            Some(f) => f(s, pb, url, flags, options),
+            None => ffmpeg::ffi::AVERROR(libc::ENOSYS),
+        }
+    }
+}
+
+unsafe extern "C" fn hook_close2(
+    s: *mut ffmpeg::ffi::AVFormatContext,
+    pb: *mut ffmpeg::ffi::AVIOContext,
+) -> std::ffi::c_int {
+    // SAFETY: as in hook_open; `pb` is one of ours when it is in `open`,
+    // and then a dynamic buffer whose memory libav hands over.
+    unsafe {
+        let hook = &mut *((*s).opaque as *mut Hook);
+        let Some(path) = hook.open.remove(&(pb as usize)) else {
+            return match hook.orig_close2 {
+                Some(f) => f(s, pb),
+                None => 0,
+            };
+        };
+        let mut buf: *mut u8 = std::ptr::null_mut();
+        let len = ffmpeg::ffi::avio_close_dyn_buf(pb, &mut buf);
+        let bytes = if buf.is_null() || len <= 0 {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts(buf, len as usize).to_vec()
+        };
+        ffmpeg::ffi::av_free(buf.cast());
+        let name = file_name(&path);
+        let name = name.strip_suffix(".tmp").unwrap_or(name).to_string();
+        let written = (hook.filter)(&name, bytes)
+            .and_then(|out| std::fs::write(&path, out).map_err(|e| format!("{path}: {e}")));
+        match written {
+            Ok(()) => 0,
+            Err(e) => {
+                hook.error.get_or_insert(e);
+                ffmpeg::ffi::AVERROR(libc::EIO)
+            }
+        }
+    }
 }
