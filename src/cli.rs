@@ -30,6 +30,9 @@ pub enum Command {
     Hls(HlsArgs),
     /// Package a file as MPEG-DASH with its video encrypted (ClearKey).
     Package(PackageArgs),
+    /// The packaging service: upload files, package them, serve the results.
+    #[command(subcommand)]
+    Packager(PackagerCommand),
     /// Describe a source: protocol, container, codec, size, frame rate.
     Probe(ProbeArgs),
     /// Run a simulated camera that serves a test pattern or a file.
@@ -467,4 +470,37 @@ pub struct CameraArgs {
     /// seeds waits for "ping").
     #[arg(long = "expect-text", value_name = "TEXT")]
     pub expect_text: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PackagerCommand {
+    /// Run the packaging service: a JSON API to upload files and package
+    /// them (encrypted DASH, ClearKey), the packaged files, and a page that
+    /// lists and plays them. Prints its URL once listening.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port; the URL printed says which).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:5000")]
+    pub listen: std::net::SocketAddr,
+
+    /// Folder of the service's state: camflow.db (SQLite), uploads/, content/.
+    #[arg(long, value_name = "DIR", default_value = "camflow-data")]
+    pub data: PathBuf,
+
+    /// Largest upload accepted (bytes, or with k, M, G: powers of 1024).
+    #[arg(long = "max-upload", value_name = "SIZE", default_value = "2G", value_parser = crate::service::parse_size)]
+    pub max_upload: u64,
+
+    /// Packaging jobs run at once (each on its own thread).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: u32,
+
+    /// Shaka Player's `shaka-player.compiled.js`, served to the page as
+    /// /static/shaka-player.compiled.js. Default: the copy under
+    /// tests/browser/node_modules, if there is one in the current folder.
+    #[arg(long = "shaka-js", value_name = "PATH")]
+    pub shaka_js: Option<PathBuf>,
 }

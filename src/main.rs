@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             Command::Transcode(a) => cmd::transcode::run(a, shutdown).await,
             Command::Hls(a) => cmd::transcode::run_hls(a, shutdown).await,
             Command::Package(a) => cmd::package::run(a, shutdown).await,
+            Command::Packager(c) => cmd::packager::run(c, shutdown).await,
             Command::Probe(a) => cmd::probe::run(a, shutdown).await,
             Command::Camera(a) => cmd::camera::run(a, shutdown).await,
         }

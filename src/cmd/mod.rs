@@ -3,6 +3,7 @@
 pub mod camera;
 pub mod decode;
 pub mod package;
+pub mod packager;
 pub mod probe;
 pub mod record;
 pub mod transcode;
