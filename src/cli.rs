@@ -355,6 +355,10 @@ pub struct PackageArgs {
     #[arg(long)]
     pub hls: bool,
 
+    /// Re-encode video that is not H.264 (libx264) instead of refusing it.
+    #[arg(long)]
+    pub transcode: bool,
+
     /// No progress display; errors only.
     #[arg(short, long)]
     pub quiet: bool,

@@ -7,7 +7,8 @@
 //! package` and by the packaging service.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use base64::Engine;
@@ -29,6 +30,9 @@ pub struct PackageSpec {
     pub scheme: Scheme,
     pub key: Key16,
     pub kid: Key16,
+    /// Video in another codec is re-encoded to H.264 (libx264, a keyframe
+    /// per segment) instead of refused.
+    pub transcode: bool,
 }
 
 /// A step done (the packaging service shows them as job statuses).
@@ -54,8 +58,8 @@ pub struct PackageSummary {
 /// appears in an error.
 pub fn package(
     spec: &PackageSpec,
-    stop: &AtomicBool,
-    on_progress: &mut dyn FnMut(f64, f64),
+    stop: &Arc<AtomicBool>,
+    on_progress: &mut (dyn FnMut(f64, f64) + Send),
     on_stage: &mut dyn FnMut(Stage),
 ) -> anyhow::Result<PackageSummary> {
     std::fs::create_dir_all(&spec.out)
@@ -73,6 +77,7 @@ pub fn package(
         scratch: scratch.clone(),
         segment_seconds: spec.segment_seconds,
         hls: spec.hls,
+        transcode: spec.transcode,
         protection: Protection {
             track_id: 1,
             scheme: spec.scheme,
@@ -119,14 +124,44 @@ struct Job {
     scratch: PathBuf,
     segment_seconds: f64,
     hls: bool,
+    transcode: bool,
     protection: Protection,
 }
 
 impl Job {
     fn run(
         self,
-        stop: &AtomicBool,
-        on_progress: &mut dyn FnMut(f64, f64),
+        stop: &Arc<AtomicBool>,
+        on_progress: &mut (dyn FnMut(f64, f64) + Send),
+        on_stage: &mut dyn FnMut(Stage),
+    ) -> anyhow::Result<PackageSummary> {
+        // Video that is not H.264 is re-encoded first, into a file beside
+        // the output, when asked to.
+        let encoded = self
+            .out
+            .join(format!(".camflow-video-{}.mp4", fastrand::u32(..)));
+        let video_from = if self.transcode && !video_is_h264(&self.input)? {
+            encode_video(
+                &self.input,
+                &encoded,
+                self.segment_seconds,
+                stop,
+                on_progress,
+            )?;
+            Some(encoded.clone())
+        } else {
+            None
+        };
+        let r = self.run_with(video_from.as_deref(), stop, on_progress, on_stage);
+        let _ = std::fs::remove_file(&encoded);
+        r
+    }
+
+    fn run_with(
+        self,
+        video_from: Option<&Path>,
+        stop: &Arc<AtomicBool>,
+        on_progress: &mut (dyn FnMut(f64, f64) + Send),
         on_stage: &mut dyn FnMut(Stage),
     ) -> anyhow::Result<PackageSummary> {
         // The video's init segment says how to read its slices; each media
@@ -156,16 +191,15 @@ impl Job {
                     .map_err(|e| format!("{name}: {e}"))
             }
         };
-        let clear = dash::write_clear(
-            &self.input,
-            &self.scratch,
-            self.segment_seconds,
-            self.hls,
-            stop,
-            on_progress,
-            &mut filter,
-        )
-        .map_err(|e| anyhow!("{e}"))?;
+        let files = dash::DashFiles {
+            input: &self.input,
+            video_from,
+            dir: &self.scratch,
+            segment_seconds: self.segment_seconds,
+            hls: self.hls,
+        };
+        let clear = dash::write_clear(&files, stop, on_progress, &mut filter)
+            .map_err(|e| anyhow!("{e}"))?;
         on_stage(Stage::Fragmented);
         on_stage(Stage::Encrypted);
         // Audio (clear) and playlists move as they are; the MPD goes last.
@@ -274,6 +308,63 @@ impl Job {
         }
         out
     }
+}
+
+/// Whether the file's main video stream is H.264 (a file libavformat cannot
+/// open is left to the packaging step to report).
+fn video_is_h264(input: &Path) -> anyhow::Result<bool> {
+    let Ok(ictx) = ffmpeg_next::format::input(input) else {
+        return Ok(true);
+    };
+    Ok(ictx
+        .streams()
+        .best(ffmpeg_next::media::Type::Video)
+        .is_none_or(|s| s.parameters().id() == ffmpeg_next::codec::Id::H264))
+}
+
+/// Re-encodes the input's video to H.264 in `to` (MP4, video only), a
+/// keyframe every segment, with the transcode engine.
+fn encode_video(
+    input: &Path,
+    to: &Path,
+    segment_seconds: f64,
+    stop: &Arc<AtomicBool>,
+    on_progress: &mut (dyn FnMut(f64, f64) + Send),
+) -> anyhow::Result<()> {
+    use crate::pipeline::{encode::EncodeSettings, input::InputSource, mux, transcode, Fed};
+    let total = ffmpeg_next::format::input(input)
+        .ok()
+        .map(|i| i.duration() as f64 / f64::from(ffmpeg_next::ffi::AV_TIME_BASE))
+        .filter(|d| *d > 0.0)
+        .unwrap_or(0.0);
+    let job = transcode::OutputJob {
+        target: mux::Target::Stream {
+            container: mux::Container::Mp4,
+            to: to.display().to_string(),
+            timeout: 10.0,
+        },
+        encode: EncodeSettings {
+            size: None,
+            bitrate: None,
+            gop_seconds: segment_seconds,
+            preset: "veryfast".into(),
+            zerolatency: false,
+            frame_rate: None,
+        },
+        force_encode: true,
+        fps: None,
+        duration: None,
+        realtime: false,
+    };
+    transcode::run(
+        Fed::Input(InputSource::Path(input.to_path_buf())),
+        &job,
+        stop.clone(),
+        Arc::new(AtomicU64::new(0)),
+        &mut |m| on_progress(m.seconds, total),
+    )
+    .map_err(|e| anyhow!("re-encoding the video: {e}"))?;
+    Ok(())
 }
 
 /// The `avcC` body of an init segment's first video sample entry.

@@ -379,3 +379,70 @@ fn camflow_and_shaka_packager_both_decrypt_to_the_input_packets() {
         assert_eq!(decrypt(&representation(&ours, 0)), want, "camflow {scheme}");
     }
 }
+
+#[test]
+fn transcode_packages_video_in_other_codecs() {
+    let dir = tempdir();
+    let src = dir.path().join("m4.mkv");
+    ffmpeg_make(
+        &src,
+        "-f lavfi -i testsrc2=size=320x240:rate=25 -f lavfi -i sine=frequency=440 -t 6 \
+         -c:v mpeg4 -c:a aac -shortest",
+    );
+    let out = dir.path().join("t");
+    let run = camflow_run(&[
+        "package",
+        path_str(&src),
+        "--key",
+        KEY,
+        "--kid",
+        KID,
+        "--out",
+        path_str(&out),
+        "--transcode",
+        "--segment-seconds",
+        "2",
+    ]);
+    assert_ok(&run);
+    assert!(!std::fs::read_dir(&out).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with(".camflow")));
+    let (ok, frames) = ffmpeg_pipe(
+        &representation(&out, 0),
+        &[
+            "-decryption_key",
+            KEY_HEX,
+            "-i",
+            "pipe:0",
+            "-map",
+            "0:v",
+            "-f",
+            "framemd5",
+            "-",
+        ],
+    );
+    assert!(
+        ok,
+        "the re-encoded video does not decrypt and decode cleanly"
+    );
+    assert_eq!(frames.lines().filter(|l| !l.starts_with('#')).count(), 150);
+    let (ok, _) = ffmpeg_pipe(
+        &representation(&out, 1),
+        &["-i", "pipe:0", "-f", "null", "-"],
+    );
+    assert!(ok, "the audio does not decode");
+    // A segment per 2 s: the encoder put a keyframe at each.
+    let chunks = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("chunk-0-")
+        })
+        .count();
+    assert_eq!(chunks, 3);
+}

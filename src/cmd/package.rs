@@ -39,6 +39,7 @@ pub async fn run(args: PackageArgs, shutdown: Shutdown) -> anyhow::Result<ExitCo
         },
         key,
         kid,
+        transcode: args.transcode,
     };
     let stop = shutdown.flag();
     let quiet = args.quiet;

@@ -32,36 +32,60 @@ pub struct ClearDash {
     pub skipped_audio: Vec<String>,
 }
 
+/// What [`write_clear`] reads and writes.
+pub struct DashFiles<'a> {
+    pub input: &'a Path,
+    /// The video from this file instead (the input's, re-encoded).
+    pub video_from: Option<&'a Path>,
+    /// The output folder (it must exist).
+    pub dir: &'a Path,
+    pub segment_seconds: f64,
+    /// HLS playlists too.
+    pub hls: bool,
+}
+
 /// Rewrites a file of the video representation: (file name, bytes) →
 /// bytes to write.
 pub type Filter<'a> = dyn FnMut(&str, Vec<u8>) -> Result<Vec<u8>, String> + 'a;
 
 /// Writes DASH of `input` into `dir` (which must exist), the video's init
-/// and media segments through `filter`. `on_progress(seconds done, seconds
+/// and media segments through `filter`. `video_from`: take the video from
+/// this file instead (`input`'s re-encoded to H.264), the audio still from
+/// `input`. `on_progress(seconds done, seconds
 /// total)`.
 pub fn write_clear(
-    input: &Path,
-    dir: &Path,
-    segment_seconds: f64,
-    hls: bool,
+    what: &DashFiles<'_>,
     stop: &AtomicBool,
     on_progress: &mut dyn FnMut(f64, f64),
     filter: &mut Filter<'_>,
 ) -> Result<ClearDash, PipelineError> {
+    let DashFiles {
+        input,
+        video_from,
+        dir,
+        segment_seconds,
+        hls,
+    } = *what;
     let mut ictx = ffmpeg::format::input(input).map_err(|e| PipelineError::Open(e.to_string()))?;
+    let mut vctx = match video_from {
+        Some(v) => Some(ffmpeg::format::input(v).map_err(|e| PipelineError::Open(e.to_string()))?),
+        None => None,
+    };
     let total = if ictx.duration() > 0 {
         ictx.duration() as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE)
     } else {
         0.0
     };
-    let video = ictx
+    let video = vctx
+        .as_ref()
+        .unwrap_or(&ictx)
         .streams()
         .best(media::Type::Video)
         .ok_or(PipelineError::NoVideo)?;
     let vid = video.parameters().id();
     if vid != codec::Id::H264 {
         return Err(PipelineError::Output(format!(
-            "the video is {}; package takes H.264 video",
+            "the video is {}; package takes H.264 video (--transcode re-encodes it)",
             vid.name()
         )));
     }
@@ -116,11 +140,32 @@ pub fn write_clear(
         Some(h) => PipelineError::Output(h.clone()),
         None => PipelineError::Output(format!("{mpd_s}: {e}")),
     };
-    let mut map = vec![None; ictx.nb_streams() as usize];
-    let mut in_tb = vec![Rational::new(0, 1); ictx.nb_streams() as usize];
-    for (n, i) in std::iter::once(video_index).chain(audio_index).enumerate() {
-        let Some(ist) = ictx.stream(i) else { continue };
-        in_tb[i] = ist.time_base();
+    // Inputs: 0 is `input`, 1 the separate video file if any. Per input,
+    // its stream → output stream map and time bases.
+    let n_in = 1 + usize::from(vctx.is_some());
+    let mut map: Vec<Vec<Option<usize>>> = Vec::new();
+    let mut in_tb: Vec<Vec<Rational>> = Vec::new();
+    for k in 0..n_in {
+        let c = if k == 0 {
+            &ictx
+        } else {
+            vctx.as_ref().unwrap_or(&ictx)
+        };
+        map.push(vec![None; c.nb_streams() as usize]);
+        in_tb.push(vec![Rational::new(0, 1); c.nb_streams() as usize]);
+    }
+    let video_input = n_in - 1;
+    let streams = [(video_input, video_index)]
+        .into_iter()
+        .chain(audio_index.map(|a| (0, a)));
+    for (n, (k, i)) in streams.enumerate() {
+        let c = if k == 0 {
+            &ictx
+        } else {
+            vctx.as_ref().unwrap_or(&ictx)
+        };
+        let Some(ist) = c.stream(i) else { continue };
+        in_tb[k][i] = ist.time_base();
         let mut ost = octx
             .add_stream(ffmpeg::encoder::find(codec::Id::None))
             .map_err(|e| PipelineError::Output(e.to_string()))?;
@@ -131,7 +176,7 @@ pub fn write_clear(
         unsafe {
             (*ost.parameters().as_mut_ptr()).codec_tag = 0;
         }
-        map[i] = Some(n);
+        map[k][i] = Some(n);
     }
     let mut dict = ffmpeg::Dictionary::new();
     for (k, v) in &opts {
@@ -140,29 +185,58 @@ pub fn write_clear(
     octx.write_header_with(dict)
         .map_err(|e| PipelineError::Output(format!("{mpd_s}: {e}")))?;
     let out_tb: Vec<Rational> = octx.streams().map(|s| s.time_base()).collect();
-    let mut pkt = ffmpeg::Packet::empty();
     let mut done = 0.0f64;
+    // The next packet of each input that goes out, with its decode time in
+    // seconds: the earlier one is written first, so two inputs interleave.
+    let mut next: Vec<Option<(ffmpeg::Packet, f64)>> = (0..n_in).map(|_| None).collect();
+    let mut ended = vec![false; n_in];
     loop {
         if stop.load(Ordering::Relaxed) {
             return Err(PipelineError::Output("stopped".into()));
         }
-        match pkt.read(&mut ictx) {
-            Ok(()) => {}
-            Err(ffmpeg::Error::Eof) => break,
-            Err(ffmpeg::Error::InvalidData) => continue,
-            Err(e) => return Err(PipelineError::Read(e.to_string())),
+        for k in 0..n_in {
+            while next[k].is_none() && !ended[k] {
+                let c = if k == 0 {
+                    &mut ictx
+                } else {
+                    vctx.as_mut().unwrap_or(&mut ictx)
+                };
+                let mut pkt = ffmpeg::Packet::empty();
+                match pkt.read(c) {
+                    Ok(()) => {}
+                    Err(ffmpeg::Error::Eof) => ended[k] = true,
+                    Err(ffmpeg::Error::InvalidData) => {}
+                    Err(e) => return Err(PipelineError::Read(e.to_string())),
+                }
+                if ended[k] {
+                    break;
+                }
+                let i = pkt.stream();
+                if let Some(Some(_)) = map[k].get(i) {
+                    let ts = pkt.dts().or(pkt.pts()).unwrap_or(0);
+                    next[k] = Some((pkt, ts as f64 * f64::from(in_tb[k][i])));
+                }
+            }
         }
+        let pick = (0..n_in).filter(|k| next[*k].is_some()).min_by(|a, b| {
+            let t = |k: usize| next[k].as_ref().map_or(f64::MAX, |(_, t)| *t);
+            t(*a).total_cmp(&t(*b))
+        });
+        let Some(k) = pick else { break };
+        let Some((mut pkt, _)) = next[k].take() else {
+            break;
+        };
         let i = pkt.stream();
-        let Some(Some(o)) = map.get(i).copied() else {
+        let Some(Some(o)) = map[k].get(i).copied() else {
             continue;
         };
-        if i == video_index {
+        if k == video_input && i == video_index {
             if let Some(t) = pkt.pts().or(pkt.dts()) {
-                done = done.max(t as f64 * f64::from(in_tb[i]));
+                done = done.max(t as f64 * f64::from(in_tb[k][i]));
                 on_progress(done, total);
             }
         }
-        pkt.rescale_ts(in_tb[i], out_tb[o]);
+        pkt.rescale_ts(in_tb[k][i], out_tb[o]);
         pkt.set_stream(o);
         pkt.set_position(-1);
         if let Err(e) = pkt.write_interleaved(&mut octx) {

@@ -25,6 +25,8 @@ use crate::packet::{VideoCodec, VideoParams};
 pub enum Container {
     /// Flash Video: files, and what RTMP servers take.
     Flv,
+    /// MP4 (moov at the end: for files read back by camflow itself).
+    Mp4,
 }
 
 impl Container {
@@ -32,6 +34,7 @@ impl Container {
     fn muxer(self) -> (&'static str, Vec<(&'static str, String)>) {
         match self {
             Container::Flv => ("flv", vec![]),
+            Container::Mp4 => ("mp4", vec![]),
         }
     }
 }

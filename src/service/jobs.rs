@@ -91,7 +91,7 @@ pub fn start(
 
 /// Runs one job and records how it went. Stopped by a shutdown, it keeps
 /// its status (so it runs again at the next start) rather than failing.
-fn run_job(service: &Service, id: i64, stop: &AtomicBool) {
+fn run_job(service: &Service, id: i64, stop: &Arc<AtomicBool>) {
     let job = match service.db.packaged(id) {
         Ok(Some(j)) if j.status.unfinished() => j,
         Ok(_) => return,
@@ -133,7 +133,7 @@ fn package_one(
     service: &Service,
     job: &Packaged,
     out: PathBuf,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<f64> {
     let input = service
         .db
@@ -162,6 +162,8 @@ fn package_one(
         key: cenc::parse_key16(&job.key_hex).map_err(|_| anyhow!("the stored key is invalid"))?,
         kid: cenc::parse_key16(&job.kid_hex)
             .map_err(|_| anyhow!("the stored key ID is invalid"))?,
+        // Uploads are checked for H.264 video when they come in.
+        transcode: false,
     };
     let id = job.id;
     let summary = package::package(&spec, stop, &mut |_, _| {}, &mut |stage| {
