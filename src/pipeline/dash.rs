@@ -46,7 +46,7 @@ pub struct DashFiles<'a> {
 
 /// Rewrites a file of the video representation: (file name, bytes) →
 /// bytes to write.
-pub type Filter<'a> = dyn FnMut(&str, Vec<u8>) -> Result<Vec<u8>, String> + 'a;
+pub type Filter<'a> = dyn FnMut(&str, &[u8]) -> Result<Vec<u8>, String> + 'a;
 
 /// Writes DASH of `input` into `dir` (which must exist), the video's init
 /// and media segments through `filter`. `video_from`: take the video from
@@ -336,16 +336,16 @@ unsafe extern "C" fn hook_close2(
         };
         let mut buf: *mut u8 = std::ptr::null_mut();
         let len = ffmpeg::ffi::avio_close_dyn_buf(pb, &mut buf);
-        let bytes = if buf.is_null() || len <= 0 {
-            Vec::new()
+        let bytes: &[u8] = if buf.is_null() || len <= 0 {
+            &[]
         } else {
-            std::slice::from_raw_parts(buf, len as usize).to_vec()
+            std::slice::from_raw_parts(buf, len as usize)
         };
-        ffmpeg::ffi::av_free(buf.cast());
         let name = file_name(&path);
         let name = name.strip_suffix(".tmp").unwrap_or(name).to_string();
         let written = (hook.filter)(&name, bytes)
             .and_then(|out| std::fs::write(&path, out).map_err(|e| format!("{path}: {e}")));
+        ffmpeg::ffi::av_free(buf.cast());
         match written {
             Ok(()) => 0,
             Err(e) => {
