@@ -280,10 +280,14 @@ pub fn ffprobe_frames(path: &Path) -> u64 {
         "ffprobe reported errors: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("frame count")
+    // A playlist also prints its program's (empty) line: the count is the
+    // last one.
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .and_then(|l| l.trim().trim_end_matches(',').parse().ok())
+        .unwrap_or_else(|| panic!("no frame count in {text:?}"))
 }
 
 pub fn ffmpeg_decodes_cleanly(path: &Path) {
