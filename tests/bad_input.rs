@@ -313,3 +313,15 @@ fn record_that_cannot_start_leaves_an_existing_output_alone() {
     assert_one_line_error(&out, "raw.avi", "MP4 cannot hold rawvideo video");
     assert_eq!(std::fs::read(&keep).unwrap(), b"precious");
 }
+
+#[test]
+fn record_refuses_to_write_over_its_own_input() {
+    let dir = tempdir();
+    let src = make_h264_file(dir.path(), "clip.mp4", "64x48", 1);
+    let before = std::fs::read(&src).unwrap();
+    // The same file under another name, too.
+    let alias = dir.path().join(".").join("clip.mp4");
+    let out = camflow_run(&["record", path_str(&src), "-o", path_str(&alias)]);
+    assert_one_line_error(&out, "clip.mp4", "the input itself");
+    assert_eq!(std::fs::read(&src).unwrap(), before);
+}

@@ -114,3 +114,12 @@ pub async fn open_or_stop(
         )),
     }
 }
+
+/// Whether two paths name one file (device and inode), both existing.
+pub(crate) fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}

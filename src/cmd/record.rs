@@ -33,6 +33,14 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             );
         }
     }
+    if let source::SourceSpec::File(input) = &opts.spec {
+        if super::same_file(input, &args.output) {
+            bail!(
+                "{name}: the output {} is the input itself; writing it would destroy it",
+                args.output.display()
+            );
+        }
+    }
     let out = args.output.clone();
     let quiet = args.quiet;
     let duration = args.duration;

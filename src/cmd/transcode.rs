@@ -48,7 +48,7 @@ pub async fn run(args: TranscodeArgs, shutdown: Shutdown) -> anyhow::Result<Exit
         let out = std::path::Path::new(&to);
         check_parent(&name, out)?;
         if let source::SourceSpec::File(input) = &opts.spec {
-            if same_file(input, out) {
+            if super::same_file(input, out) {
                 bail!("{name}: the output {to} is the input itself; writing it would destroy it");
             }
         }
@@ -138,15 +138,6 @@ fn settings(e: &EncodeArgs, gop_seconds: f64) -> EncodeSettings {
         // Decided once the source is open (live or a file).
         zerolatency: false,
         frame_rate: e.fps,
-    }
-}
-
-/// Whether two paths name one file (device and inode), both existing.
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => false,
     }
 }
 
