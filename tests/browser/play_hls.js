@@ -237,6 +237,10 @@ async function main() {
   let server = null;
   let context = null;
   let profile = null;
+  // A Chromium still starting when we gave up, closed once it has: the
+  // profile goes only after that (it would write into it again).
+  let launching = null;
+  let abandoned = null;
   const sockets = new Set();
   const cleanup = async () => {
     if (context) {
@@ -244,6 +248,8 @@ async function main() {
       context = null;
       await within(c.close(), 10000, 'close').catch(() => {});
     }
+    if (launching && !abandoned) abandoned = launching.then(c => c.close()).catch(() => {});
+    if (abandoned) await within(abandoned, 10000, 'close').catch(() => {});
     if (server) {
       for (const s of sockets) s.destroy();
       server.close();
@@ -277,7 +283,7 @@ async function main() {
     const port = server.address().port;
 
     profile = fs.mkdtempSync(path.join(os.tmpdir(), 'play_hls-'));
-    const launching = chromium.launchPersistentContext(profile, {
+    launching = chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
       args: CHROMIUM_ARGS,
@@ -286,7 +292,7 @@ async function main() {
     // Handled when awaited below; this keeps an early failure from counting
     // as an unhandled rejection (fatal in node) while we wait.
     launching.catch(() => {});
-    const abandon = () => launching.then(c => c.close()).catch(() => {});
+    const abandon = () => { abandoned = launching.then(c => c.close()).catch(() => {}); };
     // The playlist may still be on its way (a live stream starting).
     const playlistFile = path.join(opts.dir, opts.playlist);
     while (!fs.existsSync(playlistFile)) {
