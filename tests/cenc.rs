@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use camflow::proto::cenc::{self, Scheme};
 use camflow::proto::cenc_mp4::{
@@ -21,26 +19,13 @@ const KEY: [u8; 16] = [0x22; 16];
 
 /// Decoded frames' MD5s of `bytes` (an MP4), decrypted with `key`.
 fn frame_hashes(bytes: &[u8], key: Option<&[u8; 16]>) -> Vec<String> {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-v", "quiet"]);
-    if let Some(k) = key {
-        cmd.args(["-decryption_key", &cenc::hex(k)]);
+    let hex = key.map(cenc::hex);
+    let mut args = Vec::new();
+    if let Some(h) = &hex {
+        args.extend(["-decryption_key", h.as_str()]);
     }
-    let mut child = cmd
-        .args(["-i", "pipe:0", "-f", "framemd5", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let data = bytes.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
-    });
-    let out = child.wait_with_output().expect("ffmpeg");
-    let _ = feeder.join();
-    String::from_utf8_lossy(&out.stdout)
+    args.extend(["-i", "pipe:0", "-f", "framemd5", "-"]);
+    String::from_utf8_lossy(&ffmpeg_stdin(bytes, &args).stdout)
         .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.rsplit(',').next().map(|h| h.trim().to_string()))

@@ -5,9 +5,8 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use camflow::proto::cenc_mp4::Node;
 use common::*;
@@ -18,23 +17,9 @@ const KID: &str = "oW5AK5BW43HzbTSKpiu3SQ";
 const KEY_HEX: &str = "87237d20a19f58a740c05684e699b4aa";
 const KID_UUID: &str = "a16e402b-9056-e371-f36d-348aa62bb749";
 
-/// Runs ffmpeg on `bytes` through a pipe; stdout.
+/// ffmpeg on `bytes` through a pipe: (ran without errors, stdout).
 fn ffmpeg_pipe(bytes: &[u8], args: &[&str]) -> (bool, String) {
-    let mut child = Command::new("ffmpeg")
-        .args(["-v", "error"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ffmpeg");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let data = bytes.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
-    });
-    let out = child.wait_with_output().expect("ffmpeg");
-    let _ = feeder.join();
+    let out = ffmpeg_stdin(bytes, args);
     (
         out.status.success() && out.stderr.is_empty(),
         String::from_utf8_lossy(&out.stdout).to_string(),

@@ -331,3 +331,45 @@ print(max(np.abs(np.load(d + '/' + r['file']).astype(int) - f.astype(int)).mean(
     .parse()
     .expect("a number")
 }
+
+/// Runs `ffmpeg -v error ARGS` with `bytes` on its stdin (fed from a thread,
+/// so a large input cannot deadlock against ffmpeg's output); killed after
+/// 60 s. Decrypting checks need the pipe: FFmpeg 5.1 fails on a
+/// multi-fragment file opened by name but decrypts the same bytes from it.
+pub fn ffmpeg_stdin(bytes: &[u8], args: &[&str]) -> Output {
+    let mut child = Command::new("ffmpeg")
+        .args(["-v", "error"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let data = bytes.to_vec();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = stdin.write_all(&data);
+    });
+    let id = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = done.clone();
+    let watchdog = std::thread::spawn(move || {
+        let start = Instant::now();
+        while !watch.load(std::sync::atomic::Ordering::Relaxed) {
+            if start.elapsed() > Duration::from_secs(60) {
+                // SAFETY: a signal to our own child, still not reaped.
+                unsafe {
+                    libc::kill(id as i32, libc::SIGKILL);
+                }
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let out = child.wait_with_output().expect("ffmpeg");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = watchdog.join();
+    let _ = feeder.join();
+    out
+}
