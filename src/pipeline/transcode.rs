@@ -256,6 +256,13 @@ fn copy_input(
         let mut next_dts = 0i64;
         let mut pkt = ffmpeg::Packet::empty();
         let count_bytes = matches!(src, InputSource::Path(_));
+        // Raw .h264 has no timestamps: one frame per packet, as the ffmpeg
+        // CLI counts them.
+        let tick = if rate_ok && tb.numerator() > 0 {
+            ((f64::from(rate.invert()) / f64::from(tb)).round() as i64).max(1)
+        } else {
+            1
+        };
         loop {
             if stop.load(Ordering::Relaxed) {
                 break 'sessions;
@@ -276,13 +283,6 @@ fn copy_input(
             if pkt.stream() != index {
                 continue;
             }
-            // Raw .h264 has no timestamps: one frame per packet, as the
-            // ffmpeg CLI counts them.
-            let tick = if rate_ok && tb.numerator() > 0 {
-                ((f64::from(rate.invert()) / f64::from(tb)).round() as i64).max(1)
-            } else {
-                1
-            };
             if pkt.dts().is_none() && pkt.pts().is_none() {
                 pkt.set_dts(Some(next_dts));
                 pkt.set_pts(Some(next_dts));
