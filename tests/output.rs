@@ -393,10 +393,16 @@ fn bad_outputs_are_one_clear_line() {
     let src = make_h264_file(dir.path(), "in.mp4", "160x120", 1);
     let src = path_str(&src);
     // Nothing listens: one line naming the source and the server.
-    let url = format!("rtmp://127.0.0.1:{}/live/cam", closed_port());
+    let port = closed_port();
+    let url = format!("rtmp://127.0.0.1:{port}/live/cam");
     let out = camflow_run(&["transcode", src, "--to", "flv", "-o", &url]);
     let line = assert_one_line_error(&out, src, "refused");
-    assert!(line.contains(&url), "{line}");
+    // The stream key is a secret on most services: never printed.
+    assert!(
+        line.contains(&format!("rtmp://127.0.0.1:{port}/live/***")),
+        "{line}"
+    );
+    assert!(!line.contains("/live/cam"), "{line}");
     // No such folder.
     let out = camflow_run(&["transcode", src, "--to", "flv", "-o", "/nonexistent/x.flv"]);
     assert_one_line_error(&out, src, "no such folder");
@@ -465,6 +471,30 @@ fn the_summary_says_audio_was_left_out() {
     ]);
     assert_ok(&run);
     assert!(String::from_utf8_lossy(&run.stderr).contains("audio left out"));
+}
+
+#[test]
+fn an_rtmp_server_that_hangs_up_gets_a_reason_in_one_line() {
+    // nginx-rtmp refuses by closing the connection, with no message: at
+    // connect for an application it does not have, after `publish` for a
+    // stream it may not take.
+    let nginx = common::nginx::NginxRtmp::start_with("allow publish 192.0.2.1; deny publish all;");
+    let dir = tempdir();
+    let src = make_h264_file(dir.path(), "in.mp4", "160x120", 1);
+    let src = path_str(&src);
+    let wrong_app = format!("rtmp://127.0.0.1:{}/nosuchapp/key", nginx.port());
+    let out = camflow_run(&["transcode", src, "--to", "flv", "-o", &wrong_app]);
+    let line = assert_one_line_error(&out, src, "application name");
+    assert!(line.contains("/nosuchapp/***"), "{line}");
+    let refused = nginx.url("secretkey");
+    let out = camflow_run(&["transcode", src, "--to", "flv", "-o", &refused]);
+    let line = assert_one_line_error(&out, src, "stream key");
+    assert!(!line.contains("secretkey"), "{line}");
+    assert!(
+        nginx.error_log().contains("access forbidden"),
+        "{}",
+        nginx.error_log()
+    );
 }
 
 #[test]

@@ -75,12 +75,17 @@ impl Target {
         matches!(self, Target::Stream { to, .. } if to.contains("://"))
     }
 
-    /// What messages call the output: a URL's password masked.
+    /// What messages call the output. A push URL loses its password and
+    /// its stream key: everything after the application name, which
+    /// services such as YouTube and Twitch give out as a password.
     pub fn name(&self) -> String {
         match self {
             Target::Stream { to, .. } if self.is_url() => match url::Url::parse(to) {
-                Ok(u) => crate::source::redact(&u),
-                Err(_) => to.clone(),
+                Ok(u) => crate::source::redact(&without_stream_key(u)),
+                Err(_) => match to.split_once("://") {
+                    Some((scheme, _)) => format!("{scheme}://***"),
+                    None => "***".into(),
+                },
             },
             Target::Stream { to, .. } => to.clone(),
             Target::Hls(h) => h.playlist().display().to_string(),
@@ -141,6 +146,20 @@ impl Target {
     }
 }
 
+/// `rtmp://host/app/key?token=…` → `rtmp://host/app/***`: the first path
+/// segment (the application) is kept, anything after it and any query is
+/// masked.
+fn without_stream_key(mut u: url::Url) -> url::Url {
+    let path = u.path().trim_start_matches('/').to_string();
+    let (app, rest) = path.split_once('/').unwrap_or((&path, ""));
+    if !rest.is_empty() || u.query().is_some() {
+        u.set_path(&format!("/{app}/***"));
+        u.set_query(None);
+    }
+    u.set_fragment(None);
+    u
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MuxSummary {
     pub frames: u64,
@@ -196,7 +215,15 @@ impl VideoMuxer {
         stop: &Arc<AtomicBool>,
     ) -> Result<Self, PipelineError> {
         let name = target.name();
-        let fail = |e: ffmpeg::Error| PipelineError::Output(format!("{name}: {}", explain(e)));
+        let network = target.is_url();
+        let fail = |e: ffmpeg::Error| {
+            let hint = if closed_by_server(e, network) {
+                " (the server closed the connection before taking the stream: is the application name in the URL right?)"
+            } else {
+                ""
+            };
+            PipelineError::Output(format!("{name}: {}{hint}", explain(e)))
+        };
         let created = target.local_file().filter(|p| !p.exists());
         let discard = |e: PipelineError| {
             if let Some(p) = &created {
@@ -271,11 +298,7 @@ impl VideoMuxer {
         }
         if let Err(e) = pkt.write_interleaved(&mut self.octx) {
             self.interrupt.failed.store(true, Ordering::Relaxed);
-            return Err(PipelineError::Output(format!(
-                "{}: {}",
-                self.name,
-                explain(e)
-            )));
+            return Err(self.write_error(e));
         }
         self.summary.frames += 1;
         Ok(())
@@ -292,14 +315,28 @@ impl VideoMuxer {
             }
             Err(e) => {
                 self.interrupt.failed.store(true, Ordering::Relaxed);
-                Err(PipelineError::Output(format!(
-                    "{}: {}",
-                    self.name,
-                    explain(e)
-                )))
+                Err(self.write_error(e))
             }
         }
     }
+
+    fn write_error(&self, e: ffmpeg::Error) -> PipelineError {
+        // RTMP servers refuse a stream key, or publishing, by hanging up:
+        // the protocol brings no reason.
+        let hint = if closed_by_server(e, self.interrupt.network) {
+            " (the server closed the connection: does it accept this stream key, and publishing from here?)"
+        } else {
+            ""
+        };
+        PipelineError::Output(format!("{}: {}{hint}", self.name, explain(e)))
+    }
+}
+
+/// Whether a push failed because the server hung up.
+fn closed_by_server(e: ffmpeg::Error, network: bool) -> bool {
+    network
+        && matches!(e, ffmpeg::Error::Other { errno }
+            if errno == libc::EIO || errno == libc::EPIPE || errno == libc::ECONNRESET)
 }
 
 impl Drop for VideoMuxer {
@@ -406,4 +443,37 @@ pub fn params_of(v: &VideoParams) -> Result<codec::Parameters, PipelineError> {
 /// Whether `dir` can take HLS output: created if missing (with parents).
 pub fn prepare_hls_dir(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(to: &str) -> String {
+        Target::Stream {
+            container: Container::Flv,
+            to: to.into(),
+            timeout: 10.0,
+        }
+        .name()
+    }
+
+    #[test]
+    fn push_urls_are_shown_without_password_or_stream_key() {
+        assert_eq!(
+            shown("rtmp://a.rtmp.youtube.com/live2/abcd-efgh-ijkl"),
+            "rtmp://a.rtmp.youtube.com/live2/***"
+        );
+        assert_eq!(
+            shown("rtmp://u:hunter2@127.0.0.1:1935/live/cam?token=t0p"),
+            "rtmp://u:***@127.0.0.1:1935/live/***"
+        );
+        // Wowza's application/instance/stream: all but the application.
+        assert_eq!(shown("rtmps://h/live/_definst_/s"), "rtmps://h/live/***");
+        // Nothing after the application: nothing to hide.
+        assert_eq!(shown("rtmp://127.0.0.1/open"), "rtmp://127.0.0.1/open");
+        assert_eq!(shown("rtmp://[bad/key"), "rtmp://***");
+        // Files are shown as given.
+        assert_eq!(shown("out/cam.flv"), "out/cam.flv");
+    }
 }
