@@ -261,6 +261,41 @@ fn vod_hls_from_an_h264_file_by_stream_copy_keeps_every_frame() {
 }
 
 #[test]
+fn a_pause_in_the_source_is_cut_out_of_the_hls_timeline() {
+    let dir = tempdir();
+    // Five seconds, ten seconds of nothing, five more: a camera that
+    // stalled. Keyframes every 2 s, none right after the pause.
+    let src = dir.path().join("paused.mkv");
+    ffmpeg_make(
+        &src,
+        "-f lavfi -t 10 -i testsrc2=size=160x120:rate=25 -vf setpts=PTS+gte(N\\,125)*10/TB \
+         -c:v libx264 -preset veryfast -g 50 -keyint_min 50 -sc_threshold 0 -pix_fmt yuv420p",
+    );
+    // Copied, and encoded (a keyframe per segment, on stream time).
+    for extra in [&[][..], &["--bitrate", "300k"][..]] {
+        let hls = dir.path().join(format!("out{}", extra.len()));
+        let mut args = vec!["hls", path_str(&src), "--out", path_str(&hls), "--vod"];
+        args.extend_from_slice(extra);
+        let run = camflow_run(&args);
+        assert_ok(&run);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(stderr.contains("s of pauses cut out"), "{stderr}");
+        // Without the cut, the segment before the pause would last 11 s
+        // and EXT-X-TARGETDURATION would say so.
+        let list = Playlist::read(&hls);
+        list.assert_honest();
+        assert_eq!(list.target, 2, "{}", list.text);
+        let total: f64 = list.segments.iter().map(|(d, _)| d).sum();
+        assert!((total - 10.0).abs() < 0.5, "{}", list.text);
+        let playlist = hls.join("index.m3u8");
+        assert_eq!(ffprobe_frames(&playlist), 250, "{extra:?}");
+        if extra.is_empty() {
+            assert_eq!(packet_hashes(&playlist), packet_hashes(&src));
+        }
+    }
+}
+
+#[test]
 fn live_hls_from_an_mjpeg_camera_keeps_its_window_and_ends_the_list() {
     let (_camera, url) = mjpeg_camera("320x240", 9);
     let dir = tempdir();

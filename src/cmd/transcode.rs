@@ -196,6 +196,12 @@ async fn run_job(
             if s.audio_left_out {
                 loss.push_str(", audio left out");
             }
+            if s.mux.pauses_removed > 0.0 {
+                loss.push_str(&format!(
+                    ", {:.1} s of pauses cut out of the timeline",
+                    s.mux.pauses_removed
+                ));
+            }
             let what = match &job.target {
                 Target::Hls(h) => match h.window {
                     Some(n) => format!("as live HLS (window of {n}) to {out_shown}"),

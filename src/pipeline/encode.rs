@@ -12,7 +12,7 @@ use ffmpeg::{codec, encoder, Dictionary, Rational};
 use ffmpeg_next as ffmpeg;
 
 use super::decode::{PictureInfo, Pictures};
-use super::mux::{MuxSummary, Target, VideoMuxer};
+use super::mux::{GapCloser, MuxSummary, Target, VideoMuxer};
 use super::PipelineError;
 
 /// How pictures are encoded.
@@ -89,6 +89,9 @@ pub struct H264Out<'a> {
     next_key: f64,
     last_pts: Option<i64>,
     smoother: Smoother,
+    /// HLS: pauses are cut out before keyframes are placed, so that the
+    /// keyframe grid, and with it the segments, keep their length.
+    gaps: Option<GapCloser>,
     failure: Option<PipelineError>,
 }
 
@@ -100,28 +103,48 @@ pub struct H264Out<'a> {
 /// one before; later pictures, arriving on time, take back the delay.
 #[derive(Default)]
 struct Smoother {
-    intervals: std::collections::VecDeque<f64>,
+    intervals: Intervals,
     last_in: Option<f64>,
     last_out: Option<f64>,
 }
 
 impl Smoother {
     fn time(&mut self, t: f64) -> f64 {
-        if let Some(d) = self.last_in.map(|l| t - l).filter(|d| *d > 0.0) {
-            if self.intervals.len() == 15 {
-                self.intervals.pop_front();
-            }
-            self.intervals.push_back(d);
+        if let Some(d) = self.last_in.map(|l| t - l) {
+            self.intervals.push(d);
         }
         self.last_in = Some(t);
-        let mut sorted: Vec<f64> = self.intervals.iter().copied().collect();
-        sorted.sort_by(f64::total_cmp);
-        let out = match (self.last_out, sorted.get(sorted.len() / 2)) {
-            (Some(last), Some(median)) if sorted.len() >= 5 => t.max(last + 0.9 * median),
+        let out = match (self.last_out, self.intervals.median()) {
+            (Some(last), Some(median)) => t.max(last + 0.9 * median),
             _ => t,
         };
         self.last_out = Some(out);
         out
+    }
+}
+
+/// The usual gap between pictures: the median of the last 15 (positive)
+/// intervals, once there are 5.
+#[derive(Default)]
+pub(crate) struct Intervals(std::collections::VecDeque<f64>);
+
+impl Intervals {
+    pub(crate) fn push(&mut self, d: f64) {
+        if d > 0.0 {
+            if self.0.len() == 15 {
+                self.0.pop_front();
+            }
+            self.0.push_back(d);
+        }
+    }
+
+    pub(crate) fn median(&self) -> Option<f64> {
+        if self.0.len() < 5 {
+            return None;
+        }
+        let mut sorted: Vec<f64> = self.0.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        sorted.get(sorted.len() / 2).copied()
     }
 }
 
@@ -143,6 +166,7 @@ impl<'a> H264Out<'a> {
             next_key: 0.0,
             last_pts: None,
             smoother: Smoother::default(),
+            gaps: matches!(target, Target::Hls(_)).then(GapCloser::default),
             failure: None,
         }
     }
@@ -160,7 +184,11 @@ impl<'a> H264Out<'a> {
             let _ = open.enc.send_eof();
             drain(&mut open, self.on_frame)?;
         }
-        let summary = open.mux.finish();
+        let removed = self.gaps.as_ref().map_or(0.0, GapCloser::removed);
+        let summary = open.mux.finish().map(|mut s| {
+            s.pauses_removed += removed;
+            s
+        });
         match failure {
             Some(f) => Err(f),
             None => summary,
@@ -207,7 +235,11 @@ impl Pictures for H264Out<'_> {
         if let Some(p) = self.pacer.as_mut() {
             p.wait(info.t);
         }
-        let t = self.smoother.time(info.t);
+        let t = match self.gaps.as_mut() {
+            Some(g) => g.time(info.t),
+            None => info.t,
+        };
+        let t = self.smoother.time(t);
         let mut pts = (t / f64::from(TIME_BASE)).round() as i64;
         if let Some(last) = self.last_pts {
             pts = pts.max(last + 1);

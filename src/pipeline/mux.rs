@@ -3,8 +3,9 @@
 //! own time base and are rescaled to the muxer's.
 //!
 //! HLS uses libavformat's hls muxer rather than segments written here: it
-//! already splits at keyframes only, writes `EXT-X-MAP`, rounds
-//! `EXT-X-TARGETDURATION` up from the longest segment, replaces the
+//! already splits at keyframes only, writes `EXT-X-MAP`, sets
+//! `EXT-X-TARGETDURATION` to the longest segment rounded to the nearest
+//! second (pauses in the source are cut out first: [`GapCloser`]), replaces the
 //! playlist by write-then-rename, deletes segments that left a live window
 //! after a grace of one segment, and writes `EXT-X-ENDLIST` in its trailer
 //! (all checked by the tests against ffprobe and a browser).
@@ -165,6 +166,45 @@ pub struct MuxSummary {
     pub frames: u64,
     /// Presentation time of the last frame written, from the first.
     pub seconds: f64,
+    /// Seconds of pauses taken out of an HLS timeline ([`GapCloser`]).
+    pub pauses_removed: f64,
+}
+
+/// Takes a live source's pauses out of an HLS timeline. hlsenc gives a
+/// pause (a camera that stalls, a reconnect) to the segment before it,
+/// which then runs past the playlist's target duration, and the muxer
+/// raises `EXT-X-TARGETDURATION` mid-stream; RFC 8216 forbids both, and
+/// players may stop. HLS has no way to say "nothing here" short of a
+/// discontinuity, which the muxer cannot start mid-stream. So a pause, more
+/// than three usual intervals and more than 0.4 s (segments may run 0.5 s
+/// over their length before the rounded target changes), is cut out: the
+/// picture after it comes one usual interval after the one before. Viewers
+/// see the picture jump ahead when the source comes back.
+#[derive(Default)]
+pub(crate) struct GapCloser {
+    intervals: super::encode::Intervals,
+    last: Option<f64>,
+    removed: f64,
+}
+
+impl GapCloser {
+    /// `t`: seconds, rising; the same time less the pauses before it.
+    pub(crate) fn time(&mut self, t: f64) -> f64 {
+        if let Some(last) = self.last {
+            let d = t - last;
+            match self.intervals.median() {
+                Some(m) if d > (3.0 * m).max(0.4) => self.removed += d - m,
+                _ => self.intervals.push(d),
+            }
+        }
+        self.last = Some(t);
+        t - self.removed
+    }
+
+    /// Seconds taken out so far.
+    pub(crate) fn removed(&self) -> f64 {
+        self.removed
+    }
 }
 
 /// An open muxer with one video stream.
@@ -176,6 +216,8 @@ pub struct VideoMuxer {
     name: String,
     first_pts: Option<i64>,
     last_dts: Option<i64>,
+    /// HLS only: pauses are cut out of the timeline.
+    gaps: Option<GapCloser>,
     pub summary: MuxSummary,
     finished: bool,
 }
@@ -268,6 +310,7 @@ impl VideoMuxer {
             name,
             first_pts: None,
             last_dts: None,
+            gaps: matches!(target, Target::Hls(_)).then(GapCloser::default),
             summary: MuxSummary::default(),
             finished: false,
         })
@@ -278,6 +321,16 @@ impl VideoMuxer {
         pkt.rescale_ts(tb, self.out_tb);
         pkt.set_stream(0);
         pkt.set_position(-1);
+        if let (Some(g), Some(dts)) = (self.gaps.as_mut(), pkt.dts().or(pkt.pts())) {
+            let tb = f64::from(self.out_tb);
+            let secs = dts as f64 * tb;
+            let shift = ((secs - g.time(secs)) / tb).round() as i64;
+            if shift > 0 {
+                pkt.set_dts(pkt.dts().map(|d| d - shift));
+                pkt.set_pts(pkt.pts().map(|p| p - shift));
+            }
+            self.summary.pauses_removed = g.removed();
+        }
         // Decode times must rise: a repeated one (a camera's clock) moves on
         // by a tick, and never past the presentation time it belongs to.
         if let (Some(last), Some(dts)) = (self.last_dts, pkt.dts()) {
@@ -456,6 +509,41 @@ mod tests {
             timeout: 10.0,
         }
         .name()
+    }
+
+    #[test]
+    fn a_pause_is_cut_to_one_usual_interval() {
+        let mut g = GapCloser::default();
+        let mut times: Vec<f64> = (0..50).map(|i| f64::from(i) * 0.04).collect();
+        times.extend((0..50).map(|i| 12.0 + f64::from(i) * 0.04));
+        let out: Vec<f64> = times.iter().map(|t| g.time(*t)).collect();
+        assert_eq!(out[..50], times[..50]);
+        assert!((out[50] - (out[49] + 0.04)).abs() < 1e-9, "{out:?}");
+        for w in out.windows(2) {
+            assert!((w[1] - w[0] - 0.04).abs() < 1e-9, "{out:?}");
+        }
+        assert!((g.removed() - (12.0 - 1.96 - 0.04)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn slow_and_jittery_streams_are_left_alone() {
+        // One picture every 5 s (a snapshot camera, or --fps 0.2).
+        let mut g = GapCloser::default();
+        for i in 0..20 {
+            let t = f64::from(i) * 5.0;
+            assert_eq!(g.time(t), t);
+        }
+        // 25 fps with arrival jitter and a 300 ms hiccup.
+        let mut g = GapCloser::default();
+        let mut t = 0.0;
+        for i in 0..200 {
+            t += if i == 100 {
+                0.3
+            } else {
+                0.04 + 0.01 * f64::from(i % 3)
+            };
+            assert_eq!(g.time(t), t);
+        }
     }
 
     #[test]
