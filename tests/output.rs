@@ -261,6 +261,57 @@ fn vod_hls_from_an_h264_file_by_stream_copy_keeps_every_frame() {
 }
 
 #[test]
+fn a_reused_hls_folder_holds_only_the_new_run() {
+    let dir = tempdir();
+    let (long, short) = (dir.path().join("long.mp4"), dir.path().join("short.mp4"));
+    for (file, seconds) in [(&long, 10), (&short, 4)] {
+        ffmpeg_make(
+            file,
+            &format!(
+                "-f lavfi -i testsrc2=size=160x120:rate=25 -t {seconds} -c:v libx264 \
+                 -preset veryfast -g 50 -pix_fmt yuv420p"
+            ),
+        );
+    }
+    let hls = dir.path().join("hls");
+    std::fs::create_dir_all(&hls).unwrap();
+    std::fs::write(hls.join("notes.txt"), b"mine").unwrap();
+    let out = path_str(&hls);
+    assert_ok(&camflow_run(&[
+        "hls",
+        path_str(&long),
+        "--out",
+        out,
+        "--vod",
+    ]));
+    let before = Playlist::read(&hls);
+    assert!(before.segments.len() >= 4, "{}", before.text);
+    // A run that cannot start leaves the earlier output alone.
+    let missing = dir.path().join("missing.mp4");
+    let failed = camflow_run(&["hls", path_str(&missing), "--out", out, "--vod"]);
+    assert!(!failed.status.success());
+    assert_eq!(Playlist::read(&hls).text, before.text);
+    assert_eq!(segments_on_disk(&hls), before.segments.len());
+    // A shorter run: nothing of the long one is left behind.
+    assert_ok(&camflow_run(&[
+        "hls",
+        path_str(&short),
+        "--out",
+        out,
+        "--vod",
+    ]));
+    let after = Playlist::read(&hls);
+    assert!(
+        after.segments.len() < before.segments.len(),
+        "{}",
+        after.text
+    );
+    assert_eq!(segments_on_disk(&hls), after.segments.len());
+    assert_eq!(std::fs::read(hls.join("notes.txt")).unwrap(), b"mine");
+    ffmpeg_decodes_cleanly(&hls.join("index.m3u8"));
+}
+
+#[test]
 fn a_pause_in_the_source_is_cut_out_of_the_hls_timeline() {
     let dir = tempdir();
     // Five seconds, ten seconds of nothing, five more: a camera that

@@ -266,6 +266,9 @@ impl VideoMuxer {
             };
             PipelineError::Output(format!("{name}: {}{hint}", explain(e)))
         };
+        if let Target::Hls(h) = target {
+            remove_earlier_hls(&h.dir).map_err(PipelineError::Output)?;
+        }
         let created = target.local_file().filter(|p| !p.exists());
         let discard = |e: PipelineError| {
             if let Some(p) = &created {
@@ -496,6 +499,33 @@ pub fn params_of(v: &VideoParams) -> Result<codec::Parameters, PipelineError> {
 /// Whether `dir` can take HLS output: created if missing (with parents).
 pub fn prepare_hls_dir(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
+
+/// Removes what an earlier run left in an HLS folder, once this run has
+/// something to write (a run that cannot start leaves the old output
+/// alone): its playlist would be served until the new one replaces it, and
+/// its segments would stay on disk for good. Only the muxer's own names
+/// go: `index.m3u8`, `init.mp4`, `seg<digits>.m4s`, and their `.tmp`
+/// files.
+fn remove_earlier_hls(dir: &Path) -> Result<(), String> {
+    let gone = |e: std::io::Error, p: &Path| format!("cannot remove {}: {e}", p.display());
+    let entries = std::fs::read_dir(dir).map_err(|e| gone(e, dir))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| gone(e, dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let name = name.strip_suffix(".tmp").unwrap_or(name);
+        let digits = name
+            .strip_prefix("seg")
+            .and_then(|n| n.strip_suffix(".m4s"));
+        let ours = matches!(name, "index.m3u8" | "init.mp4")
+            || digits.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+        if ours {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| gone(e, &path))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
