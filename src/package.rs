@@ -92,6 +92,39 @@ pub fn package(
     r
 }
 
+/// Once the new MPD is in place, removes what an earlier run into the same
+/// folder wrote and this one did not (a longer input's last chunks, the
+/// HLS playlists of an `--hls` run): only the dash muxer's names, never
+/// other files.
+fn remove_earlier_files(out: &Path, written: &[String]) -> anyhow::Result<()> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    for entry in std::fs::read_dir(out)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let chunk = name
+            .strip_prefix("chunk-")
+            .and_then(|n| n.strip_suffix(".m4s"))
+            .and_then(|n| n.split_once('-'))
+            .is_some_and(|(rep, number)| digits(rep) && digits(number));
+        let init = name
+            .strip_prefix("init-")
+            .and_then(|n| n.strip_suffix(".m4s"))
+            .is_some_and(digits);
+        let media = name
+            .strip_prefix("media_")
+            .and_then(|n| n.strip_suffix(".m3u8"))
+            .is_some_and(digits);
+        let ours = chunk || init || media || name == "master.m3u8";
+        if ours && !written.iter().any(|w| w == name) {
+            let path = entry.path();
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Segments pass through buffers of several MB each. glibc hands out and
 /// takes back blocks that large straight from the kernel, so every segment
 /// paid for fresh zeroed pages (two thirds of a run's time was page faults);
@@ -239,6 +272,7 @@ impl Job {
         let mpd = std::fs::read_to_string(self.scratch.join(dash::MPD))?;
         let mpd = self.mpd_with_protection(&mpd)?;
         write_atomic(&self.out.join(dash::MPD), mpd.as_bytes())?;
+        remove_earlier_files(&self.out, &names)?;
         Ok(PackageSummary {
             duration: clear.duration,
             mpd: self.out.join(dash::MPD),

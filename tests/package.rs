@@ -431,3 +431,45 @@ fn transcode_packages_video_in_other_codecs() {
         .count();
     assert_eq!(chunks, 3);
 }
+
+#[test]
+fn a_second_package_into_the_same_folder_leaves_nothing_of_the_first() {
+    let dir = tempdir();
+    let long = av_file(dir.path());
+    let short = dir.path().join("short.mp4");
+    ffmpeg_make(
+        &short,
+        "-f lavfi -i testsrc2=size=320x240:rate=25 -t 4 -c:v libx264 -g 50",
+    );
+    let names = |d: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let package = |src: &Path, out: &Path, hls: bool| {
+        let (src, out) = (path_str(src), path_str(out));
+        let mut args = vec!["package", src, "--key", KEY, "--kid", KID, "--out", out];
+        args.extend(["--segment-seconds", "2"]);
+        if hls {
+            args.push("--hls");
+        }
+        assert_ok(&camflow_run(&args));
+    };
+    // The long input with audio and HLS playlists, then the short one
+    // (video only, no HLS) into the same folder, beside a file of the user's.
+    let reused = dir.path().join("reused");
+    std::fs::create_dir_all(&reused).unwrap();
+    std::fs::write(reused.join("notes.txt"), b"mine").unwrap();
+    package(&long, &reused, true);
+    assert!(names(&reused).contains(&"master.m3u8".to_string()));
+    package(&short, &reused, false);
+    let fresh = dir.path().join("fresh");
+    package(&short, &fresh, false);
+    let mut want = names(&fresh);
+    want.push("notes.txt".into());
+    want.sort();
+    assert_eq!(names(&reused), want);
+}
