@@ -92,7 +92,9 @@ pub struct SourceArgs {
     #[arg(long = "rtsp-transport", value_name = "tcp|udp", default_value_t = crate::source::rtsp::RtspTransport::Tcp)]
     pub rtsp_transport: crate::source::rtsp::RtspTransport,
 
-    /// tcp://, vbc://, http:// and rtsp:// MJPEG: largest JPEG accepted, in bytes.
+    /// Largest picture accepted, in bytes: a JPEG from tcp://, vbc://,
+    /// http:// or rtsp://, or an H.264 picture from rtsp://. A larger one
+    /// is dropped (H.264: up to the next IDR).
     #[arg(long = "max-frame-bytes", value_name = "BYTES", default_value_t = crate::proto::jpeg::DEFAULT_MAX_FRAME)]
     pub max_frame_bytes: usize,
 }

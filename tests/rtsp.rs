@@ -444,3 +444,43 @@ fn h264_with_b_frames_records_and_decodes() {
     let dir = decode_ok(&server.url(), &["--max-frames", "30"]);
     assert_eq!(check_bars(dir.path(), 320, 240), 30);
 }
+
+#[test]
+fn h264_pictures_over_max_frame_bytes_are_dropped_with_a_warning() {
+    let server = RtspServer::start(&RtspOpts::default().h264().size(320, 240));
+    let dir = tempdir();
+    // Every IDR of these bars is over 1 KiB, so nothing can be decoded:
+    // the pictures are dropped, said once, and --timeout ends the run.
+    let out = camflow_run(&[
+        "decode",
+        &server.url(),
+        "--frames-dir",
+        path_str(dir.path()),
+        "--max-frame-bytes",
+        "1024",
+        "--timeout",
+        "3",
+        "--reconnect",
+        "never",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("over --max-frame-bytes (1024), is dropped")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("waiting for an IDR"), "{stderr}");
+    let npy = std::fs::read_dir(dir.path())
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "npy"))
+            })
+            .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(npy, 0, "{stderr}");
+}

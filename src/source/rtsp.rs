@@ -704,6 +704,7 @@ async fn h264(
     // Nothing decodes before the first IDR of a session.
     let mut need_key = true;
     let mut after_loss = false;
+    let mut oversize_said = false;
     // Since the last picture handed on (or the start), pictures did come,
     // none of them usable: a timeout then says what was missing.
     let mut pictures_came = false;
@@ -738,6 +739,25 @@ async fn h264(
         let ts = frame.timestamp().timestamp();
         let gap = last_seen.map(|l| ts - l);
         last_seen = Some(ts);
+        if frame.data().len() > ctx.opts.max_frame {
+            // A picture past --max-frame-bytes is not handed on: dropped,
+            // as a lost one is, up to the next IDR. (retina holds a picture
+            // until it ends and has no limit of its own; --timeout ends a
+            // session that brings no picture at all.)
+            ctx.stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
+            if !oversize_said && !ctx.opts.quiet {
+                eprintln!(
+                    "camflow: {}: a picture of {} bytes, over --max-frame-bytes ({}), is dropped",
+                    ctx.opts.spec.display_name(),
+                    frame.data().len(),
+                    ctx.opts.max_frame
+                );
+            }
+            oversize_said = true;
+            need_key = true;
+            after_loss = true;
+            continue;
+        }
         if frame.loss() > 0 {
             ctx.stats
                 .lost_packets
