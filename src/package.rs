@@ -62,6 +62,7 @@ pub fn package(
     on_progress: &mut (dyn FnMut(f64, f64) + Send),
     on_stage: &mut dyn FnMut(Stage),
 ) -> anyhow::Result<PackageSummary> {
+    let created = !spec.out.exists();
     std::fs::create_dir_all(&spec.out)
         .map_err(|e| anyhow!("cannot create {}: {e}", spec.out.display()))?;
     keep_large_buffers();
@@ -89,6 +90,10 @@ pub fn package(
     };
     let r = job.run(stop, on_progress, on_stage);
     let _ = std::fs::remove_dir_all(&scratch);
+    if r.is_err() && created {
+        // The folder this run made goes, if nothing else is in it.
+        let _ = std::fs::remove_dir(&spec.out);
+    }
     r
 }
 

@@ -473,3 +473,37 @@ fn a_second_package_into_the_same_folder_leaves_nothing_of_the_first() {
     want.sort();
     assert_eq!(names(&reused), want);
 }
+
+#[test]
+fn pictures_with_more_slices_than_cenc_can_describe_are_refused() {
+    // 64 slices per picture: the per-sample encryption info would pass the
+    // 255 bytes saiz can give it. Refused in one line, nothing left behind.
+    let dir = tempdir();
+    let src = dir.path().join("slices.mp4");
+    ffmpeg_make(
+        &src,
+        "-f lavfi -i testsrc2=size=1920x1080:rate=25 -t 1 -c:v libx264 -preset ultrafast \
+         -x264-params slices=64 -pix_fmt yuv420p",
+    );
+    for scheme in ["cbcs", "cenc"] {
+        let out = dir.path().join(scheme);
+        let run = camflow_run(&[
+            "package",
+            path_str(&src),
+            "--key",
+            KEY,
+            "--kid",
+            KID,
+            "--scheme",
+            scheme,
+            "--out",
+            path_str(&out),
+        ]);
+        assert_one_line_error(&run, path_str(&src), "saiz");
+        assert!(
+            !out.exists(),
+            "{scheme}: a failed run left {}",
+            out.display()
+        );
+    }
+}

@@ -120,12 +120,24 @@ impl Node {
     }
 
     pub fn size(&self) -> usize {
-        8 + self.prefix.len() + self.children.iter().map(Node::size).sum::<usize>()
+        let content = self.prefix.len() + self.children.iter().map(Node::size).sum::<usize>();
+        // A box past 4 GiB (an mdat of a long GOP) takes the 64-bit size.
+        match u32::try_from(8 + content) {
+            Ok(_) => 8 + content,
+            Err(_) => 16 + content,
+        }
     }
 
     pub fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&(self.size() as u32).to_be_bytes());
+        let size = self.size();
+        match u32::try_from(size) {
+            Ok(small) => out.extend_from_slice(&small.to_be_bytes()),
+            Err(_) => out.extend_from_slice(&1u32.to_be_bytes()),
+        }
         out.extend_from_slice(&self.kind);
+        if u32::try_from(size).is_err() {
+            out.extend_from_slice(&(size as u64).to_be_bytes());
+        }
         out.extend_from_slice(&self.prefix);
         for c in &self.children {
             c.write(out);
@@ -465,7 +477,19 @@ where
                             e.extend_from_slice(&s.protected.to_be_bytes());
                         }
                     }
-                    info_sizes.push(e.len() as u8);
+                    // saiz has one byte per sample for its aux info: an IV
+                    // and about 40 subsamples. Leaving slices in the clear
+                    // to fit would be a silent weakening; refuse instead.
+                    let info_size = u8::try_from(e.len()).map_err(|_| {
+                        Error::Unsupported(format!(
+                            "a picture in {} subsamples (about one per slice) \
+                             needs {} bytes of encryption info, past the 255 that \
+                             CENC's saiz box can describe (about 40 slices per picture)",
+                            subs.len(),
+                            e.len()
+                        ))
+                    })?;
+                    info_sizes.push(info_size);
                     entries.extend_from_slice(&e);
                     count += 1;
                     at += size;
