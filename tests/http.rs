@@ -155,3 +155,84 @@ fn a_single_client_http_server_is_asked_once() {
     assert_eq!(assert_frames_complete(dir.path()), 50);
     drop(ffmpeg);
 }
+
+/// A camera without Content-Length that closes after its last part instead
+/// of writing a closing delimiter: `/crlf` ends the last JPEG with a line
+/// end, `/bare` right after its EOI, `/cut` cuts the last JPEG in half. The
+/// JPEGs come from the folder given; the port is printed first.
+const CLOSING_CAMERA: &str = r#"
+import glob, http.server, sys
+jpegs = [open(p, 'rb').read() for p in sorted(glob.glob(sys.argv[1] + '/*.jpg'))]
+class Camera(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header('Content-Type', 'multipart/x-mixed-replace; boundary=frame')
+        self.end_headers()
+        for i, jpeg in enumerate(jpegs):
+            if i > 0:
+                self.wfile.write(b'\r\n')
+            if i == len(jpegs) - 1 and self.path == '/cut':
+                jpeg = jpeg[:len(jpeg) // 2]
+            self.wfile.write(b'--frame\r\nContent-Type: image/jpeg\r\n\r\n' + jpeg)
+        if self.path == '/crlf':
+            self.wfile.write(b'\r\n')
+        # HTTP/1.0: returning closes the connection, which ends the body.
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Camera)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+#[test]
+fn camera_closing_after_the_last_part_without_content_length() {
+    let src = tempdir();
+    ffmpeg_make(
+        &src.path().join("img_%d.jpg"),
+        "-f lavfi -i testsrc2=size=320x240:rate=25 -frames:v 3 -q:v 4",
+    );
+    let mut server = Killed(
+        Command::new(PYTHON)
+            .args(["-u", "-c", CLOSING_CAMERA, path_str(src.path())])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 camera"),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("camera port");
+    let port: u16 = line.trim().parse().expect("a port");
+    for ending in ["crlf", "bare"] {
+        let url = format!("http://127.0.0.1:{port}/{ending}");
+        // The close is a clean end of the stream: every JPEG, exit 0.
+        let dir = decode_ok(&url, &["--reconnect", "never"]);
+        assert_eq!(assert_frames_complete(dir.path()), 3, "{ending}");
+        // The last JPEG exactly as sent, without the line end after it.
+        let jpegs = decode_ok(&url, &["--reconnect", "never", "--save-jpeg"]);
+        let rows = csv_rows(jpegs.path());
+        assert_eq!(rows.len(), 3, "{ending}");
+        for (i, r) in rows.iter().enumerate() {
+            let sent = std::fs::read(src.path().join(format!("img_{}.jpg", i + 1))).unwrap();
+            let saved = std::fs::read(jpegs.path().join(&r[1])).unwrap();
+            assert!(
+                sent == saved,
+                "{ending}: frame {i} differs from what was sent"
+            );
+        }
+    }
+    // A last JPEG that is not whole is still a connection cut mid-frame.
+    let url = format!("http://127.0.0.1:{port}/cut");
+    let dir = tempdir();
+    let out = camflow_run(&[
+        "decode",
+        &url,
+        "--frames-dir",
+        path_str(dir.path()),
+        "--reconnect",
+        "never",
+    ]);
+    assert_one_line_error(&out, &url, "in the middle of a JPEG");
+    assert_eq!(assert_frames_complete(dir.path()), 2);
+}

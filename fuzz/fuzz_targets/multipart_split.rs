@@ -26,6 +26,9 @@ struct Run {
     err: Option<Error>,
     finished: bool,
     in_part: bool,
+    /// What the end of the stream adds: its parts, then its error.
+    ended: Vec<Part>,
+    end_err: Option<Error>,
 }
 
 fn drain(s: &mut Splitter, max: usize, out: &mut Vec<Part>) -> Option<Error> {
@@ -64,15 +67,50 @@ fn run(boundary: &str, max: usize, pieces: &[&[u8]]) -> Run {
             break;
         }
     }
+    let fed: usize = pieces.iter().map(|p| p.len()).sum();
     if err.is_none() && !s.is_finished() {
-        let fed: usize = pieces.iter().map(|p| p.len()).sum();
         assert_eq!(s.position() + s.buffered() as u64, fed as u64);
     }
+    let (finished, in_part) = (s.is_finished(), s.in_part());
+
+    // The connection closes: a last part without a delimiter after it is
+    // returned only as one whole JPEG; anything else cut short is an error.
+    let mut ended = Vec::new();
+    let mut end_err = None;
+    while err.is_none() {
+        match s.end_of_stream() {
+            Ok(Some(part)) => {
+                assert!(part.body.len() <= max);
+                assert!(part.body.starts_with(&[0xff, 0xd8]));
+                assert!(part.body.ends_with(&[0xff, 0xd9]));
+                ended.push(part);
+            }
+            Ok(None) => {
+                assert!(!s.in_part());
+                assert_eq!(s.is_finished(), finished);
+                if !finished {
+                    assert_eq!(s.position(), fed as u64);
+                }
+                break;
+            }
+            Err(e) => {
+                assert!(in_part, "only a part cut short fails at the end");
+                assert!(matches!(e, Error::Truncated { .. }));
+                assert_eq!(s.end_of_stream(), Err(e.clone()));
+                end_err = Some(e);
+                break;
+            }
+        }
+    }
+    assert_eq!(s.buffered(), 0);
+    assert!(!s.in_part());
     Run {
         parts,
         err,
-        finished: s.is_finished(),
-        in_part: s.in_part(),
+        finished,
+        in_part,
+        ended,
+        end_err,
     }
 }
 
@@ -100,10 +138,12 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(halves.err, whole.err);
     assert_eq!(halves.finished, whole.finished);
     assert_eq!(halves.in_part, whole.in_part);
+    assert_eq!(halves.ended, whole.ended);
+    assert_eq!(halves.end_err, whole.end_err);
 
     // Bodies are the input's bytes, in order, unaltered.
     let mut from = 0;
-    for part in &whole.parts {
+    for part in whole.parts.iter().chain(&whole.ended) {
         let body = &part.body[..];
         let rest = stream.get(from..).unwrap_or_default();
         let found = if body.is_empty() {

@@ -17,7 +17,11 @@
 //!   the next line that starts with the delimiter);
 //! - CRLF or bare LF line ends, in headers and around delimiters;
 //! - a preamble before the first delimiter, and trailing spaces on delimiter
-//!   lines.
+//!   lines;
+//! - a body that ends by the connection closing, without a closing delimiter
+//!   ([`Splitter::end_of_stream`]): a last part without `Content-Length` is
+//!   whole if it is exactly one whole JPEG, as walked by [`jpeg`] (some
+//!   cameras and scripts close after the last part, or after a single one).
 //!
 //! Everything here reads untrusted bytes: part bodies are bounded by the
 //! caller's maximum, part headers by [`MAX_HEADER_BYTES`] and
@@ -25,6 +29,8 @@
 //! junk between parts) are dropped as soon as they are scanned.
 
 use bytes::{Buf, Bytes, BytesMut};
+
+use super::jpeg;
 
 /// A sensible bound on one part's body: far above any camera's JPEG.
 pub const DEFAULT_MAX_PART: usize = 16 << 20;
@@ -90,6 +96,12 @@ pub enum Error {
     /// contradicts an earlier one in the same part. `pos` is the header line.
     #[error("multipart part header at byte {pos} has a bad content-length {value:?}")]
     BadContentLength { pos: u64, value: String },
+    /// The stream ended ([`Splitter::end_of_stream`]) inside a part: in its
+    /// headers, before its `Content-Length` bytes, or, for a part without
+    /// `Content-Length`, with a body that is not one whole JPEG. `pos` is
+    /// where the part's headers begin.
+    #[error("multipart part at byte {pos} was cut off by the end of the stream")]
+    Truncated { pos: u64 },
 }
 
 /// The boundary parameter of a `Content-Type` header value such as
@@ -167,6 +179,9 @@ enum State {
     Body,
     /// Saw the closing delimiter; the rest (the epilogue) is ignored.
     Finished,
+    /// The stream ended without a closing delimiter
+    /// ([`Splitter::end_of_stream`]); nothing more will come.
+    Ended,
 }
 
 /// Outcome of matching a delimiter at a line start.
@@ -238,6 +253,8 @@ pub struct Splitter {
     header_bytes: usize,
     content_length: Option<usize>,
     failed: Option<Error>,
+    /// [`Self::end_of_stream`] was called: no byte will follow `buf`.
+    eof: bool,
 }
 
 impl Splitter {
@@ -263,6 +280,7 @@ impl Splitter {
             header_bytes: 0,
             content_length: None,
             failed: None,
+            eof: false,
         }
     }
 
@@ -271,7 +289,7 @@ impl Splitter {
     pub fn feed(&mut self, data: &[u8]) {
         // After an error or the closing delimiter nothing will be consumed
         // again; keeping the bytes would only grow memory.
-        if self.failed.is_none() && self.state != State::Finished {
+        if self.failed.is_none() && self.state != State::Finished && !self.eof {
             self.buf.extend_from_slice(data);
         }
     }
@@ -288,7 +306,11 @@ impl Splitter {
                 State::DelimiterLine => Ok(self.delimiter_line()),
                 State::Headers => self.read_headers(),
                 State::Body => self.read_body(),
-                State::Finished => Ok(Step::NeedMore),
+                State::Finished | State::Ended => Ok(Step::NeedMore),
+            };
+            let step = match step {
+                Ok(Step::NeedMore) if self.eof => self.at_end(),
+                step => step,
             };
             match step {
                 Ok(Step::Continue) => {}
@@ -304,6 +326,26 @@ impl Splitter {
         }
     }
 
+    /// The stream has ended (the connection closed): no more bytes will be
+    /// fed. Returns the parts still to be returned, one per call, as
+    /// [`Self::next_part`] would, then the part the end completes, if any,
+    /// then `Ok(None)`; call it until `Ok(None)`.
+    ///
+    /// A part without `Content-Length` normally ends at the next delimiter;
+    /// cameras that close the connection after the last part send none. That
+    /// part counts as whole only if its body is exactly one whole JPEG (the
+    /// [`jpeg`] walker reaches its EOI, nothing before its SOI), optionally
+    /// followed by line ends and the start of a delimiter line the close cut
+    /// short; the body returned is the JPEG alone. Anything else left inside a
+    /// part (its headers, a `Content-Length` body short of its length, a body
+    /// that is not a whole JPEG) is [`Error::Truncated`]. Bytes outside parts
+    /// (a delimiter, junk after a `Content-Length` body) end the stream
+    /// cleanly, as does a closing delimiter seen before.
+    pub fn end_of_stream(&mut self) -> Result<Option<Part>, Error> {
+        self.eof = true;
+        self.next_part()
+    }
+
     /// True once the closing delimiter (`--boundary--`) has been seen.
     pub fn is_finished(&self) -> bool {
         self.state == State::Finished
@@ -316,7 +358,7 @@ impl Splitter {
             && match self.state {
                 State::Headers => self.header_bytes > 0 || !self.buf.is_empty(),
                 State::Body => true,
-                State::Seek | State::DelimiterLine | State::Finished => false,
+                State::Seek | State::DelimiterLine | State::Finished | State::Ended => false,
             }
     }
 
@@ -516,6 +558,43 @@ impl Splitter {
         }
     }
 
+    /// The stream has ended and no further part is complete in `buf`: the
+    /// part the end completes, an error for a part it cuts short, or nothing.
+    fn at_end(&mut self) -> Result<Step, Error> {
+        let truncated = Error::Truncated { pos: self.part_pos };
+        let step = match self.state {
+            State::Seek | State::DelimiterLine | State::Ended => Step::NeedMore,
+            // The epilogue is dropped already, and `is_finished` stays true.
+            State::Finished => return Ok(Step::NeedMore),
+            State::Headers if self.header_bytes == 0 && self.buf.is_empty() => Step::NeedMore,
+            State::Headers => return Err(truncated),
+            State::Body if self.content_length.is_some() => return Err(truncated),
+            State::Body => {
+                // Where the body ends if the bytes after it are the start of
+                // a delimiter line that the close cut short.
+                let end = match self.search() {
+                    Search::NotYet {
+                        undecided: Some(line),
+                    } => self.body_end(line),
+                    // `next_part` returns every part a whole delimiter ends.
+                    Search::NotYet { undecided: None } | Search::Found { .. } => self.buf.len(),
+                };
+                let body = self.buf.get(..end).unwrap_or_default();
+                let Some(len) = whole_jpeg(body, self.max_part) else {
+                    return Err(truncated);
+                };
+                let body = self.buf.split_to(len).freeze();
+                self.pos += len as u64;
+                Step::Part(self.finish_part(body))
+            }
+        };
+        self.consume(self.buf.len());
+        self.buf = BytesMut::new();
+        self.scan = 0;
+        self.state = State::Ended;
+        Ok(step)
+    }
+
     fn finish_part(&mut self, body: Bytes) -> Part {
         let headers = std::mem::take(&mut self.headers);
         let content_type = header_value(&headers, "content-type").map(str::to_owned);
@@ -625,6 +704,22 @@ fn match_form(rest: &[u8], dashes: usize, core: &[u8]) -> Match {
     }
 }
 
+/// The length of the JPEG that `body` is, if it is exactly one whole JPEG
+/// followed by nothing but line ends (CR, LF): the walker must start at
+/// `body[0]` (no junk, no broken image skipped) and reach an EOI. The walk
+/// never searches for `FF D9`, so an EXIF thumbnail's EOI does not pass for
+/// the end of a cut-off picture. Copies `body`, which is at most `max` bytes
+/// plus a line end.
+fn whole_jpeg(body: &[u8], max: usize) -> Option<usize> {
+    let mut walker = jpeg::Splitter::new(max);
+    walker.feed(body);
+    let frame = walker.next_frame().ok().flatten()?;
+    let rest = body.get(frame.len()..).unwrap_or_default();
+    let whole =
+        walker.stats().skipped_bytes == 0 && rest.iter().all(|&b| matches!(b, b'\r' | b'\n'));
+    whole.then_some(frame.len())
+}
+
 /// `X-Timestamp`: digits, optionally a fraction (`1700000000.123`).
 fn parse_timestamp(value: &str) -> Option<f64> {
     let (int, frac) = value.split_once('.').unwrap_or((value, ""));
@@ -710,6 +805,17 @@ mod tests {
 
     /// Splits `data` fed in pieces of the given lengths (the rest last).
     fn split_pieces(boundary: &str, max: usize, data: &[u8], cuts: &[usize]) -> Outcome {
+        let (s, parts, err) = feed_pieces(boundary, max, data, cuts);
+        outcome(&s, parts, err)
+    }
+
+    /// [`split_pieces`], returning the splitter too.
+    fn feed_pieces(
+        boundary: &str,
+        max: usize,
+        data: &[u8],
+        cuts: &[usize],
+    ) -> (Splitter, Vec<Part>, Option<Error>) {
         let mut s = Splitter::new(boundary, max);
         let mut parts = Vec::new();
         let mut rest = data;
@@ -733,7 +839,58 @@ mod tests {
                 assert_eq!(s.position() + s.buffered() as u64, data.len() as u64);
             }
         }
+        (s, parts, err)
+    }
+
+    /// [`split_pieces`], then the connection closes: the parts
+    /// `end_of_stream` still returns, or its error.
+    fn end_pieces(boundary: &str, max: usize, data: &[u8], cuts: &[usize]) -> Outcome {
+        let (mut s, mut parts, mut err) = feed_pieces(boundary, max, data, cuts);
+        while err.is_none() {
+            match s.end_of_stream() {
+                Ok(Some(part)) => parts.push(part),
+                Ok(None) => break,
+                Err(e) => {
+                    assert_eq!(s.end_of_stream(), Err(e.clone()), "errors are sticky");
+                    assert_eq!(s.next_part(), Err(e.clone()), "errors are sticky");
+                    assert_eq!(s.buffered(), 0);
+                    err = Some(e);
+                }
+            }
+        }
+        for part in &parts {
+            assert!(part.body.len() <= max);
+        }
+        if err.is_none() {
+            assert_eq!(s.buffered(), 0);
+            assert!(!s.in_part());
+            if !s.is_finished() {
+                assert_eq!(s.position(), data.len() as u64);
+            }
+            // Nothing comes after the end.
+            s.feed(b"\r\n--XYZ\r\n\r\nmore\r\n--XYZ\r\n");
+            assert_eq!(s.next_part(), Ok(None));
+            assert_eq!(s.end_of_stream(), Ok(None));
+            assert_eq!(s.buffered(), 0);
+        }
         outcome(&s, parts, err)
+    }
+
+    /// [`end_pieces`] fed whole, in two pieces at every split point, and
+    /// byte by byte, which must all agree. Returns the outcome of the first.
+    fn end_every_way(boundary: &str, max: usize, data: &[u8]) -> Outcome {
+        let whole = end_pieces(boundary, max, data, &[]);
+        for split in 0..data.len() {
+            let two = end_pieces(boundary, max, data, &[split]);
+            assert_eq!(two, whole, "split at {split}");
+        }
+        let bytes = vec![1; data.len()];
+        assert_eq!(
+            end_pieces(boundary, max, data, &bytes),
+            whole,
+            "byte by byte"
+        );
+        whole
     }
 
     /// Splits `data` fed whole, then in two pieces at every split point, then
@@ -1311,11 +1468,191 @@ mod tests {
                 pos: 4,
                 value: "a\nb".to_owned(),
             },
+            Error::Truncated { pos: 5 },
         ] {
             let text = err.to_string();
             assert!(!text.contains('\n'), "{text}");
             assert!(text.contains("at byte"), "{text}");
             assert_eq!(text, text.to_lowercase(), "{text}");
         }
+    }
+
+    /// Real JPEGs: the first `n` of the ffmpeg capture.
+    fn capture_jpegs(n: usize) -> Vec<&'static [u8]> {
+        let mut jpegs = naive_mpjpeg_bodies(FFMPEG_MPJPEG);
+        jpegs.truncate(n);
+        jpegs
+    }
+
+    /// A body of parts whose bodies are `bodies` (with `Content-Length` if
+    /// `with_length`), each but the last followed by the next delimiter line,
+    /// the last by `tail` and then the end of the stream, the way cameras
+    /// that close instead of writing a closing delimiter send it. Returns it
+    /// and the stream offset of the last part's headers.
+    fn closed_after_last_part(bodies: &[&[u8]], with_length: bool, tail: &[u8]) -> (Vec<u8>, u64) {
+        let mut data = Vec::new();
+        let mut last = 0;
+        for (i, body) in bodies.iter().enumerate() {
+            if i > 0 {
+                data.extend_from_slice(b"\r\n");
+            }
+            data.extend_from_slice(b"--ffmpeg\r\n");
+            last = data.len() as u64;
+            data.extend_from_slice(b"Content-Type: image/jpeg\r\n");
+            if with_length {
+                data.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+            }
+            data.extend_from_slice(b"\r\n");
+            data.extend_from_slice(body);
+        }
+        data.extend_from_slice(tail);
+        (data, last)
+    }
+
+    #[test]
+    fn camera_closing_after_a_last_part_without_content_length_delivers_it() {
+        let jpegs = capture_jpegs(2);
+        for n in [1, 2] {
+            let (data, _) = closed_after_last_part(&jpegs[..n], false, b"");
+            // Until the end, the last part waits for a delimiter.
+            let open = split_pieces("ffmpeg", DEFAULT_MAX_PART, &data, &[]);
+            assert_eq!(open.parts.len(), n - 1);
+            assert!(open.in_part);
+            let got = end_every_way("ffmpeg", DEFAULT_MAX_PART, &data);
+            assert_eq!(got.err, None);
+            assert_eq!(bodies(&got), jpegs[..n]);
+            assert!(got
+                .parts
+                .iter()
+                .all(|p| p.content_type.as_deref() == Some("image/jpeg")));
+            assert!(!got.finished);
+        }
+    }
+
+    #[test]
+    fn camera_closing_after_a_last_part_and_its_line_end_delivers_it() {
+        let jpegs = capture_jpegs(2);
+        // Line ends, and the start of a delimiter line the close cut short.
+        for tail in [
+            &b"\r\n"[..],
+            b"\n",
+            b"\r",
+            b"\r\n\r\n",
+            b"\r\n--ffm",
+            b"\r\n--ffmpeg",
+            b"\n--",
+        ] {
+            let (data, _) = closed_after_last_part(&jpegs, false, tail);
+            let got = end_every_way("ffmpeg", DEFAULT_MAX_PART, &data);
+            assert_eq!(got.err, None, "{tail:?}");
+            assert_eq!(bodies(&got), jpegs, "{tail:?}");
+        }
+    }
+
+    #[test]
+    fn camera_closing_in_the_middle_of_a_last_part_without_content_length_is_an_error() {
+        let jpegs = capture_jpegs(2);
+        let jpeg = jpegs[1];
+        // The same JPEG behind an EXIF segment carrying a whole thumbnail
+        // (with its own EOI): a cut just after that EOI leaves a body ending
+        // in FF D9 that is still no whole picture.
+        let thumb = jpegs[0];
+        let mut exif = vec![0xff, 0xd8, 0xff, 0xe1];
+        exif.extend_from_slice(&u16::try_from(8 + thumb.len()).expect("short").to_be_bytes());
+        exif.extend_from_slice(b"Exif\0\0");
+        exif.extend_from_slice(thumb);
+        let after_thumb = exif.len();
+        exif.extend_from_slice(&jpeg[2..]);
+        let whole = closed_after_last_part(&[jpeg, &exif], false, b"\r\n").0;
+        let got = split_pieces("ffmpeg", DEFAULT_MAX_PART, &whole, &[]);
+        assert_eq!(got.err, None);
+        assert_eq!(
+            end_pieces("ffmpeg", DEFAULT_MAX_PART, &whole, &[])
+                .parts
+                .len(),
+            2
+        );
+
+        for (what, body, tail) in [
+            ("all but the last byte", &jpeg[..jpeg.len() - 1], &b""[..]),
+            (
+                "all but the last byte, then a line end",
+                &jpeg[..jpeg.len() - 1],
+                b"\r\n",
+            ),
+            ("in the entropy-coded data", &jpeg[..jpeg.len() / 2], b""),
+            ("in the headers", &jpeg[..40], b"\r\n"),
+            (
+                "just after the EXIF thumbnail's EOI",
+                &exif[..after_thumb],
+                b"",
+            ),
+            ("not a JPEG", b"camera status: ok", b"\r\n"),
+            ("nothing", b"", b""),
+            ("junk before the JPEG", &[b"x", jpeg].concat(), b""),
+            ("junk after the JPEG", &[jpeg, b" "].concat(), b"\r\n"),
+            ("two JPEGs", &[jpeg, jpeg].concat(), b""),
+        ] {
+            let (data, last) = closed_after_last_part(&[jpeg, body], false, tail);
+            let got = end_every_way("ffmpeg", DEFAULT_MAX_PART, &data);
+            assert_eq!(got.err, Some(Error::Truncated { pos: last }), "{what}");
+            assert_eq!(bodies(&got), [jpeg], "{what}");
+        }
+
+        // Cut inside the last part's headers, or before its blank line.
+        let (data, last) = closed_after_last_part(&[jpeg, jpeg], false, b"");
+        let headers_end = last as usize + b"Content-Type: image/jpeg\r\n\r\n".len();
+        for cut in last as usize + 1..headers_end {
+            let got = end_pieces("ffmpeg", DEFAULT_MAX_PART, &data[..cut], &[]);
+            assert_eq!(
+                got.err,
+                Some(Error::Truncated { pos: last }),
+                "cut at {cut}"
+            );
+            assert_eq!(bodies(&got), [jpeg], "cut at {cut}");
+        }
+        // ...but the end right after a delimiter line cuts no part.
+        let got = end_every_way("ffmpeg", DEFAULT_MAX_PART, &data[..last as usize]);
+        assert_eq!(got.err, None);
+        assert_eq!(bodies(&got), [jpeg]);
+    }
+
+    #[test]
+    fn parts_with_content_length_end_as_before() {
+        let jpegs = capture_jpegs(2);
+        // Whole parts, whatever follows them before the close.
+        for tail in [
+            &b""[..],
+            b"\r\n",
+            b"\r\n--ffm",
+            b"\r\n--ffmpeg\r\n",
+            b"\r\n junk",
+        ] {
+            let (data, _) = closed_after_last_part(&jpegs, true, tail);
+            let open = split_pieces("ffmpeg", DEFAULT_MAX_PART, &data, &[]);
+            assert_eq!(bodies(&open), jpegs, "{tail:?}");
+            let got = end_every_way("ffmpeg", DEFAULT_MAX_PART, &data);
+            assert_eq!(got.err, None, "{tail:?}");
+            assert_eq!(bodies(&got), jpegs, "{tail:?}");
+        }
+        // Short of its Content-Length: cut off, even though the bytes that
+        // came are a whole JPEG (the length, not the walker, decides).
+        let (mut data, last) = closed_after_last_part(&jpegs, true, b"");
+        let short = format!("Content-Length: {}\r\n", jpegs[1].len());
+        let long = format!("Content-Length: {}\r\n", jpegs[1].len() + 2);
+        let at = data.len() - jpegs[1].len() - 2 - short.len();
+        data.splice(at..at + short.len(), long.bytes());
+        let got = end_every_way("ffmpeg", DEFAULT_MAX_PART, &data);
+        assert_eq!(got.err, Some(Error::Truncated { pos: last }));
+        assert_eq!(bodies(&got), [jpegs[0]]);
+
+        // The whole capture: ten parts, and its closing opening delimiter.
+        let got = end_pieces("ffmpeg", DEFAULT_MAX_PART, FFMPEG_MPJPEG, &[]);
+        assert_eq!(got.err, None);
+        assert_eq!(bodies(&got), naive_mpjpeg_bodies(FFMPEG_MPJPEG));
+        // A closing delimiter stays the end it was.
+        let got = end_every_way("XYZ", 64, b"--XYZ\r\n\r\nab\r\n--XYZ--\r\nepilogue");
+        assert_eq!(bodies(&got), [&b"ab"[..]]);
+        assert!(got.finished);
     }
 }

@@ -332,8 +332,12 @@ async fn parts(
         let chunk = match timeout_at(deadline, body.next()).await {
             Err(_) => return Err(err(format!("no JPEG for {secs} s"))),
             Ok(None) => {
-                if splitter.in_part() {
-                    return Err(err("the connection was closed in the middle of a JPEG"));
+                // Cameras that send no Content-Length and close after the
+                // last part (or a single one) write no delimiter after it:
+                // the splitter hands it over if it is a whole JPEG.
+                let at_unix = unix_now();
+                while let Some(part) = splitter.end_of_stream().map_err(closed_early)? {
+                    deliver(part, at_unix, opts, tx, &streamed).await;
                 }
                 return Ok(());
             }
@@ -351,26 +355,51 @@ async fn parts(
         splitter.feed(&chunk);
         let at_unix = unix_now();
         while let Some(part) = splitter.next_part().map_err(|e| err(e.to_string()))? {
-            // Only whole JPEGs go on: cameras interleave other parts (text
-            // status) now and then, and a part cut short is no picture.
-            let mut check = jpeg::Splitter::new(opts.max_frame);
-            check.feed(&part.body);
-            let Ok(Some(data)) = check.next_frame() else {
-                continue;
-            };
-            let frame = JpegFrame {
-                data,
-                at_unix,
-                pts: part.timestamp,
-            };
-            if tx.send(Ok(frame)).await.is_err() {
-                std::future::pending::<()>().await;
+            if deliver(part, at_unix, opts, tx, &streamed).await {
+                deadline = Instant::now() + opts.timeout;
             }
-            streamed.store(true, std::sync::atomic::Ordering::Relaxed);
-            deadline = Instant::now() + opts.timeout;
         }
         if splitter.is_finished() {
             return Ok(());
         }
     }
+}
+
+/// The splitter's error when the connection closed, in the words of the
+/// other sources (a part cut short is a JPEG cut short).
+fn closed_early(e: multipart::Error) -> SourceError {
+    match e {
+        multipart::Error::Truncated { pos } => err(format!(
+            "the connection was closed in the middle of a JPEG (its multipart part began at byte {pos})"
+        )),
+        e => err(e.to_string()),
+    }
+}
+
+/// Sends a part on if it is a whole JPEG; true if it was.
+async fn deliver(
+    part: multipart::Part,
+    at_unix: f64,
+    opts: &SourceOptions,
+    tx: &Tx,
+    streamed: &std::sync::atomic::AtomicBool,
+) -> bool {
+    // Only whole JPEGs go on: cameras interleave other parts (text status)
+    // now and then, and a part cut short is no picture.
+    let mut check = jpeg::Splitter::new(opts.max_frame);
+    check.feed(&part.body);
+    let Ok(Some(data)) = check.next_frame() else {
+        return false;
+    };
+    let frame = JpegFrame {
+        data,
+        at_unix,
+        pts: part.timestamp,
+    };
+    if tx.send(Ok(frame)).await.is_err() {
+        // The consumer is gone; the caller's select ends this task.
+        std::future::pending::<()>().await;
+    }
+    streamed.store(true, std::sync::atomic::Ordering::Relaxed);
+    true
 }
