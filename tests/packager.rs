@@ -19,6 +19,8 @@ use serde_json::{json, Value};
 const KEY: &str = "hyN9IKGfWKdAwFaE5pm0qg";
 const KID: &str = "oW5AK5BW43HzbTSKpiu3SQ";
 const KID_UUID: &str = "a16e402b-9056-e371-f36d-348aa62bb749";
+/// KEY in hex, as the page carries it.
+const KEY_HEX: &str = "87237d20a19f58a740c05684e699b4aa";
 
 /// A running service, stopped (SIGTERM, then killed) when dropped.
 struct Server {
@@ -31,11 +33,17 @@ impl Server {
     /// Starts the service on a free port, in `cwd` (so the default Shaka
     /// path is not found unless a test wants it).
     fn start(data: &Path, cwd: &Path, extra: &[&str]) -> Server {
+        Server::start_env(data, cwd, extra, &[])
+    }
+
+    /// [`Server::start`] with environment variables (test seams).
+    fn start_env(data: &Path, cwd: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(camflow())
             .current_dir(cwd)
             .args(["packager", "serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -408,6 +416,16 @@ fn upload_package_serve_and_restart() {
     assert!(html.contains("Ready") && html.contains(&url), "{html}");
     assert!(html.contains("/static/shaka-player.compiled.js"));
     assert!(!html.contains("://cdn"), "the page loads from a CDN");
+    // The page carries the key, so a script on another origin must not be
+    // allowed to read it.
+    assert!(html.contains(KEY_HEX), "no key in the page: {html}");
+    let cross = srv.req("GET", "/", &[("Origin", "http://evil.example")], b"");
+    assert_eq!(cross.status, 200);
+    assert_eq!(
+        cross.header("access-control-allow-origin"),
+        None,
+        "{cross:?}"
+    );
 
     let lists = |srv: &Server| {
         (
@@ -563,6 +581,163 @@ fn bad_requests_get_clear_json_errors() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
+/// CORS only where players need it: the packaged files (and their
+/// preflight). The page carries every Ready item's key and the API lists
+/// everything, so neither may be readable by a script on another origin
+/// (any page the operator visits could otherwise fetch them).
+#[test]
+fn cors_only_on_packaged_files() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    // A packaged file, put in place by hand: /content/ serves what is there.
+    let item = data.join("content").join("7");
+    std::fs::create_dir_all(&item).unwrap();
+    std::fs::write(item.join("stream.mpd"), "<MPD/>").unwrap();
+    let srv = Server::start(&data, dir.path(), &[]);
+    let evil = ("Origin", "http://evil.example");
+    let acao = |r: &Resp| r.header("access-control-allow-origin").map(str::to_string);
+
+    for path in [
+        "/",
+        "/input_content",
+        "/packaged_content",
+        "/packaged_content/1",
+        "/static/shaka-player.compiled.js",
+        "/no/such/thing",
+    ] {
+        let r = srv.req("GET", path, &[evil], b"");
+        assert_eq!(acao(&r), None, "GET {path}: {r:?}");
+        let pre = srv.req(
+            "OPTIONS",
+            path,
+            &[
+                evil,
+                ("Access-Control-Request-Method", "GET"),
+                ("Access-Control-Request-Headers", "content-type"),
+            ],
+            b"",
+        );
+        assert_eq!(acao(&pre), None, "OPTIONS {path}: {pre:?}");
+        assert_eq!(pre.header("access-control-allow-methods"), None, "{pre:?}");
+    }
+    let r = srv.post_json("/packaged_content", &json!({"key": KEY, "kid": KID}));
+    assert_eq!(r.status, 400);
+    assert_eq!(acao(&r), None, "{r:?}");
+
+    let mpd = srv.req("GET", "/content/7/stream.mpd", &[evil], b"");
+    assert_eq!(mpd.status, 200, "{mpd:?}");
+    assert_eq!(mpd.text(), "<MPD/>");
+    assert_eq!(acao(&mpd).as_deref(), Some("*"));
+    let pre = srv.req(
+        "OPTIONS",
+        "/content/7/stream.mpd",
+        &[
+            evil,
+            ("Access-Control-Request-Method", "GET"),
+            ("Access-Control-Request-Headers", "range"),
+        ],
+        b"",
+    );
+    assert!(pre.status == 204 || pre.status == 200, "{pre:?}");
+    assert_eq!(acao(&pre).as_deref(), Some("*"));
+    // A missing file still answers with CORS, so a player sees the 404.
+    let gone = srv.req("GET", "/content/7/none.m4s", &[evil], b"");
+    assert_eq!(gone.status, 404);
+    assert_eq!(acao(&gone).as_deref(), Some("*"));
+    srv.stop();
+}
+
+/// A forced stop (kill -9, power loss) can leave an upload's temporary
+/// `.<name>.part`, or a stored upload no input records (it died while
+/// probing): the next start removes both, and nothing else.
+#[test]
+fn leftover_uploads_are_removed_at_start() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let src = av_file(dir.path());
+    let srv = Server::start(&data, dir.path(), &[]);
+    let input = upload_ok(&srv, &src);
+    srv.stop();
+    let uploads = data.join("uploads");
+    let kept = files_in(&uploads);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+
+    let part = ".0123456789abcdef01234567.part";
+    let orphan = "89abcdef0123456789abcdef";
+    for (name, body) in [
+        (part, "half an upl"),
+        (orphan, "never probed"),
+        ("notes.txt", "mine"),
+    ] {
+        std::fs::write(uploads.join(name), body).unwrap();
+    }
+    let srv = Server::start(&data, dir.path(), &[]);
+    let mut left = files_in(&uploads);
+    left.sort();
+    let mut want = vec![kept[0].clone(), "notes.txt".to_string()];
+    want.sort();
+    assert_eq!(left, want, "{}", srv.log());
+    // The recorded upload is still there and still its input's.
+    assert_eq!(
+        statuses(&srv.get("/input_content").json(), "input_content_id"),
+        vec![(input, "Ingested".to_string())]
+    );
+    let log = srv.stop();
+    assert!(log.contains("removed 2 unfinished upload(s)"), "{log}");
+}
+
+/// A client that stops sending in the middle of an upload is dropped after
+/// the idle time (shortened here by the test seam `CAMFLOW_UPLOAD_IDLE_SECS`;
+/// 60 s otherwise), with a 408, and its partial file is removed.
+#[test]
+fn stalled_upload_is_dropped_and_removed() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let srv = Server::start_env(&data, dir.path(), &[], &[("CAMFLOW_UPLOAD_IDLE_SECS", "1")]);
+    let uploads = data.join("uploads");
+    let boundary = "camflowtestboundary7MA4YWxk";
+    let mut s = TcpStream::connect(&srv.addr).expect("connect to the service");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // Announces 10 MB, sends the part's head and 256 KiB of it, then stops.
+    let head = format!(
+        "POST /input_content HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 10000000\r\n\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.mp4\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n",
+        srv.addr
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&vec![0x47u8; 256 << 10]).unwrap();
+    // The upload is under way: its temporary file is there.
+    let start = Instant::now();
+    while !files_in(&uploads).iter().any(|n| n.ends_with(".part")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no .part file: {:?}",
+            files_in(&uploads)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stalled = Instant::now();
+    let mut raw = Vec::new();
+    match s.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // The service may reset a connection whose body it did not finish.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("no answer to a stalled upload: {e}"),
+    }
+    let waited = stalled.elapsed();
+    assert!(waited < Duration::from_secs(10), "dropped after {waited:?}");
+    let answer = String::from_utf8_lossy(&raw).to_string();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.contains("stalled"), "{answer}");
+    assert_eq!(files_in(&uploads), Vec::<String>::new());
+    // The service goes on.
+    assert_eq!(srv.get("/input_content").json(), json!([]));
+    let log = srv.stop();
+    assert!(log.contains("stalled"), "{log}");
+}
+
 /// `--max-upload 1k`: a larger upload is refused with 413 and leaves no
 /// file behind, partial or whole; the service goes on.
 #[test]
@@ -623,7 +798,7 @@ fn failed_and_interrupted_jobs() {
     let reason = v["error"].as_str().expect("error text");
     assert!(reason.contains("gone"), "{reason}");
     assert!(v["url"].is_null());
-    assert!(!reason.contains(KEY) && !reason.contains("87237d20a19f58a740c05684e699b4aa"));
+    assert!(!reason.contains(KEY) && !reason.contains(KEY_HEX));
 
     // A job that finished, then made to look interrupted (as if the
     // process had died between Fragmented and Encrypted): it runs again.

@@ -1,8 +1,11 @@
 //! The service's HTTP side: the JSON API, the packaged files under
-//! `/content/<id>/`, the page at `/` and its player script. Every answer
-//! carries `Access-Control-Allow-Origin: *` (and preflights are answered)
-//! so that a player on another origin can fetch the packages. Every error
-//! is JSON, `{"error": "..."}`, one line, that never quotes a key.
+//! `/content/<id>/`, the page at `/` and its player script. Only the
+//! packaged files carry `Access-Control-Allow-Origin: *` (and only their
+//! preflights are answered), so that a player on another origin can fetch
+//! them; the page (which holds the keys) and the JSON API get no CORS
+//! headers, so a script on another origin cannot read them (the page calls
+//! nothing but its own origin). Every error is JSON, `{"error": "..."}`,
+//! one line, that never quotes a key.
 //!
 //! | method and path | answer |
 //! | --- | --- |
@@ -17,11 +20,15 @@
 //! right behind a proxy or a port forward, where the Host the service saw
 //! may not be the one the client can reach.
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::multipart::{Field, MultipartError};
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -85,15 +92,21 @@ pub fn router(service: Arc<Service>) -> Router {
             get(list_packaged).post(create_packaged),
         )
         .route("/packaged_content/{id}", get(one_packaged))
-        .route("/content/{id}/{file}", get(content_file))
+        // `layer`, not `route_layer`: the preflight (OPTIONS, which has no
+        // handler) goes through it too.
+        .route(
+            "/content/{id}/{file}",
+            get(content_file).layer(middleware::from_fn(cors)),
+        )
         .fallback(not_found)
-        .layer(middleware::from_fn(cors))
         .with_state(service)
 }
 
-/// CORS for players on other origins: preflights are answered here, every
-/// other answer gets `Access-Control-Allow-Origin: *`. Nothing the service
-/// serves depends on cookies, so `*` is safe.
+/// CORS for the packaged files only, for players on other origins:
+/// preflights are answered here, every other answer gets
+/// `Access-Control-Allow-Origin: *`. The files are encrypted and nothing
+/// depends on cookies, so `*` is safe there; it must never be on `/`,
+/// whose HTML carries the keys.
 async fn cors(req: Request, next: Next) -> Response {
     let star = HeaderValue::from_static("*");
     if req.method() == Method::OPTIONS {
@@ -171,10 +184,100 @@ async fn one_input(State(svc): State<Arc<Service>>, Path(id): Path<String>) -> A
 /// any of them is read.
 const DRAIN_LIMIT: u64 = 16 << 20;
 
+/// A generated name for an upload under `uploads/`: 24 lower-case hex
+/// digits.
+fn upload_name() -> String {
+    format!("{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
+}
+
+fn is_upload_name(s: &str) -> bool {
+    s.len() == 24 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// At start, before any upload can be under way: removes what a forced
+/// stop left in `uploads/`, the temporaries (`.<name>.part`) and stored
+/// uploads that no input records (the process died while probing them).
+/// Files not named like the service's own are left alone.
+pub fn clean_uploads(uploads: &FsPath, recorded: &HashSet<String>) {
+    let entries = match std::fs::read_dir(uploads) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("packager: cannot list {}: {e}", uploads.display());
+            return;
+        }
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let temporary = name.starts_with('.') && name.contains(".part");
+        let orphan = is_upload_name(name) && !recorded.contains(name);
+        if !(temporary || orphan) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) => eprintln!("packager: cannot remove {}: {e}", entry.path().display()),
+        }
+    }
+    if removed > 0 {
+        eprintln!("packager: removed {removed} unfinished upload(s) left by an earlier run");
+    }
+}
+
+/// An upload's temporary file, removed unless it was renamed into place:
+/// whatever ends an upload early (a broken or stalled client, a refusal,
+/// the handler dropped at shutdown) leaves nothing behind.
+struct PartFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl PartFile {
+    fn new(path: PathBuf) -> PartFile {
+        PartFile { path, keep: false }
+    }
+
+    async fn rename_to(mut self, to: &FsPath) -> std::io::Result<()> {
+        tokio::fs::rename(&self.path, to).await?;
+        self.keep = true;
+        Ok(())
+    }
+}
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The next step of reading an upload (a field, a chunk), given at most
+/// `idle` to arrive: a client that stops sending is answered 408 and its
+/// connection dropped, rather than holding both (and a partial file)
+/// forever.
+async fn within_idle<T>(
+    idle: Duration,
+    next: impl Future<Output = Result<T, MultipartError>>,
+    broken: impl FnOnce(MultipartError) -> ApiError,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(idle, next).await {
+        Ok(r) => r.map_err(broken),
+        Err(_) => {
+            let text = format!("the upload stalled: no data for {} s", idle.as_secs_f64());
+            eprintln!("packager: {text}; dropped");
+            Err(err(StatusCode::REQUEST_TIMEOUT, text))
+        }
+    }
+}
+
 /// A multipart upload, streamed to `uploads/.<id>.part` and renamed to
-/// `uploads/<id>` when whole, then probed.
+/// `uploads/<id>` when whole, then probed. Each read waits at most
+/// `upload_idle` for data.
 async fn upload(State(svc): State<Arc<Service>>, req: Request) -> Answer {
     let max = svc.settings.max_upload;
+    let idle = svc.settings.upload_idle;
     let too_large = || {
         err(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -195,7 +298,7 @@ async fn upload(State(svc): State<Arc<Service>>, req: Request) -> Answer {
             format!("expected a multipart/form-data upload: {}", e.body_text()),
         )
     })?;
-    let bad_body = |e: axum::extract::multipart::MultipartError| {
+    let bad_body = |e: MultipartError| {
         err(
             StatusCode::BAD_REQUEST,
             format!("the upload is not valid multipart: {}", e.body_text()),
@@ -205,12 +308,12 @@ async fn upload(State(svc): State<Arc<Service>>, req: Request) -> Answer {
     let mut total: u64 = 0;
     let mut over = false;
     let mut stored: Option<(String, String, u64)> = None;
-    while let Some(mut field) = mp.next_field().await.map_err(bad_body)? {
+    while let Some(mut field) = within_idle(idle, mp.next_field(), bad_body).await? {
         let is_file = !over && stored.is_none() && field.name() == Some("file");
         if !is_file {
             // Other fields (and the rest of a refused upload) are read and
             // dropped; they count towards the limit.
-            while let Some(c) = field.chunk().await.map_err(bad_body)? {
+            while let Some(c) = within_idle(idle, field.chunk(), bad_body).await? {
                 total += c.len() as u64;
                 over |= total > max;
                 if total > max.saturating_add(DRAIN_LIMIT) {
@@ -220,14 +323,12 @@ async fn upload(State(svc): State<Arc<Service>>, req: Request) -> Answer {
             continue;
         }
         let original = display_name(field.file_name().unwrap_or("upload"));
-        let name = format!("{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..));
-        let part = uploads.join(format!(".{name}.part"));
-        let written = write_field(&mut field, &part, &mut total, max).await;
+        let name = upload_name();
+        let part = PartFile::new(uploads.join(format!(".{name}.part")));
+        let written = write_field(&mut field, &part.path, &mut total, max, idle).await;
         match written {
             Ok(size) => {
-                let to = uploads.join(&name);
-                if let Err(e) = tokio::fs::rename(&part, &to).await {
-                    let _ = tokio::fs::remove_file(&part).await;
+                if let Err(e) = part.rename_to(&uploads.join(&name)).await {
                     return Err(internal(anyhow::anyhow!(
                         "cannot store the upload in {}: {e}",
                         uploads.display()
@@ -236,12 +337,12 @@ async fn upload(State(svc): State<Arc<Service>>, req: Request) -> Answer {
                 stored = Some((name, original, size));
             }
             Err(e) => {
-                let _ = tokio::fs::remove_file(&part).await;
+                drop(part);
                 if e.0 != StatusCode::PAYLOAD_TOO_LARGE {
                     return Err(e);
                 }
                 over = true;
-                while let Some(c) = field.chunk().await.map_err(bad_body)? {
+                while let Some(c) = within_idle(idle, field.chunk(), bad_body).await? {
                     total += c.len() as u64;
                     if total > max.saturating_add(DRAIN_LIMIT) {
                         return Err(too_large());
@@ -291,23 +392,26 @@ async fn upload(State(svc): State<Arc<Service>>, req: Request) -> Answer {
     Ok((StatusCode::CREATED, Json(input_json(&input))).into_response())
 }
 
-/// Streams one multipart field into a new file, counting towards `max`.
+/// Streams one multipart field into a new file, counting towards `max`,
+/// waiting at most `idle` for each chunk.
 async fn write_field(
-    field: &mut axum::extract::multipart::Field<'_>,
-    path: &std::path::Path,
+    field: &mut Field<'_>,
+    path: &FsPath,
     total: &mut u64,
     max: u64,
+    idle: Duration,
 ) -> Result<u64, ApiError> {
     use tokio::io::AsyncWriteExt;
     let io = |e: std::io::Error| internal(anyhow::anyhow!("cannot write the upload: {e}"));
-    let mut f = tokio::fs::File::create(path).await.map_err(io)?;
-    let mut size = 0u64;
-    while let Some(c) = field.chunk().await.map_err(|e| {
+    let broke_off = |e: MultipartError| {
         err(
             StatusCode::BAD_REQUEST,
             format!("the upload broke off: {}", e.body_text()),
         )
-    })? {
+    };
+    let mut f = tokio::fs::File::create(path).await.map_err(io)?;
+    let mut size = 0u64;
+    while let Some(c) = within_idle(idle, field.chunk(), broke_off).await? {
         size += c.len() as u64;
         *total += c.len() as u64;
         if *total > max {

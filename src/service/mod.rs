@@ -11,6 +11,8 @@
 //! ```text
 //! DIR/camflow.db            the records (input_content, packaged_content)
 //! DIR/uploads/<random hex>  uploaded files, never under the client's name
+//!                           (`.<random hex>.part` while arriving; a start
+//!                           removes those a forced stop left)
 //! DIR/content/<id>/         one packaged item: stream.mpd, segments, playlists
 //! ```
 //!
@@ -49,7 +51,15 @@ pub struct Settings {
     pub workers: usize,
     /// Shaka Player's compiled script for the page, if there is one.
     pub shaka_js: Option<PathBuf>,
+    /// How long an upload may go without sending data before it is
+    /// dropped ([`UPLOAD_IDLE`] unless a test asks for less).
+    pub upload_idle: Duration,
 }
+
+/// How long an upload may go without data (a client that stalls mid-body)
+/// before it is answered 408, its connection dropped and its partial file
+/// removed.
+pub const UPLOAD_IDLE: Duration = Duration::from_secs(60);
 
 /// Where a local Shaka Player is looked for when `--shaka-js` is not given
 /// (the browser tests' copy), relative to the current folder.
@@ -84,6 +94,8 @@ pub async fn serve(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()>
         std::fs::create_dir_all(&d).map_err(|e| anyhow!("cannot create {}: {e}", d.display()))?;
     }
     let db = db::Db::open(&data.join("camflow.db"))?;
+    let recorded = db.inputs()?.into_iter().map(|i| i.stored).collect();
+    api::clean_uploads(&data.join("uploads"), &recorded);
     let unfinished = db.unfinished_jobs()?;
     let (queue, receiver) = jobs::Queue::new();
     let listener = tokio::net::TcpListener::bind(settings.listen)
