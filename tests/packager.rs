@@ -173,9 +173,12 @@ fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body:
     let mut s = TcpStream::connect(addr).expect("connect to the service");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
     for (n, v) in headers {
         head.push_str(&format!("{n}: {v}\r\n"));
     }
@@ -650,6 +653,30 @@ fn cors_only_on_packaged_files() {
 /// A forced stop (kill -9, power loss) can leave an upload's temporary
 /// `.<name>.part`, or a stored upload no input records (it died while
 /// probing): the next start removes both, and nothing else.
+#[test]
+fn only_loopback_names_are_answered_on_loopback() {
+    // DNS rebinding: a web site points its own name at 127.0.0.1 and reads
+    // the page (and its keys) as its own origin. The Host header gives it
+    // away.
+    let dir = tempdir();
+    let srv = Server::start(&dir.path().join("data"), dir.path(), &[]);
+    let port = srv.addr.rsplit(':').next().unwrap().to_string();
+    for host in [format!("evil.example:{port}"), "evil.example".into()] {
+        let r = srv.req("GET", "/", &[("Host", &host)], b"");
+        assert_eq!(r.status, 421, "{host}: {r:?}");
+        assert!(!r.text().contains("data-key"), "{r:?}");
+    }
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "LOCALHOST".into(),
+        format!("[::1]:{port}"),
+    ] {
+        let r = srv.req("GET", "/input_content", &[("Host", &host)], b"");
+        assert_eq!(r.status, 200, "{host}: {r:?}");
+    }
+}
+
 #[test]
 fn leftover_uploads_are_removed_at_start() {
     let dir = tempdir();

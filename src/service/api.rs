@@ -99,7 +99,46 @@ pub fn router(service: Arc<Service>) -> Router {
             get(content_file).layer(middleware::from_fn(cors)),
         )
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            service.clone(),
+            loopback_names,
+        ))
         .with_state(service)
+}
+
+/// On a loopback address, only requests addressed to a loopback name are
+/// answered: otherwise a web site could point its own domain name at
+/// 127.0.0.1 (DNS rebinding) and read the page, keys and all, as its own
+/// origin. (On another address the operator chose to be reached by
+/// whatever name the network gives it.)
+async fn loopback_names(State(svc): State<Arc<Service>>, req: Request, next: Next) -> Response {
+    if svc.settings.listen.ip().is_loopback() {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if !is_loopback_name(host) {
+            return err(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!("this service answers to localhost, 127.0.0.1 or [::1] only, not {host:?}"),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// `localhost`, a loopback IP, `[::1]`, each with or without a port.
+fn is_loopback_name(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// CORS for the packaged files only, for players on other origins:
