@@ -325,3 +325,174 @@ fn record_refuses_to_write_over_its_own_input() {
     assert_one_line_error(&out, "clip.mp4", "the input itself");
     assert_eq!(std::fs::read(&src).unwrap(), before);
 }
+
+/// The SOF0 width and height of a baseline JPEG set to `w` x `h` (markers
+/// walked from the SOI, so no entropy-coded byte is mistaken for one).
+fn with_sof0_size(jpeg: &[u8], w: u16, h: u16) -> Vec<u8> {
+    let mut out = jpeg.to_vec();
+    let mut at = 2;
+    while let [0xFF, marker, hi, lo, ..] = out[at..] {
+        if marker == 0xC0 {
+            // FF C0, length (2), precision (1), height (2), width (2).
+            out[at + 5..at + 7].copy_from_slice(&h.to_be_bytes());
+            out[at + 7..at + 9].copy_from_slice(&w.to_be_bytes());
+            return out;
+        }
+        at += 2 + usize::from(u16::from_be_bytes([hi, lo]));
+    }
+    panic!("no SOF0 in the test JPEG");
+}
+
+#[test]
+fn jpeg_bomb_claiming_60000x60000_is_dropped_without_allocating() {
+    // A 2 KB JPEG whose header says 60000x60000 (10.8 GB as BGR) between
+    // good ones. Under a 4 GiB address-space limit the old code aborted
+    // ("memory allocation of 10800000000 bytes failed").
+    let dir = tempdir();
+    let good = dir.path().join("good.mjpeg");
+    ffmpeg_make(
+        &good,
+        "-f lavfi -i testsrc2=size=64x48:rate=25 -frames:v 3 -c:v mjpeg -f mjpeg",
+    );
+    let one = dir.path().join("one.mjpeg");
+    ffmpeg_make(
+        &one,
+        "-f lavfi -i testsrc2=size=64x48:rate=25 -frames:v 1 -c:v mjpeg -f mjpeg",
+    );
+    let good = std::fs::read(&good).unwrap();
+    let bomb = with_sof0_size(&std::fs::read(&one).unwrap(), 60000, 60000);
+    let src = dir.path().join("bomb.mjpeg");
+    std::fs::write(&src, [&good[..], &bomb, &good].concat()).unwrap();
+    for decoder in ["turbojpeg", "libav"] {
+        let frames = dir.path().join(format!("frames-{decoder}"));
+        let out = run_limited(
+            Command::new("sh")
+                .args(["-c", "ulimit -v 4194304 && exec \"$0\" \"$@\""])
+                .arg(camflow())
+                .args(["decode", path_str(&src), "--frames-dir"])
+                .arg(&frames)
+                .args(["--jpeg-decoder", decoder]),
+            Duration::from_secs(60),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{decoder}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{decoder}: {stderr}");
+        // Dropped like any JPEG that cannot be decoded; the ones around it
+        // are all there.
+        assert_eq!(assert_frames_complete(&frames), 6, "{decoder}: {stderr}");
+        if decoder == "turbojpeg" {
+            assert_eq!(
+                stderr
+                    .matches(&format!(
+                        "{}: a JPEG of 60000x60000 pixels is dropped",
+                        path_str(&src)
+                    ))
+                    .count(),
+                1,
+                "{stderr}"
+            );
+        }
+    }
+}
+
+/// A WebSocket server that sends `init`, then cycles through `junk` (one
+/// message every 300 ms, none of it video) until the client hangs up or
+/// 30 s have passed. Returns its `ws://` URL.
+fn init_then_junk_server(init: Vec<u8>, junk: Vec<Vec<u8>>) -> String {
+    use tokio_tungstenite::tungstenite::{accept, Message};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/live", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else {
+            return;
+        };
+        let Ok(mut ws) = accept(stream) else {
+            return;
+        };
+        if ws.send(Message::binary(init)).is_err() {
+            return;
+        }
+        for m in junk.iter().cycle().take(100) {
+            std::thread::sleep(Duration::from_millis(300));
+            if ws.send(Message::binary(m.clone())).is_err() {
+                return;
+            }
+        }
+    });
+    url
+}
+
+/// The first binary message a `camflow camera` sends: its init segment
+/// (EvoStream-framed or plain fMP4, as the protocol says).
+fn camera_init_message(protocol: &str) -> Vec<u8> {
+    use tokio_tungstenite::tungstenite::{connect, Message};
+    let cam = Camera::start(&["--size", "320x240", "--protocol", protocol]);
+    let (mut ws, _) = connect(cam.url.as_str()).expect("connect to the camera");
+    loop {
+        if let Message::Binary(b) = ws.read().expect("read from the camera") {
+            return b.to_vec();
+        }
+    }
+}
+
+fn junk_after_init_times_out(url: &str) {
+    let start = Instant::now();
+    let dir = tempdir();
+    let out = run_limited(
+        Command::new(camflow()).args([
+            "decode",
+            url,
+            "--frames-dir",
+            path_str(dir.path()),
+            "--timeout",
+            "2",
+            "--reconnect",
+            "never",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_one_line_error(&out, url, "no video data for 2 s");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(assert_frames_complete(dir.path()), 0);
+}
+
+#[test]
+fn evostream_messages_without_video_do_not_hold_off_the_timeout() {
+    use camflow::camera::message;
+    let init = camera_init_message("evostream-ws");
+    let junk = vec![
+        // A tag this de-framer does not know (skipped).
+        message(200, &[b"keepalive"]),
+        // A fragment with no moof or mdat header (dropped whole).
+        message(249, &[]),
+        message(252, &[b"not a picture"]),
+        message(255, &[]),
+        // The same init segment again.
+        init.clone(),
+    ];
+    let url = init_then_junk_server(init, junk);
+    junk_after_init_times_out(&url);
+}
+
+#[test]
+fn fmp4_boxes_without_video_do_not_hold_off_the_timeout() {
+    let mkbox = |kind: &[u8; 4], body: &[u8]| {
+        let mut v = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(kind);
+        v.extend_from_slice(body);
+        v
+    };
+    let init = camera_init_message("fmp4-ws");
+    let junk = vec![
+        mkbox(b"free", b"keepalive"),
+        // An mdat with no moof before it (dropped and counted).
+        mkbox(b"mdat", b"not a picture"),
+        init.clone(),
+    ];
+    let url = init_then_junk_server(init, junk);
+    junk_after_init_times_out(&url);
+}

@@ -46,6 +46,7 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         max_frames: args.max_frames,
         duration: args.duration,
         fps: args.fps,
+        warn_as: (!args.quiet).then(|| name.clone()),
     };
     let Some(opened) = open_or_stop(&opts, &shutdown).await? else {
         return Ok(ExitCode::SUCCESS);

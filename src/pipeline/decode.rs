@@ -27,6 +27,9 @@ pub struct DecodeSettings {
     pub max_frames: Option<u64>,
     pub duration: Option<f64>,
     pub fps: Option<f64>,
+    /// The source's name (password masked) that warnings are printed
+    /// under; `None` prints none (`--quiet`).
+    pub warn_as: Option<String>,
 }
 
 /// One decoded frame, packed BGR (`width * 3` bytes per row, no padding

@@ -55,6 +55,7 @@ pub fn run(
         max_frames: None,
         duration: job.duration,
         fps: job.fps,
+        warn_as: None,
     };
     let pacer = || job.realtime.then(|| Pacer::new(stop.clone()));
     match fed {

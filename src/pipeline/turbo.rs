@@ -14,22 +14,50 @@ use super::decode::{BgrFrame, DecodeSettings, DecodeSummary, RateLimiter};
 use super::PipelineError;
 use crate::source::{JpegClock, JpegFrame, SourceError};
 
+/// The largest picture decoded: 8192x8192. libavcodec refuses pictures
+/// past about 16384x16384 itself, but a packed BGR buffer of 64 Mpix is
+/// already 200 MB per decode thread; a few KB of JPEG whose header claims
+/// more (60000x60000 would be 10.8 GB) must not get that memory. Checked
+/// from the header, before the buffer is sized.
+pub const MAX_PIXELS: usize = 8192 * 8192;
+
 struct Job {
     jpeg: JpegFrame,
     t: f64,
     buf: Vec<u8>,
 }
 
-/// A decoded frame, or the buffer back with why the JPEG was refused.
-type Done = Result<BgrFrame, Vec<u8>>;
+/// Why a JPEG was refused.
+enum Refused {
+    /// libjpeg-turbo could not read or decode it.
+    Undecodable,
+    /// Its header claims more than [`MAX_PIXELS`]; nothing was allocated.
+    TooBig { width: usize, height: usize },
+}
+
+/// A decoded frame, or why the JPEG was refused.
+type Done = Result<BgrFrame, Refused>;
+
+/// True when a picture of `width` x `height` is over [`MAX_PIXELS`].
+fn over_limit(width: usize, height: usize) -> bool {
+    width.checked_mul(height).is_none_or(|n| n > MAX_PIXELS)
+}
 
 fn worker(jobs: Receiver<Job>, done: SyncSender<Done>) {
     let Ok(mut dec) = turbojpeg::Decompressor::new() else {
         return;
     };
     for Job { jpeg, t, mut buf } in jobs {
+        let mut refused = Refused::Undecodable;
         let result = (|| {
             let h = dec.read_header(&jpeg.data).ok()?;
+            if over_limit(h.width, h.height) {
+                refused = Refused::TooBig {
+                    width: h.width,
+                    height: h.height,
+                };
+                return None;
+            }
             let len = h.width.checked_mul(h.height)?.checked_mul(3)?;
             buf.resize(len, 0);
             let image = turbojpeg::Image {
@@ -52,7 +80,7 @@ fn worker(jobs: Receiver<Job>, done: SyncSender<Done>) {
                 keyframe: true,
                 data: buf,
             }),
-            None => Err(buf),
+            None => Err(refused),
         };
         if done.send(out).is_err() {
             return;
@@ -90,9 +118,10 @@ pub fn run(
     let mut submitted = 0u64;
     let mut failure = None;
     let mut sink_gone = false;
+    let mut too_big_said = false;
 
     // Takes the oldest result and hands it on; false once the sink is gone.
-    let collect = |lane: usize, summary: &mut DecodeSummary| -> bool {
+    let mut collect = |lane: usize, summary: &mut DecodeSummary| -> bool {
         let Some((_, done_rx)) = lanes.get(lane) else {
             return true;
         };
@@ -105,7 +134,18 @@ pub fn run(
                 summary.frames += 1;
             }
             // A JPEG libjpeg-turbo refuses costs that frame, not the run.
-            Ok(Err(_buf)) => {}
+            // One too big to decode is said once: unlike a corrupt one, it
+            // is what a camera misconfigured or hostile sends every time.
+            Ok(Err(Refused::TooBig { width, height })) => {
+                if let Some(name) = settings.warn_as.as_ref().filter(|_| !too_big_said) {
+                    eprintln!(
+                        "camflow: {name}: a JPEG of {width}x{height} pixels is dropped: over \
+                         the {MAX_PIXELS}-pixel (8192x8192) limit"
+                    );
+                }
+                too_big_said = true;
+            }
+            Ok(Err(Refused::Undecodable)) => {}
             Err(_) => {}
         }
         true
@@ -158,5 +198,19 @@ pub fn run(
     match failure {
         Some(e) => Err(e),
         None => Ok(summary),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picture_size_limit() {
+        assert!(!over_limit(8192, 8192));
+        assert!(!over_limit(65535, 1024));
+        assert!(over_limit(8192, 8193));
+        assert!(over_limit(60000, 60000));
+        assert!(over_limit(usize::MAX, 2));
     }
 }

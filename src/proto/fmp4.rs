@@ -21,6 +21,8 @@ pub enum Error {
     FragmentBeforeInit { pos: u64, kind: String },
     #[error("fMP4 fragment at byte {pos} is {len} bytes, over the {max}-byte limit")]
     Oversized { pos: u64, len: usize, max: usize },
+    #[error("fMP4 init segment at byte {pos} is {len} bytes, over the {max}-byte limit")]
+    InitOversized { pos: u64, len: usize, max: usize },
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +107,7 @@ impl Assembler {
                 }
                 b"moov" => {
                     let mut init = self.init.take().unwrap_or_default();
+                    self.check_init(pos, init.len() + data.len())?;
                     init.extend_from_slice(&data);
                     self.have_init = true;
                     self.frag.clear();
@@ -145,12 +148,33 @@ impl Assembler {
                 }
                 _ => {
                     // free, skip, mfra, meta...: nothing a decoder needs.
+                    // Before the `moov` they stay in the init segment,
+                    // within its limit.
+                    if let Some(len) = self.init.as_ref().map(|i| i.len() + data.len()) {
+                        self.check_init(pos, len)?;
+                    }
                     if let Some(init) = self.init.as_mut() {
                         init.extend_from_slice(&data);
                     }
                 }
             }
         }
+    }
+
+    /// The init segment is held until its `moov` arrives: it gets the same
+    /// limit as a fragment, or a server sending `ftyp` then endless `free`
+    /// boxes would grow it without bound. `len` is its size with the box at
+    /// `pos` added; over the limit, what was gathered is dropped.
+    fn check_init(&mut self, pos: u64, len: usize) -> Result<(), Error> {
+        if len > self.max {
+            self.init = None;
+            return Err(Error::InitOversized {
+                pos,
+                len,
+                max: self.max,
+            });
+        }
+        Ok(())
     }
 
     fn push_frag(&mut self, pos: u64, data: &Bytes) -> Result<(), Error> {
@@ -266,5 +290,43 @@ mod tests {
             }
         }
         assert!(err.is_some());
+    }
+
+    #[test]
+    fn init_growing_with_free_boxes_is_stopped_at_the_limit() {
+        // A server that sends `ftyp`, then `free` boxes and never a `moov`.
+        let max = 64 * 1024;
+        let mut a = Assembler::new(max);
+        a.feed(&mkbox(b"ftyp", b"iso5\0\0\x02\0iso6mp41"));
+        let free = mkbox(b"free", &[0; 4096]);
+        let mut err = None;
+        for _ in 0..100 {
+            a.feed(&free);
+            match a.next_chunk() {
+                Ok(None) => {}
+                Ok(Some(c)) => panic!("unexpected chunk {c:?}"),
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        let e = err.expect("the init segment was never refused");
+        assert!(
+            matches!(e, Error::InitOversized { len, max: m, .. } if len > max && m == max),
+            "{e}"
+        );
+        assert!(e.to_string().contains("over the 65536-byte limit"), "{e}");
+        // Nothing past the limit was kept.
+        assert!(a.init.is_none());
+    }
+
+    #[test]
+    fn moov_that_takes_the_init_over_the_limit_is_an_error() {
+        let mut a = Assembler::new(100);
+        a.feed(&mkbox(b"ftyp", &[0; 50]));
+        a.feed(&mkbox(b"moov", &[0; 50]));
+        let e = a.next_chunk().unwrap_err();
+        assert!(matches!(e, Error::InitOversized { .. }), "{e}");
     }
 }

@@ -230,6 +230,10 @@ async fn session(
                         )));
                     };
                 }
+                // Whether this message completed a fragment: only that
+                // resets the deadline (not an init, an unknown tag, or
+                // pieces of a fragment that is then dropped).
+                let mut video = false;
                 match &mut framer {
                     Framer::Evo(d) => {
                         d.feed(&data);
@@ -246,6 +250,7 @@ async fn session(
                                 Some(evostream::Item::Fragment(b)) => {
                                     send(tx, Chunk::Fragment(b)).await?;
                                     streamed.store(true, Ordering::Relaxed);
+                                    video = true;
                                 }
                                 None => break,
                             }
@@ -257,15 +262,18 @@ async fn session(
                         while let Some(c) = a.next_chunk().map_err(|e| err(e.to_string()))? {
                             if matches!(c, Chunk::Fragment(_)) {
                                 streamed.store(true, Ordering::Relaxed);
+                                video = true;
                             }
                             send(tx, c).await?;
                         }
                     }
                     Framer::Undecided => {}
                 }
-                // Counted from when the message was handed on, so time spent
+                // Counted from when the video was handed on, so time spent
                 // waiting for a slow consumer is not held against the server.
-                deadline = tokio::time::Instant::now() + opts.timeout;
+                if video {
+                    deadline = tokio::time::Instant::now() + opts.timeout;
+                }
             }
             Message::Close(_) => {
                 // A clean end. A fragment cut short by it is dropped: it
