@@ -484,3 +484,172 @@ fn record_keeps_the_video_when_the_muxer_refuses_the_audio_header() {
     ]));
     assert_eq!(ffprobe_frames(&mp4), 50);
 }
+
+/// Bytes no recording could produce, standing for an earlier recording at
+/// the output path.
+fn earlier_recording(path: &std::path::Path) -> Vec<u8> {
+    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    std::fs::write(path, &bytes).expect("write the earlier file");
+    bytes
+}
+
+/// Names in `dir` other than `keep`: temporary files left behind, or a
+/// new file that should not be there.
+fn other_files(dir: &std::path::Path, keep: &[&str]) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+        .filter(|n| !keep.contains(&n.as_str()))
+        .collect()
+}
+
+#[test]
+fn record_dropped_after_the_init_segment_leaves_an_earlier_file_untouched() {
+    // The review's case: the camera sends its init segment, then drops in
+    // the first fragment; the earlier 100 KB recording became a 756-byte
+    // init-only file.
+    let cam = Camera::start(&[
+        "--size",
+        "320x240",
+        "--fault",
+        "drop-mid-fragment",
+        "--fault-after",
+        "0",
+    ]);
+    let dir = tempdir();
+    let mp4 = dir.path().join("old.mp4");
+    let before = earlier_recording(&mp4);
+    let out = camflow_run(&[
+        "record",
+        &cam.url,
+        "-o",
+        path_str(&mp4),
+        "--reconnect",
+        "never",
+    ]);
+    let line = assert_one_line_error(&out, &cam.url, "dropped");
+    assert!(!line.contains("fragments before it"), "{line}");
+    assert!(
+        std::fs::read(&mp4).expect("old.mp4") == before,
+        "old.mp4 changed"
+    );
+    assert_eq!(other_files(dir.path(), &["old.mp4"]), Vec::<String>::new());
+
+    // Without an earlier file, no init-only file is left either.
+    let fresh = dir.path().join("new.mp4");
+    let out = camflow_run(&[
+        "record",
+        &cam.url,
+        "-o",
+        path_str(&fresh),
+        "--reconnect",
+        "never",
+    ]);
+    assert_one_line_error(&out, &cam.url, "dropped");
+    assert_eq!(other_files(dir.path(), &["old.mp4"]), Vec::<String>::new());
+}
+
+#[test]
+fn record_stopped_before_any_video_exits_0_and_leaves_an_earlier_file_untouched() {
+    // The camera waits for a text message camflow never sends: no video.
+    let cam = Camera::start(&["--size", "320x240", "--expect-text", "never-sent"]);
+    let dir = tempdir();
+    let mp4 = dir.path().join("old.mp4");
+    let before = earlier_recording(&mp4);
+    let mut child = Command::new(camflow())
+        .args(["record", &cam.url, "-o", path_str(&mp4)])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(1000));
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: sends SIGINT to our own child, which is still running.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no exit after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(
+        std::fs::read(&mp4).expect("old.mp4") == before,
+        "old.mp4 changed"
+    );
+    assert_eq!(other_files(dir.path(), &["old.mp4"]), Vec::<String>::new());
+}
+
+#[test]
+fn record_of_an_input_without_video_packets_leaves_an_earlier_file_untouched() {
+    // Matroska's header carries the codec parameters, so libavformat opens
+    // the input and the MP4 header is written; the input then ends inside
+    // its first cluster, before any packet. This used to exit 0 with a
+    // header-only file in place of the earlier one.
+    let dir = tempdir();
+    let mkv = dir.path().join("src.mkv");
+    ffmpeg_make(
+        &mkv,
+        "-f lavfi -i testsrc2=size=160x120:rate=25 -t 1 -c:v libx264 -preset veryfast",
+    );
+    let data = std::fs::read(&mkv).expect("src.mkv");
+    let cluster = data
+        .windows(4)
+        .position(|w| w == [0x1f, 0x43, 0xb6, 0x75])
+        .expect("a Matroska cluster");
+    let cut = dir.path().join("cut.mkv");
+    std::fs::write(&cut, &data[..cluster + 8]).expect("cut.mkv");
+    let mp4 = dir.path().join("old.mp4");
+    let before = earlier_recording(&mp4);
+    let out = run_limited(
+        Command::new(camflow())
+            .args(["record", "-", "-o", path_str(&mp4)])
+            .stdin(Stdio::from(std::fs::File::open(&cut).expect("cut.mkv"))),
+        Duration::from_secs(60),
+    );
+    assert_one_line_error(&out, "stdin", "before any video");
+    assert!(
+        std::fs::read(&mp4).expect("old.mp4") == before,
+        "old.mp4 changed"
+    );
+    assert_eq!(
+        other_files(dir.path(), &["old.mp4", "src.mkv", "cut.mkv"]),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn record_replaces_an_earlier_file_keeping_its_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    // WebSocket fMP4, written as received.
+    let cam = Camera::start(&["--frames", "50", "--size", "320x240", "--fps", "50"]);
+    let ws = dir.path().join("ws.mp4");
+    earlier_recording(&ws);
+    std::fs::set_permissions(&ws, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    assert_ok(&camflow_run(&["record", &cam.url, "-o", path_str(&ws)]));
+    assert_eq!(ffprobe_frames(&ws), 50);
+    ffmpeg_decodes_cleanly(&ws);
+    let mode = std::fs::metadata(&ws).expect("ws.mp4").permissions().mode();
+    assert_eq!(mode & 0o777, 0o640);
+    // A file, stream-copied by libavformat.
+    let src = make_h264_file(dir.path(), "src.mp4", "320x240", 2);
+    let copy = dir.path().join("copy.mp4");
+    earlier_recording(&copy);
+    assert_ok(&camflow_run(&[
+        "record",
+        path_str(&src),
+        "-o",
+        path_str(&copy),
+    ]));
+    assert_eq!(ffprobe_frames(&copy), 50);
+    ffmpeg_decodes_cleanly(&copy);
+    assert_eq!(
+        other_files(dir.path(), &["ws.mp4", "src.mp4", "copy.mp4"]),
+        Vec::<String>::new()
+    );
+}

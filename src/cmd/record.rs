@@ -1,7 +1,7 @@
 //! `camflow record`: the stream as received, not re-encoded, as MP4.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
@@ -52,6 +52,10 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         // fMP4 from the network: written exactly as received, on a thread of
         // its own because file writes block.
         let stats = chunks.stats.clone();
+        // Whether this run put video at the output (an earlier recording
+        // there is left alone until it does).
+        let wrote = Arc::new(AtomicBool::new(false));
+        let wrote_by_worker = wrote.clone();
         let worker = pipeline::spawn("camflow-record", move || {
             let mut w = Fmp4FileWriter::new(&out);
             let mut progress = Progress::new(quiet, "fragments");
@@ -76,6 +80,7 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
                         break;
                     }
                 };
+                wrote_by_worker.store(w.has_output(), Ordering::Relaxed);
                 match res {
                     Ok(true) => progress.update(w.fragments, stats.bytes()),
                     Ok(false) => break,
@@ -116,7 +121,9 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         return match join(worker).await? {
             Ok(()) => Ok(ExitCode::SUCCESS),
             // Ctrl-C before any video: a stop, with nothing to keep.
-            Err(_) if shutdown.is_triggered() && !args.output.exists() => Ok(ExitCode::SUCCESS),
+            Err(_) if shutdown.is_triggered() && !wrote.load(Ordering::Relaxed) => {
+                Ok(ExitCode::SUCCESS)
+            }
             Err(e) => Err(anyhow!(
                 "{name}: {}",
                 source::redact_text_with(&format!("{e:#}"), &opts.spec, opts.password.as_deref())
@@ -130,11 +137,16 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     let loss_stats = opened.stats();
     let kept = Arc::new(AtomicU64::new(0));
     let kept_by_worker = kept.clone();
+    // Whether this run's file has replaced the output (it does once it
+    // holds video; before that an earlier file there is left alone).
+    let placed = Arc::new(AtomicBool::new(false));
+    let placed_by_worker = placed.clone();
     let worker = pipeline::spawn("camflow-remux", move || {
         let mut progress = Progress::new(quiet, "frames").with_source(loss_stats.clone());
         let received = loss_stats.clone();
         let mut on_frame = |s: &remux::RemuxSummary| {
             kept_by_worker.store(s.video_frames, Ordering::Relaxed);
+            placed_by_worker.store(s.placed, Ordering::Relaxed);
             let b = match &received {
                 Some(r) => r.bytes(),
                 None => bytes.load(Ordering::Relaxed),
@@ -148,11 +160,7 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             Fed::Packets(packets) => {
                 remux::record_packets(packets.rx, &out, duration, stop, &mut on_frame)
             }
-            Fed::Input(input) => {
-                let r = remux::run(&input, &out, duration, stop, counter);
-                on_frame(&r.as_ref().map(|s| *s).unwrap_or_default());
-                r
-            }
+            Fed::Input(input) => remux::run(&input, &out, duration, stop, counter, &mut on_frame),
         };
         progress.clear();
         if let Ok(s) = &r {
@@ -188,12 +196,15 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     .context("cannot start the remux thread")?;
     match join(worker).await? {
         Ok(_) => Ok(ExitCode::SUCCESS),
-        Err(_) if shutdown.is_triggered() && !args.output.exists() => Ok(ExitCode::SUCCESS),
+        // Ctrl-C before any video: a stop, and the output is as it was.
+        Err(_) if shutdown.is_triggered() && !placed.load(Ordering::Relaxed) => {
+            Ok(ExitCode::SUCCESS)
+        }
         Err(e) => {
             let text =
                 source::redact_text_with(&e.to_string(), &opts.spec, opts.password.as_deref());
             let n = kept.load(Ordering::Relaxed);
-            if n > 0 && args.output.exists() {
+            if n > 0 && placed.load(Ordering::Relaxed) {
                 Err(anyhow!(
                     "{name}: {text} ({n} frames before it are in {})",
                     args.output.display()

@@ -5,6 +5,11 @@
 //! keyframes, so a recording cut short by a fault or a full disk still
 //! plays up to its last whole fragment. Network sources that already
 //! deliver fMP4 are recorded as received instead (`sink::fmp4_file`).
+//!
+//! The MP4 is written under a temporary name and takes the output's name
+//! once a fragment with video is on disk ([`Staged`]): a run that fails or
+//! is stopped before that leaves an earlier file at the output path as it
+//! was, and no header-only file.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +24,7 @@ use super::input::{self, InputSource};
 use super::PipelineError;
 use crate::packet::{VideoCodec, VideoPacket, VideoParams};
 use crate::proto::jpeg;
+use crate::sink::fmp4_file::PendingFile;
 use crate::source::{JpegClock, JpegFrame, SourceError};
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -32,6 +38,61 @@ pub struct RemuxSummary {
     /// The muxer refused the audio when writing the header; the copy holds
     /// the video only.
     pub audio_dropped: bool,
+    /// The output holds this run's video: the file has replaced whatever
+    /// was at the path before.
+    pub placed: bool,
+}
+
+/// An MP4 being written under a temporary name ([`PendingFile`]), and how
+/// long its header is. The mp4 muxer keeps a fragment in memory until it is
+/// complete, and with `flush_packets` libavformat then writes it out at
+/// once, so more than the header on disk means a whole fragment is there:
+/// the file then plays, and replaces the output.
+struct Staged {
+    file: PendingFile,
+    header_len: u64,
+}
+
+impl Staged {
+    fn new(out_path: &Path) -> Self {
+        Staged {
+            file: PendingFile::new(out_path),
+            header_len: 0,
+        }
+    }
+
+    /// Where libavformat writes.
+    fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// Notes the header's length, once `write_header` has succeeded.
+    fn header_written(&mut self, octx: &mut ffmpeg::format::context::Output) {
+        // SAFETY: the output context is open (its header is written), so
+        // `pb` is its own AVIO context.
+        unsafe {
+            let pb = (*octx.as_mut_ptr()).pb;
+            if !pb.is_null() {
+                ffmpeg::ffi::avio_flush(pb);
+            }
+        }
+        self.header_len = self.on_disk();
+    }
+
+    fn on_disk(&self) -> u64 {
+        std::fs::metadata(self.path()).map_or(0, |m| m.len())
+    }
+
+    /// After a write that may have completed a fragment (`video`: video has
+    /// gone into the muxer): whether the file has replaced the output.
+    fn check(&mut self, video: bool, out_path: &Path) -> Result<bool, PipelineError> {
+        if !self.file.is_placed() && video && self.on_disk() > self.header_len {
+            self.file
+                .place()
+                .map_err(|e| PipelineError::Output(format!("{}: {e}", out_path.display())))?;
+        }
+        Ok(self.file.is_placed())
+    }
 }
 
 pub fn run(
@@ -40,6 +101,7 @@ pub fn run(
     duration: Option<f64>,
     stop: Arc<AtomicBool>,
     bytes_read: Arc<AtomicU64>,
+    on_frame: &mut dyn FnMut(&RemuxSummary),
 ) -> Result<RemuxSummary, PipelineError> {
     let mut ictx = input::open(src, stop.clone(), bytes_read.clone())
         .map_err(|e| PipelineError::Open(e.to_string()))?;
@@ -50,15 +112,9 @@ pub fn run(
         .ok_or(PipelineError::NoVideo)?;
 
     let out_err = |e: ffmpeg::Error| PipelineError::Output(format!("{}: {e}", out_path.display()));
-    // What was at the output path is never removed: only a regular file
-    // this run created, when it could not even get a header.
-    let existed = out_path.exists();
-    let discard = |e: PipelineError| {
-        if !existed && out_path.is_file() {
-            let _ = std::fs::remove_file(out_path);
-        }
-        e
-    };
+    // Dropped before it holds video (any early return), the temporary file
+    // goes, and what was at the output path stays.
+    let mut staged = Staged::new(out_path);
 
     let streams = ictx.nb_streams() as usize;
     let mut in_tb: Vec<Rational> = vec![Rational::new(0, 1); streams];
@@ -100,16 +156,17 @@ pub fn run(
         keep.push(ist.index());
     }
     let mut summary = RemuxSummary::default();
-    let (mut octx, map) = match open_output(&ictx, out_path, &keep) {
+    let (mut octx, map) = match open_output(&ictx, staged.path(), &keep) {
         Ok(o) => o,
         // The muxer refuses some audio only when writing the header (MP3 at
         // 8 kHz, say): the video matters more, so go on without the audio.
         Err(_) if keep.len() > 1 => {
             summary.audio_dropped = true;
-            open_output(&ictx, out_path, &[video]).map_err(|e| discard(out_err(e)))?
+            open_output(&ictx, staged.path(), &[video]).map_err(out_err)?
         }
-        Err(e) => return Err(discard(out_err(e))),
+        Err(e) => return Err(out_err(e)),
     };
+    staged.header_written(&mut octx);
     // Time bases are only final after the header is written.
     let out_tb: Vec<Rational> = octx.streams().map(|s| s.time_base()).collect();
 
@@ -170,13 +227,37 @@ pub fn run(
             break;
         }
         summary.packets += 1;
+        if !summary.placed {
+            match staged.check(summary.video_frames > 0, out_path) {
+                Ok(p) => summary.placed = p,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if i == video {
+            on_frame(&summary);
+        }
     }
     // Always finish the file: what was copied before a fault stays playable.
     let trailer = octx.write_trailer();
+    if trailer.is_ok() {
+        match staged.check(summary.video_frames > 0, out_path) {
+            Ok(p) => summary.placed = p,
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
+    on_frame(&summary);
     if let Some(f) = failure {
         return Err(f);
     }
     trailer.map_err(out_err)?;
+    if !summary.placed {
+        return Err(PipelineError::Output(
+            "the input ended before any video arrived".into(),
+        ));
+    }
     Ok(summary)
 }
 
@@ -215,6 +296,10 @@ fn open_output(
     }
     let mut opts = ffmpeg::Dictionary::new();
     opts.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
+    // Each fragment goes to disk as soon as the muxer completes it (the
+    // AVIO buffer would otherwise hold up to 256 KiB of it): a run killed
+    // mid-way leaves whole fragments, and [`Staged`] sees the first one.
+    opts.set("flush_packets", "1");
     octx.write_header_with(opts)?;
     Ok((octx, map))
 }
@@ -252,10 +337,14 @@ pub fn record_jpegs(
             failure = Some(out_err(e));
             break;
         }
+        if let Err(e) = m.check_placed() {
+            failure = Some(e);
+            break;
+        }
         on_frame(&m.summary);
     }
     rx.close();
-    finish(mp4, failure, out_path)
+    finish(mp4, failure, on_frame)
 }
 
 /// Records coded packets (RTSP H.264) into MP4 without re-encoding: the
@@ -336,7 +425,7 @@ pub fn record_packets(
             on_frame(&m.summary);
         }
     }
-    finish(mp4.map(|(m, _)| m), failure, out_path)
+    finish(mp4.map(|(m, _)| m), failure, on_frame)
 }
 
 fn write_reordered(
@@ -347,7 +436,8 @@ fn write_reordered(
     out_path: &Path,
 ) -> Result<(), PipelineError> {
     m.write_at(&p.data, pts, dts, p.key)
-        .map_err(|e| PipelineError::Output(format!("{}: {e}", out_path.display())))
+        .map_err(|e| PipelineError::Output(format!("{}: {e}", out_path.display())))?;
+    m.check_placed()
 }
 
 /// Pictures held back to give each its decode time.
@@ -434,19 +524,19 @@ fn codec_id(c: VideoCodec) -> codec::Id {
 fn finish(
     mp4: Option<TimedMp4>,
     failure: Option<PipelineError>,
-    out_path: &Path,
+    on_frame: &mut dyn FnMut(&RemuxSummary),
 ) -> Result<RemuxSummary, PipelineError> {
     let Some(m) = mp4 else {
         return Err(failure.unwrap_or_else(|| {
             PipelineError::Output("the stream ended before any picture arrived".into())
         }));
     };
-    let summary = m.summary;
-    let trailer = m.finish();
+    let (summary, trailer) = m.finish();
+    on_frame(&summary);
     if let Some(f) = failure {
         return Err(f);
     }
-    trailer.map_err(|e| PipelineError::Output(format!("{}: {e}", out_path.display())))?;
+    trailer?;
     Ok(summary)
 }
 
@@ -455,6 +545,10 @@ fn finish(
 /// one arrives, so that it carries its real duration.
 struct TimedMp4 {
     octx: ffmpeg::format::context::Output,
+    /// Declared after `octx`, so the file is closed before an unplaced one
+    /// is removed.
+    staged: Staged,
+    out_path: std::path::PathBuf,
     out_tb: Rational,
     pending: Option<(ffmpeg::Packet, i64)>,
     summary: RemuxSummary,
@@ -470,7 +564,8 @@ impl TimedMp4 {
         height: u32,
         extradata: &[u8],
     ) -> Result<Self, ffmpeg::Error> {
-        let mut octx = ffmpeg::format::output_as(out_path, "mp4")?;
+        let mut staged = Staged::new(out_path);
+        let mut octx = ffmpeg::format::output_as(staged.path(), "mp4")?;
         {
             let mut ost = octx.add_stream(encoder::find(codec::Id::None))?;
             ost.set_time_base(Rational::new(1, 90_000));
@@ -488,13 +583,18 @@ impl TimedMp4 {
         }
         let mut opts = ffmpeg::Dictionary::new();
         opts.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
+        // Each fragment to disk when complete, as in `open_output`.
+        opts.set("flush_packets", "1");
         octx.write_header_with(opts)?;
+        staged.header_written(&mut octx);
         let out_tb = octx
             .stream(0)
             .map(|s| s.time_base())
             .unwrap_or(Rational::new(1, 90_000));
         Ok(TimedMp4 {
             octx,
+            staged,
+            out_path: out_path.to_path_buf(),
             out_tb,
             pending: None,
             summary: RemuxSummary::default(),
@@ -549,16 +649,34 @@ impl TimedMp4 {
         Ok(())
     }
 
+    /// Moves the file over the output once a fragment is on disk.
+    fn check_placed(&mut self) -> Result<(), PipelineError> {
+        if !self.summary.placed {
+            self.summary.placed = self.staged.check(true, &self.out_path)?;
+        }
+        Ok(())
+    }
+
     /// The last picture lasts as long as the ones before it did, on
-    /// average; then the index.
-    fn finish(mut self) -> Result<(), ffmpeg::Error> {
+    /// average; then the index. The file replaces the output if it holds
+    /// video by then; if not, it is removed.
+    fn finish(mut self) -> (RemuxSummary, Result<(), PipelineError>) {
+        let out_err =
+            |e: ffmpeg::Error| PipelineError::Output(format!("{}: {e}", self.out_path.display()));
+        let mut r = Ok(());
         if let Some((mut last, _)) = self.pending.take() {
             let n = self.summary.video_frames.max(2) - 1;
             let avg = ((self.summary.seconds / f64::from(self.out_tb)) / n as f64).round() as i64;
             last.set_duration(avg.max(1));
-            last.write_interleaved(&mut self.octx)?;
+            r = last.write_interleaved(&mut self.octx).map_err(out_err);
         }
-        self.octx.write_trailer()
+        if r.is_ok() {
+            r = self.octx.write_trailer().map_err(out_err);
+        }
+        if r.is_ok() {
+            r = self.check_placed();
+        }
+        (self.summary, r)
     }
 }
 

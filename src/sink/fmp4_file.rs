@@ -1,8 +1,13 @@
 //! Records a clean fMP4 chunk stream to a file exactly as received: the init
 //! segment, then every fragment in order. A fragmented MP4 is a complete MP4
 //! after every fragment, so whatever was written before a fault plays.
+//!
+//! The file is written under a temporary name ([`PendingFile`]) and takes
+//! the output's name only once it holds a fragment, so a run that fails
+//! before any video leaves an earlier recording at that path as it was, and
+//! no init-only file either.
 
-use std::fs::File;
+use std::fs::{File, Permissions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -28,9 +33,98 @@ pub enum RecordError {
     Restarted { path: PathBuf, from: f64, to: f64 },
 }
 
+/// A file written under a temporary name in the output's folder,
+/// `.NAME.camflow-tmp`, and renamed over the output by [`PendingFile::place`]
+/// once it holds video. Until then the output is left as it was; dropped
+/// unplaced, the temporary file is removed.
+///
+/// An output that exists and is not a regular file (`/dev/null`, a FIFO) is
+/// written in place: there is nothing there to keep, and a rename would
+/// replace the device. A symbolic link to a file keeps pointing at it: the
+/// file it points to is the one replaced.
+#[derive(Debug)]
+pub struct PendingFile {
+    /// The name the file ends up with.
+    target: PathBuf,
+    /// Where it is written until placed; `None` once placed (or when
+    /// written in place).
+    tmp: Option<PathBuf>,
+    /// An existing output's permissions, which the new file takes over.
+    permissions: Option<Permissions>,
+}
+
+impl PendingFile {
+    pub fn new(path: &Path) -> PendingFile {
+        let existing = std::fs::metadata(path).ok();
+        if existing.as_ref().is_some_and(|m| !m.is_file()) {
+            return PendingFile {
+                target: path.to_path_buf(),
+                tmp: None,
+                permissions: None,
+            };
+        }
+        let target = match &existing {
+            Some(_) => std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+            None => path.to_path_buf(),
+        };
+        let mut name = std::ffi::OsString::from(".");
+        name.push(target.file_name().unwrap_or(target.as_os_str()));
+        name.push(".camflow-tmp");
+        PendingFile {
+            tmp: Some(target.with_file_name(name)),
+            target,
+            permissions: existing.map(|m| m.permissions()),
+        }
+    }
+
+    /// Where to write now.
+    pub fn path(&self) -> &Path {
+        self.tmp.as_deref().unwrap_or(&self.target)
+    }
+
+    /// Creates (or truncates) the file at [`PendingFile::path`].
+    pub fn create(&self) -> io::Result<File> {
+        File::create(self.path())
+    }
+
+    /// Renames the file over the output (once; later calls do nothing). An
+    /// open handle on it goes on writing to it under its new name.
+    pub fn place(&mut self) -> io::Result<()> {
+        let Some(tmp) = &self.tmp else {
+            return Ok(());
+        };
+        if let Some(p) = &self.permissions {
+            std::fs::set_permissions(tmp, p.clone())?;
+        }
+        std::fs::rename(tmp, &self.target)?;
+        self.tmp = None;
+        Ok(())
+    }
+
+    /// Whether the file has its final name (or had it from the start).
+    pub fn is_placed(&self) -> bool {
+        self.tmp.is_none()
+    }
+
+    /// Removes the file unless it was placed; the output stays as it was.
+    pub fn discard(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        self.discard();
+    }
+}
+
 pub struct Fmp4FileWriter {
     path: PathBuf,
     file: Option<File>,
+    /// After `file`, so the file is closed before an unplaced one is removed.
+    out: PendingFile,
     init: Option<(Bytes, InitInfo)>,
     /// Bytes known to be whole: the file is cut back to this on a failed write.
     good_len: u64,
@@ -48,6 +142,7 @@ impl Fmp4FileWriter {
     pub fn new(path: &Path) -> Self {
         Fmp4FileWriter {
             path: path.to_path_buf(),
+            out: PendingFile::new(path),
             file: None,
             init: None,
             good_len: 0,
@@ -84,19 +179,24 @@ impl Fmp4FileWriter {
         }
     }
 
-    /// The file is created when the init segment arrives, so a source that
-    /// fails before sending video leaves no empty file behind.
+    /// The file is created, under its temporary name, when the init segment
+    /// arrives; it replaces the output with the first fragment.
     pub fn init(&mut self, init: Bytes) -> Result<(), RecordError> {
         if let Some((cur, _)) = &self.init {
             if *cur == init {
                 return Ok(());
             }
-            return Err(RecordError::InitChanged {
-                path: self.path.clone(),
-            });
+            // Before any fragment nothing is lost: a reconnect's new init
+            // segment simply takes the old one's place.
+            if self.fragments > 0 {
+                return Err(RecordError::InitChanged {
+                    path: self.path.clone(),
+                });
+            }
         }
         let info = bmff::parse_init(&init).unwrap_or_default();
-        self.file = Some(File::create(&self.path).map_err(self.io())?);
+        self.file = Some(self.out.create().map_err(self.io())?);
+        self.good_len = 0;
         self.append(&init)?;
         self.init = Some((init, info));
         self.next_time = Some(0.0);
@@ -143,11 +243,20 @@ impl Fmp4FileWriter {
             self.next_time = len.map(|l| t + l);
         }
         self.append(frag)?;
+        // The file now plays: it takes the output's name.
+        self.out.place().map_err(self.io())?;
         self.fragments += 1;
         Ok(true)
     }
 
+    /// Flushes the recording. Without a fragment there is none: the
+    /// temporary file is removed and the output left as it was.
     pub fn finish(&mut self) -> Result<(), RecordError> {
+        if !self.has_output() {
+            self.file = None;
+            self.out.discard();
+            return Ok(());
+        }
         if let Some(f) = self.file.as_mut() {
             f.flush().map_err(|source| RecordError::Io {
                 path: self.path.clone(),
@@ -157,7 +266,8 @@ impl Fmp4FileWriter {
         Ok(())
     }
 
+    /// Whether this run has written video to the output.
     pub fn has_output(&self) -> bool {
-        self.file.is_some()
+        self.fragments > 0
     }
 }
