@@ -101,15 +101,16 @@ pub struct H264Out<'a> {
 /// and the ffmpeg CLI take for a broken stream. A picture goes out at
 /// least 0.9 of the usual interval (the median of the last 15) after the
 /// one before; later pictures, arriving on time, take back the delay.
+/// (`record` of such a camera evens its times the same way.)
 #[derive(Default)]
-struct Smoother {
+pub(crate) struct Smoother {
     intervals: Intervals,
     last_in: Option<f64>,
     last_out: Option<f64>,
 }
 
 impl Smoother {
-    fn time(&mut self, t: f64) -> f64 {
+    pub(crate) fn time(&mut self, t: f64) -> f64 {
         if let Some(d) = self.last_in.map(|l| t - l) {
             self.intervals.push(d);
         }

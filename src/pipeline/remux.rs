@@ -316,10 +316,16 @@ pub fn record_jpegs(
 ) -> Result<RemuxSummary, PipelineError> {
     let out_err = |e: ffmpeg::Error| PipelineError::Output(format!("{}: {e}", out_path.display()));
     let mut clock = JpegClock::default();
+    // Arrival times come in bursts when a read was held up; evened out, as
+    // for encoding, so that players and the ffmpeg CLI (which round to a
+    // guessed frame rate) do not see two pictures at one instant. A
+    // camera's own timestamps are kept as they are.
+    let mut even = super::encode::Smoother::default();
     let mut mp4: Option<TimedMp4> = None;
     let mut failure = None;
     while let Some(jpeg) = super::next_item(&mut rx, &stop, &mut failure) {
         let t = clock.time(&jpeg);
+        let t = if jpeg.pts.is_none() { even.time(t) } else { t };
         if duration.is_some_and(|d| t >= d) {
             break;
         }
