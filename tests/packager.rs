@@ -678,6 +678,33 @@ fn only_loopback_names_are_answered_on_loopback() {
 }
 
 #[test]
+fn posts_from_other_web_sites_are_refused() {
+    // Any page can make the operator's browser send a form POST to the
+    // service (no preflight for multipart or text/plain); Origin tells.
+    let dir = tempdir();
+    let srv = Server::start(&dir.path().join("data"), dir.path(), &[]);
+    let body = json!({"input_content_id": 1, "key": KEY, "kid": KID}).to_string();
+    for origin in ["http://evil.example", "null"] {
+        let r = srv.req(
+            "POST",
+            "/packaged_content",
+            &[("Origin", origin), ("Content-Type", "text/plain")],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 403, "{origin}: {r:?}");
+    }
+    // The service's own page, or a tool that sends no Origin, gets through
+    // to the API (which finds no such input).
+    let own = format!("http://{}", srv.addr);
+    for headers in [vec![("Origin", own.as_str())], vec![]] {
+        let mut headers = headers;
+        headers.push(("Content-Type", "application/json"));
+        let r = srv.req("POST", "/packaged_content", &headers, body.as_bytes());
+        assert_eq!(r.status, 404, "{headers:?}: {r:?}");
+    }
+}
+
+#[test]
 fn leftover_uploads_are_removed_at_start() {
     let dir = tempdir();
     let data = dir.path().join("data");

@@ -99,11 +99,38 @@ pub fn router(service: Arc<Service>) -> Router {
             get(content_file).layer(middleware::from_fn(cors)),
         )
         .fallback(not_found)
+        .layer(middleware::from_fn(same_origin_writes))
         .layer(middleware::from_fn_with_state(
             service.clone(),
             loopback_names,
         ))
         .with_state(service)
+}
+
+/// Uploads and packaging requests from a page on another web site are
+/// refused. A browser lets any page send a form POST (multipart, or text
+/// that the API would read as JSON) without asking, and always says where
+/// it came from in `Origin`; scripts and tools such as curl send none.
+async fn same_origin_writes(req: Request, next: Next) -> Response {
+    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        let header_text = |name| {
+            req.headers()
+                .get(name)
+                .and_then(|h: &HeaderValue| h.to_str().ok())
+        };
+        if let Some(origin) = header_text(header::ORIGIN) {
+            let from = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            let host = header_text(header::HOST).unwrap_or("");
+            if !from.eq_ignore_ascii_case(host) {
+                return err(
+                    StatusCode::FORBIDDEN,
+                    format!("requests from another web site ({origin}) are refused"),
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(req).await
 }
 
 /// On a loopback address, only requests addressed to a loopback name are

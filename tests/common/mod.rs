@@ -291,8 +291,24 @@ pub fn ffprobe_frames(path: &Path) -> u64 {
 }
 
 pub fn ffmpeg_decodes_cleanly(path: &Path) {
+    ffmpeg_decodes_cleanly_with(path, &[]);
+}
+
+/// The same for a recording timed by arrival (variable frame rate): the
+/// CLI would otherwise move every picture onto the grid of a frame rate it
+/// guesses, and complain when two land on one tick ("non monotonically
+/// increasing dts"), which says nothing about the file. `-enc_time_base -1`
+/// keeps the file's own times.
+pub fn ffmpeg_decodes_vfr_cleanly(path: &Path) {
+    ffmpeg_decodes_cleanly_with(path, &["-enc_time_base", "-1"]);
+}
+
+fn ffmpeg_decodes_cleanly_with(path: &Path, output_args: &[&str]) {
     let out = run_limited(
-        Command::new("ffmpeg").args(["-v", "error", "-i", path_str(path), "-f", "null", "-"]),
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-i", path_str(path)])
+            .args(output_args)
+            .args(["-f", "null", "-"]),
         Duration::from_secs(60),
     );
     assert!(out.status.success());
