@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use camflow::proto::cenc_mp4::Node;
 use common::*;
@@ -24,15 +23,6 @@ fn ffmpeg_pipe(bytes: &[u8], args: &[&str]) -> (bool, String) {
         out.status.success() && out.stderr.is_empty(),
         String::from_utf8_lossy(&out.stdout).to_string(),
     )
-}
-
-/// The packet data hashes (framemd5's sixth column) of a copy.
-fn packet_hashes(framemd5: &str) -> Vec<String> {
-    framemd5
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split(',').nth(5).map(|h| h.trim().to_string()))
-        .collect()
 }
 
 /// One representation's init and media segments, concatenated.
@@ -66,24 +56,7 @@ fn av_file(dir: &Path) -> std::path::PathBuf {
 fn cbcs_and_cenc_packages_decrypt_to_the_input_video_and_keep_audio_clear() {
     let dir = tempdir();
     let src = av_file(dir.path());
-    let want = run_limited(
-        Command::new("ffmpeg")
-            .args([
-                "-v",
-                "error",
-                "-i",
-                path_str(&src),
-                "-map",
-                "0:v",
-                "-c",
-                "copy",
-            ])
-            .args(["-f", "framemd5", "-"]),
-        std::time::Duration::from_secs(60),
-    );
-    assert!(want.status.success());
-    let want = String::from_utf8_lossy(&want.stdout).to_string();
-    let want = packet_hashes(&want);
+    let want = video_packet_hashes(&src);
     assert_eq!(want.len(), 225);
     for scheme in ["cbcs", "cenc"] {
         let out = dir.path().join(scheme);
@@ -154,7 +127,7 @@ fn cbcs_and_cenc_packages_decrypt_to_the_input_video_and_keep_audio_clear() {
         );
         assert!(ok, "{scheme}: ffmpeg failed to decrypt");
         assert_eq!(
-            packet_hashes(&got),
+            framemd5_hashes(&got),
             want,
             "{scheme}: decrypted packets differ"
         );
@@ -176,7 +149,7 @@ fn cbcs_and_cenc_packages_decrypt_to_the_input_video_and_keep_audio_clear() {
             ],
         );
         assert_ne!(
-            packet_hashes(&wrong),
+            framemd5_hashes(&wrong),
             want,
             "{scheme}: a wrong key decrypted it"
         );
@@ -288,22 +261,7 @@ fn packages_play_in_chromium_with_their_clearkey_and_not_without() {
 fn camflow_and_shaka_packager_both_decrypt_to_the_input_packets() {
     let dir = tempdir();
     let src = av_file(dir.path());
-    let want = run_limited(
-        Command::new("ffmpeg")
-            .args([
-                "-v",
-                "error",
-                "-i",
-                path_str(&src),
-                "-map",
-                "0:v",
-                "-c",
-                "copy",
-            ])
-            .args(["-f", "framemd5", "-"]),
-        std::time::Duration::from_secs(60),
-    );
-    let want = packet_hashes(&String::from_utf8_lossy(&want.stdout));
+    let want = video_packet_hashes(&src);
     let decrypt = |bytes: &[u8]| {
         let (ok, got) = ffmpeg_pipe(
             bytes,
@@ -322,7 +280,7 @@ fn camflow_and_shaka_packager_both_decrypt_to_the_input_packets() {
             ],
         );
         assert!(ok, "ffmpeg could not decrypt");
-        packet_hashes(&got)
+        framemd5_hashes(&got)
     };
     for scheme in ["cbcs", "cenc"] {
         let shaka = dir.path().join(format!("shaka-{scheme}"));

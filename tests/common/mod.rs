@@ -389,3 +389,31 @@ pub fn ffmpeg_stdin(bytes: &[u8], args: &[&str]) -> Output {
     let _ = feeder.join();
     out
 }
+
+/// The data hashes (the last column) of a framemd5 listing.
+pub fn framemd5_hashes(framemd5: &str) -> Vec<String> {
+    framemd5
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(',').next().map(|h| h.trim().to_string()))
+        .collect()
+}
+
+/// The data hashes of the packets of `path`'s first video stream, copied
+/// (so that two files can be compared packet for packet).
+pub fn video_packet_hashes(path: &Path) -> Vec<String> {
+    let out = run_limited(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(path)
+            .args(["-map", "0:v:0", "-c", "copy", "-f", "framemd5", "-"]),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "framemd5 of {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    framemd5_hashes(&String::from_utf8_lossy(&out.stdout))
+}
