@@ -550,9 +550,20 @@ fn an_rtmp_server_that_hangs_up_gets_a_reason_in_one_line() {
     let out = camflow_run(&["transcode", src, "--to", "flv", "-o", &wrong_app]);
     let line = assert_one_line_error(&out, src, "application name");
     assert!(line.contains("/nosuchapp/***"), "{line}");
+    // Paced, so that the push is still going when nginx hangs up: a second
+    // of video sent at once can sit whole in the socket's buffer first.
+    let long = make_h264_file(dir.path(), "long.mp4", "160x120", 4);
     let refused = nginx.url("secretkey");
-    let out = camflow_run(&["transcode", src, "--to", "flv", "-o", &refused]);
-    let line = assert_one_line_error(&out, src, "stream key");
+    let out = camflow_run(&[
+        "transcode",
+        path_str(&long),
+        "--to",
+        "flv",
+        "-o",
+        &refused,
+        "--realtime",
+    ]);
+    let line = assert_one_line_error(&out, path_str(&long), "stream key");
     assert!(!line.contains("secretkey"), "{line}");
     assert!(
         nginx.error_log().contains("access forbidden"),
