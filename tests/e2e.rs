@@ -251,20 +251,7 @@ fn ctrl_c_finishes_cleanly_with_every_written_frame_indexed() {
         .spawn()
         .expect("spawn");
     std::thread::sleep(Duration::from_millis(1500));
-    let pid = libc::pid_t::try_from(child.id()).expect("pid");
-    // SAFETY: sends SIGINT to our own child, which is still running.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no exit after Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = ctrl_c_and_wait(&mut child);
     assert!(status.success(), "{status:?}");
     let n = assert_frames_complete(dir.path());
     assert!(n >= 10, "only {n} frames in 1.5 s");
@@ -562,20 +549,7 @@ fn record_stopped_before_any_video_exits_0_and_leaves_an_earlier_file_untouched(
         .spawn()
         .expect("spawn");
     std::thread::sleep(Duration::from_millis(1000));
-    let pid = libc::pid_t::try_from(child.id()).expect("pid");
-    // SAFETY: sends SIGINT to our own child, which is still running.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no exit after Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = ctrl_c_and_wait(&mut child);
     assert!(status.success(), "{status:?}");
     assert!(
         std::fs::read(&mp4).expect("old.mp4") == before,

@@ -435,10 +435,7 @@ fn ctrl_c_ends_a_live_playlist_cleanly() {
         assert!(start.elapsed() < Duration::from_secs(30), "no segments");
         std::thread::sleep(Duration::from_millis(50));
     }
-    // SAFETY: signalling our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
+    send_ctrl_c(&child);
     let out = child.wait_with_output().expect("wait");
     assert!(
         out.status.success(),
@@ -825,10 +822,7 @@ fn a_stalled_rtmp_server_is_given_up_on_ctrl_c() {
     let (_conn, _) = listener.accept().expect("camflow connects");
     std::thread::sleep(Duration::from_millis(300));
     let asked = Instant::now();
-    // SAFETY: signalling our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
+    send_ctrl_c(&child);
     let out = child.wait_with_output().expect("wait");
     assert!(
         asked.elapsed() < Duration::from_secs(20),

@@ -417,3 +417,26 @@ pub fn video_packet_hashes(path: &Path) -> Vec<String> {
     );
     framemd5_hashes(&String::from_utf8_lossy(&out.stdout))
 }
+
+/// Ctrl-C for a child: SIGINT, as a terminal sends it.
+pub fn send_ctrl_c(child: &std::process::Child) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: signals our own child, which has not been waited for.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+}
+
+/// Ctrl-C, then the child's exit status, which must come within 10 s.
+pub fn ctrl_c_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus {
+    send_ctrl_c(child);
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no exit after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
