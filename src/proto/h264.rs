@@ -330,6 +330,27 @@ fn nal_header(r: &mut BitReader<'_>, nal: &[u8]) -> Result<(u8, u8), Error> {
     Ok(((header >> 5) & 3, header & 0x1f))
 }
 
+/// Reads the NAL unit header of a parameter set of type `want` (`what`
+/// and `allowed` name it in the error).
+fn parameter_set_header(
+    r: &mut BitReader<'_>,
+    nal: &[u8],
+    want: u8,
+    what: &'static str,
+    allowed: &'static str,
+) -> Result<(), Error> {
+    let (_, t) = nal_header(r, nal)?;
+    if t != want {
+        return Err(Error::OutOfRange {
+            what,
+            value: t.into(),
+            bit: 3,
+            allowed,
+        });
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // Parameter sets
 
@@ -386,15 +407,7 @@ impl Sps {
     /// Parses an SPS NAL unit (header byte included, escaped as stored).
     pub fn parse(nal: &[u8]) -> Result<Self, Error> {
         let mut r = BitReader::new(nal);
-        let (_, t) = nal_header(&mut r, nal)?;
-        if t != nal_type::SPS {
-            return Err(Error::OutOfRange {
-                what: "nal_unit_type of an SPS",
-                value: t.into(),
-                bit: 3,
-                allowed: "7",
-            });
-        }
+        parameter_set_header(&mut r, nal, nal_type::SPS, "nal_unit_type of an SPS", "7")?;
         let profile_idc = r.bits(8, "profile_idc")? as u8;
         let constraint_flags = r.bits(8, "constraint_set_flags")? as u8;
         let level_idc = r.bits(8, "level_idc")? as u8;
@@ -594,15 +607,7 @@ impl Pps {
     /// does not need its SPS.
     pub fn parse(nal: &[u8]) -> Result<Self, Error> {
         let mut r = BitReader::new(nal);
-        let (_, t) = nal_header(&mut r, nal)?;
-        if t != nal_type::PPS {
-            return Err(Error::OutOfRange {
-                what: "nal_unit_type of a PPS",
-                value: t.into(),
-                bit: 3,
-                allowed: "8",
-            });
-        }
+        parameter_set_header(&mut r, nal, nal_type::PPS, "nal_unit_type of a PPS", "8")?;
         let id = r.ue_max("pic_parameter_set_id", 255, "0..=255")? as u8;
         let sps_id = r.ue_max("seq_parameter_set_id", 31, "0..=31")? as u8;
         let entropy_coding_mode_flag = r.flag("entropy_coding_mode_flag")?;
