@@ -15,6 +15,9 @@ use camflow::proto::cenc_mp4::{
 use camflow::proto::h264::ParamSets;
 use common::*;
 
+/// From `moov` to the sample descriptions.
+const STSD: &[&[u8; 4]] = &[b"trak", b"mdia", b"minf", b"stbl", b"stsd"];
+
 const KEY: [u8; 16] = [0x22; 16];
 
 /// Decoded frames' MD5s of `bytes` (an MP4), decrypted with `key`.
@@ -49,18 +52,7 @@ fn protect(clear: &Path, scheme: Scheme) -> Vec<u8> {
     };
     // The avcC (SPS, PPS, NAL length size) the slice headers are read with.
     let moov = init.iter().find(|n| &n.kind == b"moov").expect("moov");
-    let avc1 = &moov
-        .child(b"trak")
-        .unwrap()
-        .child(b"mdia")
-        .unwrap()
-        .child(b"minf")
-        .unwrap()
-        .child(b"stbl")
-        .unwrap()
-        .child(b"stsd")
-        .unwrap()
-        .children[0];
+    let avc1 = &moov.descend(STSD).expect("stsd").children[0];
     let avcc = avc1
         .children
         .iter()
@@ -101,18 +93,7 @@ fn cenc_and_cbcs_fragments_decrypt_in_ffmpeg_to_the_clear_frames() {
         // The sample entry says how it is protected.
         let top = Node::parse_all(&protected).unwrap();
         let moov = top.iter().find(|n| &n.kind == b"moov").unwrap();
-        let entry = &moov
-            .child(b"trak")
-            .unwrap()
-            .child(b"mdia")
-            .unwrap()
-            .child(b"minf")
-            .unwrap()
-            .child(b"stbl")
-            .unwrap()
-            .child(b"stsd")
-            .unwrap()
-            .children[0];
+        let entry = &moov.descend(STSD).expect("stsd").children[0];
         assert_eq!(&entry.kind, b"encv");
         let sinf = entry.child(b"sinf").unwrap();
         assert_eq!(sinf.child(b"frma").unwrap().prefix, b"avc1");

@@ -148,6 +148,12 @@ impl Node {
         self.children.iter().find(|c| &c.kind == kind)
     }
 
+    /// The first box down a path of child kinds, e.g. the sample
+    /// description from `moov`: `[b"trak", b"mdia", b"minf", b"stbl", b"stsd"]`.
+    pub fn descend(&self, path: &[&[u8; 4]]) -> Option<&Node> {
+        path.iter().try_fold(self, |node, kind| node.child(kind))
+    }
+
     pub fn child_mut(&mut self, kind: &[u8; 4]) -> Option<&mut Node> {
         self.children.iter_mut().find(|c| &c.kind == kind)
     }
