@@ -390,12 +390,13 @@ pub fn ffmpeg_stdin(bytes: &[u8], args: &[&str]) -> Output {
     out
 }
 
-/// The data hashes (the last column) of a framemd5 listing.
+/// The packet data hashes (the sixth column; a packet with side data has
+/// the side data's own hash after it) of a framemd5 listing.
 pub fn framemd5_hashes(framemd5: &str) -> Vec<String> {
     framemd5
         .lines()
         .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(',').next().map(|h| h.trim().to_string()))
+        .filter_map(|l| l.split(',').nth(5).map(|h| h.trim().to_string()))
         .collect()
 }
 
