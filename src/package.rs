@@ -102,32 +102,24 @@ pub fn package(
 /// HLS playlists of an `--hls` run): only the dash muxer's names, never
 /// other files.
 fn remove_earlier_files(out: &Path, written: &[String]) -> anyhow::Result<()> {
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    for entry in std::fs::read_dir(out)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    use crate::sink::is_number;
+    crate::sink::remove_own(out, |name| {
         let chunk = name
             .strip_prefix("chunk-")
             .and_then(|n| n.strip_suffix(".m4s"))
             .and_then(|n| n.split_once('-'))
-            .is_some_and(|(rep, number)| digits(rep) && digits(number));
+            .is_some_and(|(rep, number)| is_number(rep) && is_number(number));
         let init = name
             .strip_prefix("init-")
             .and_then(|n| n.strip_suffix(".m4s"))
-            .is_some_and(digits);
+            .is_some_and(is_number);
         let media = name
             .strip_prefix("media_")
             .and_then(|n| n.strip_suffix(".m3u8"))
-            .is_some_and(digits);
-        let ours = chunk || init || media || name == "master.m3u8";
-        if ours && !written.iter().any(|w| w == name) {
-            let path = entry.path();
-            std::fs::remove_file(&path)
-                .with_context(|| format!("cannot remove {}", path.display()))?;
-        }
-    }
-    Ok(())
+            .is_some_and(is_number);
+        (chunk || init || media || name == "master.m3u8") && !written.iter().any(|w| w == name)
+    })
+    .map_err(|(path, e)| anyhow::Error::new(e).context(format!("cannot remove {}", path.display())))
 }
 
 /// Segments pass through buffers of several MB each. glibc hands out and

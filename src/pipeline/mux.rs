@@ -508,24 +508,15 @@ pub fn prepare_hls_dir(dir: &Path) -> Result<(), String> {
 /// go: `index.m3u8`, `init.mp4`, `seg<digits>.m4s`, and their `.tmp`
 /// files.
 fn remove_earlier_hls(dir: &Path) -> Result<(), String> {
-    let gone = |e: std::io::Error, p: &Path| format!("cannot remove {}: {e}", p.display());
-    let entries = std::fs::read_dir(dir).map_err(|e| gone(e, dir))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| gone(e, dir))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    crate::sink::remove_own(dir, |name| {
         let name = name.strip_suffix(".tmp").unwrap_or(name);
-        let digits = name
-            .strip_prefix("seg")
-            .and_then(|n| n.strip_suffix(".m4s"));
-        let ours = matches!(name, "index.m3u8" | "init.mp4")
-            || digits.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
-        if ours {
-            let path = entry.path();
-            std::fs::remove_file(&path).map_err(|e| gone(e, &path))?;
-        }
-    }
-    Ok(())
+        matches!(name, "index.m3u8" | "init.mp4")
+            || name
+                .strip_prefix("seg")
+                .and_then(|n| n.strip_suffix(".m4s"))
+                .is_some_and(crate::sink::is_number)
+    })
+    .map_err(|(p, e)| format!("cannot remove {}: {e}", p.display()))
 }
 
 #[cfg(test)]

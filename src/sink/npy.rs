@@ -172,21 +172,14 @@ impl NpyDirWriter {
 /// own names are touched: `frame_<digits>.npy` / `.jpg` and their
 /// `.frame_<digits>.npy.tmp` / `.jpg.tmp` temporaries.
 fn remove_earlier_frames(dir: &Path) -> Result<(), SinkError> {
-    for entry in fs::read_dir(dir).map_err(at(dir))? {
-        let entry = entry.map_err(at(dir))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    super::remove_own(dir, |name| {
         let base = name.strip_suffix(".tmp").and_then(|n| n.strip_prefix('.'));
-        let digits = base
-            .unwrap_or(name)
+        base.unwrap_or(name)
             .strip_prefix("frame_")
-            .and_then(|n| n.strip_suffix(".npy").or_else(|| n.strip_suffix(".jpg")));
-        if digits.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) {
-            let path = entry.path();
-            fs::remove_file(&path).map_err(at(&path))?;
-        }
-    }
-    Ok(())
+            .and_then(|n| n.strip_suffix(".npy").or_else(|| n.strip_suffix(".jpg")))
+            .is_some_and(super::is_number)
+    })
+    .map_err(|(path, source)| SinkError { path, source })
 }
 
 fn write_npy(path: &Path, f: &BgrFrame) -> io::Result<()> {
