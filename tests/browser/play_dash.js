@@ -52,31 +52,18 @@
 // Exits 0 when ok and 1 otherwise; with --expect-fail, 0 when it did NOT
 // play for a reason of the stream (failure other than "setup") and 1
 // otherwise, the JSON line unchanged. The browser, its temporary profile and
-// the server are always cleaned up.
+// the server are always cleaned up (by common.js, shared with play_hls.js,
+// which also serves DIR and starts Chromium).
 'use strict';
 
 const fs = require('fs');
-const http = require('http');
-const os = require('os');
 const path = require('path');
+const common = require('./common');
+
+const { sleep, within } = common;
 
 const HERE = __dirname;
 const SHAKA_JS = path.join(HERE, 'node_modules', 'shaka-player', 'dist', 'shaka-player.compiled.js');
-const CHROMIUM = '/usr/bin/chromium';
-// Without the background-networking flags Chromium keeps trying to reach
-// Google's hosts, which this closed network refuses; autoplay must not wait
-// for a user gesture. Playwright adds --headless (headless: true). ClearKey
-// is built into Chromium (no component download, unlike Widevine).
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--autoplay-policy=no-user-gesture-required',
-];
 // Where the player page and Shaka live on the server (outside DIR's names).
 const PREFIX = '/__play_dash/';
 // Seconds without progress after a `waitingforkey` event before giving up
@@ -85,30 +72,12 @@ const KEY_WAIT = 3;
 // How far currentTime must move to count as progress.
 const MOVE = 0.5;
 
-const MIME = {
+// What common.js serves, and DASH's own types.
+const MIME = Object.assign({}, common.MIME, {
   '.mpd': 'application/dash+xml',
-  '.m3u8': 'application/vnd.apple.mpegurl',
-  '.m3u': 'application/vnd.apple.mpegurl',
-  '.m4s': 'video/iso.segment',
-  '.mp4': 'video/mp4',
-  '.m4v': 'video/mp4',
-  '.m4a': 'audio/mp4',
   '.cmfv': 'video/mp4',
   '.cmfa': 'audio/mp4',
-  '.ts': 'video/mp2t',
-  '.aac': 'audio/aac',
-  '.vtt': 'text/vtt',
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.json': 'application/json',
-};
-
-const CORS = {
-  'Access-Control-Allow-Origin': '*',
-  'Access-Control-Allow-Methods': 'GET, HEAD, OPTIONS',
-  'Access-Control-Allow-Headers': '*',
-  'Access-Control-Expose-Headers': 'Content-Length, Content-Range, Accept-Ranges, Date',
-};
+});
 
 const USAGE = 'usage: play_dash.js DIR [--manifest stream.mpd] [--seconds 2] [--timeout 60] [--stall 10] ' +
   '[--key KID_HEX:KEY_HEX]... [--expect-fail]';
@@ -156,15 +125,13 @@ function parseArgs(argv) {
   return opts;
 }
 
-let finished = false;
 let expectFail = false;
-// Prints the one JSON line and exits (once).
+// Prints the one JSON line, expectFail added, and exits (once) with the
+// status the header describes.
 function finish(result) {
-  if (finished) return;
-  finished = true;
   result.expectFail = expectFail;
   const good = expectFail ? (!result.ok && result.failure !== 'setup') : result.ok;
-  process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(good ? 0 : 1));
+  common.finish(result, good);
 }
 
 function playerPage(manifest, keys) {
@@ -297,77 +264,6 @@ window.__report = () => {
 `;
 }
 
-// The static server: DIR at /, the page and Shaka under PREFIX.
-function makeServer(dir, manifest, keys, notFound) {
-  const page = playerPage('/' + manifest.split('/').map(encodeURIComponent).join('/'), keys);
-  return http.createServer((req, res) => {
-    const send = (status, type, body, extra) => {
-      res.writeHead(status, Object.assign({
-        'Content-Type': type,
-        'Content-Length': Buffer.byteLength(body),
-        'Cache-Control': 'no-store',
-      }, CORS, extra || {}));
-      res.end(req.method === 'HEAD' ? undefined : body);
-    };
-    let pathname;
-    try {
-      pathname = decodeURIComponent(new URL(req.url, 'http://127.0.0.1').pathname);
-    } catch (e) {
-      return send(400, 'text/plain', 'bad path\n');
-    }
-    if (req.method === 'OPTIONS') {
-      res.writeHead(204, Object.assign({ 'Access-Control-Max-Age': '600' }, CORS));
-      return res.end();
-    }
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain', 'GET only\n');
-    if (pathname === PREFIX + 'index.html') return send(200, MIME['.html'], page);
-    if (pathname === PREFIX + 'shaka-player.compiled.js') {
-      return fs.readFile(SHAKA_JS, (err, data) =>
-        err ? send(500, 'text/plain', `Shaka Player: ${err.message}\n`) : send(200, MIME['.js'], data));
-    }
-    if (pathname === '/favicon.ico') return send(404, 'text/plain', 'none\n');
-    const file = path.join(dir, path.normalize(pathname));
-    if (file !== dir && !file.startsWith(dir + path.sep)) return send(403, 'text/plain', 'outside DIR\n');
-    fs.readFile(file, (err, data) => {
-      if (err) {
-        if (!notFound.includes(pathname)) notFound.push(pathname);
-        return send(404, 'text/plain', 'not found\n');
-      }
-      const type = MIME[path.extname(file).toLowerCase()] || 'application/octet-stream';
-      const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range || '');
-      if (range && (range[1] !== '' || range[2] !== '')) {
-        let start, end;
-        if (range[1] === '') {
-          start = Math.max(0, data.length - Number(range[2]));
-          end = data.length - 1;
-        } else {
-          start = Number(range[1]);
-          end = range[2] === '' ? data.length - 1 : Math.min(Number(range[2]), data.length - 1);
-        }
-        if (start > end || start >= data.length) {
-          return send(416, 'text/plain', 'bad range\n', { 'Content-Range': `bytes */${data.length}` });
-        }
-        return send(206, type, data.subarray(start, end + 1), {
-          'Content-Range': `bytes ${start}-${end}/${data.length}`,
-          'Accept-Ranges': 'bytes',
-        });
-      }
-      send(200, type, data, { 'Accept-Ranges': 'bytes' });
-    });
-  });
-}
-
-const sleep = ms => new Promise(r => setTimeout(r, ms));
-
-// Resolves `p`, or rejects with `what` after `ms`.
-function within(p, ms, what) {
-  let t;
-  return Promise.race([
-    p,
-    new Promise((_, reject) => { t = setTimeout(() => reject(new Error(what)), Math.max(0, ms)); }),
-  ]).finally(() => clearTimeout(t));
-}
-
 // An Error that says what kind of failure it is (see the header).
 function failure(kind, msg) {
   const e = new Error(msg);
@@ -375,186 +271,112 @@ function failure(kind, msg) {
   return e;
 }
 
+// Polls the page until the video has played opts.seconds, filling `result`
+// in; throws why not, as a failure() of its kind (see the header).
+async function watch(opts, result, page, pageErrors, left) {
+  // Progress watch: where currentTime was when it last moved by MOVE
+  // seconds or more (or back), since when, and how many `waitingforkey`
+  // events there had been by then. Shaka's stall handling nudges a stuck
+  // video on by 0.1 s a few times: that is no progress. After a new
+  // `waitingforkey`: since when no frame has been decoded.
+  let lastTime = null;
+  let lastMove = Date.now();
+  let keyWaitsThen = 0;
+  let keyWaitAt = null;
+  let framesThen = 0;
+  let st = null;
+  for (;;) {
+    st = await within(page.evaluate(() => {
+      const v = document.getElementById('v');
+      const s = window.__state;
+      return Object.assign({
+        currentTime: v.currentTime, start: s.start, videoWidth: v.videoWidth, videoHeight: v.videoHeight,
+        readyState: v.readyState, paused: v.paused, ended: v.ended, errors: s.errors, fatal: s.fatal,
+        failure: s.failure, loaded: s.loaded, keyWaits: s.keyWaits, encrypted: s.encrypted,
+        buffered: Array.from({ length: v.buffered.length }, (_, i) => [v.buffered.start(i), v.buffered.end(i)]),
+      }, window.__report ? window.__report() : {});
+    }), Math.max(1000, left()), 'the page stopped answering');
+    const now = Date.now();
+    result.currentTime = st.currentTime;
+    result.played = st.start === null ? 0 : Math.round((st.currentTime - st.start) * 1e6) / 1e6;
+    result.videoWidth = st.videoWidth;
+    result.videoHeight = st.videoHeight;
+    for (const k of ['audioTracks', 'codecs', 'keySystem', 'decodedFrames', 'droppedFrames']) {
+      if (st[k] !== undefined && st[k] !== null) result[k] = st[k];
+    }
+    result.encrypted = !!(st.encrypted || result.keySystem);
+    result.waitingForKey = st.keyWaits > 0;
+    result.errors = st.errors.concat(pageErrors.map(e => ({ type: 'page', details: e, fatal: true })));
+    if (st.fatal) throw failure(st.failure || 'stream', st.fatal);
+    if (pageErrors.length) throw failure('setup', `exception in the page: ${pageErrors[0]}`);
+    if (st.start !== null && result.played > opts.seconds) break;
+    const where = () => `(currentTime ${st.currentTime}, readyState ${st.readyState}, paused ${st.paused}, ` +
+      `buffered ${JSON.stringify(st.buffered)}, manifest ${st.loaded ? 'loaded' : 'not loaded'}, ` +
+      `keySystem ${st.keySystem || 'none'}, waitingforkey events ${st.keyWaits}, ` +
+      `decodedFrames ${st.decodedFrames})`;
+    if (st.ended) {
+      throw failure('ended', `the video ended after playing ${result.played.toFixed(3)} s of ${opts.seconds} ${where()}`);
+    }
+    const stuck = () => `currentTime stuck at ${lastTime}` +
+      (st.currentTime !== lastTime ? ` (now ${st.currentTime}, nudged)` : '');
+    const frames = st.decodedFrames || 0;
+    if (lastTime === null || st.currentTime < lastTime || st.currentTime - lastTime >= MOVE) {
+      lastTime = st.currentTime;
+      lastMove = now;
+      keyWaitsThen = st.keyWaits;
+      keyWaitAt = null;
+    } else if (st.keyWaits > keyWaitsThen) {
+      if (keyWaitAt === null || frames > framesThen) {
+        keyWaitAt = now;
+        framesThen = frames;
+      } else if (now - keyWaitAt >= Math.min(opts.stall, KEY_WAIT) * 1000) {
+        // ClearKey's licence is a data: URI, there in milliseconds: a CDM
+        // still waiting has been given no key for this KID.
+        throw failure('drm', `stalled waiting for a key: ${stuck()}, no frame decoded for ` +
+          `${Math.min(opts.stall, KEY_WAIT)} s since a waitingforkey event: the CDM has no key for the ` +
+          `stream's KID ${where()}`);
+      }
+    }
+    if (now - lastMove >= opts.stall * 1000) {
+      throw failure('stall', `stalled: ${stuck()} for ${opts.stall} s ` +
+        `after playing ${result.played.toFixed(3)} s of ${opts.seconds} ${where()}`);
+    }
+    if (left() <= 0) {
+      throw failure('timeout', `timeout after ${opts.timeout} s: played ${result.played.toFixed(3)} s ` +
+        `of ${opts.seconds} ${where()}`);
+    }
+    await sleep(100);
+  }
+}
+
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   if (!opts) return;
   expectFail = opts.expectFail;
-  const t0 = Date.now();
-  const deadline = t0 + opts.timeout * 1000;
-  const left = () => deadline - Date.now();
-
   const result = {
     ok: false, currentTime: null, played: null, videoWidth: null, videoHeight: null, audioTracks: null,
     codecs: null, keySystem: null, encrypted: null, waitingForKey: null, decodedFrames: null, droppedFrames: null,
     elapsed: null, errors: [], notFound: [],
   };
-  let server = null;
-  let context = null;
-  let profile = null;
-  // A Chromium still starting when we gave up, closed once it has: the
-  // profile goes only after that (it would write into it again).
-  let launching = null;
-  let abandoned = null;
-  const sockets = new Set();
-  const cleanup = async () => {
-    if (context) {
-      const c = context;
-      context = null;
-      await within(c.close(), 10000, 'close').catch(() => {});
-    }
-    if (launching && !abandoned) abandoned = launching.then(c => c.close()).catch(() => {});
-    if (abandoned) await within(abandoned, 10000, 'close').catch(() => {});
-    if (server) {
-      for (const s of sockets) s.destroy();
-      server.close();
-      server = null;
-    }
-    if (profile) {
-      try { fs.rmSync(profile, { recursive: true, force: true }); } catch (e) { /* best effort */ }
-      profile = null;
-    }
-  };
-  let killedBy = null;
-  const onSignal = sig => {
-    killedBy = sig;
-    result.reason = `killed by ${sig}`;
-    result.failure = 'setup';
-    result.elapsed = (Date.now() - t0) / 1000;
-    cleanup().finally(() => finish(result));
-  };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
-
-  try {
-    if (!fs.existsSync(SHAKA_JS)) throw new Error(`${SHAKA_JS} missing: run scripts/setup`);
-    const { chromium } = require('playwright-core');
-
-    server = makeServer(opts.dir, opts.manifest, opts.keys, result.notFound);
-    server.on('connection', s => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
-    await new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', resolve);
-    });
-    const port = server.address().port;
-
-    profile = fs.mkdtempSync(path.join(os.tmpdir(), 'play_dash-'));
-    launching = chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      timeout: Math.max(1000, left()),
-    });
-    // Handled when awaited below; this keeps an early failure from counting
-    // as an unhandled rejection (fatal in node) while we wait.
-    launching.catch(() => {});
-    const abandon = () => { abandoned = launching.then(c => c.close()).catch(() => {}); };
-    // The manifest may still be on its way (a live stream starting).
-    const manifestFile = path.join(opts.dir, opts.manifest);
-    while (!fs.existsSync(manifestFile)) {
-      if (left() <= 0) {
-        abandon();
-        throw new Error(`no ${opts.manifest} in ${opts.dir} within ${opts.timeout} s`);
-      }
-      await sleep(100);
-    }
-    try {
-      context = await within(launching, left(), `Chromium did not start within ${opts.timeout} s`);
-    } catch (e) {
-      abandon();
-      throw e;
-    }
-
-    const page = context.pages()[0] || await context.newPage();
-    const pageErrors = [];
-    page.on('pageerror', e => pageErrors.push(String(e && e.message || e)));
-    page.on('crash', () => pageErrors.push('the page crashed'));
-    await within(page.goto(`http://127.0.0.1:${port}${PREFIX}index.html`, { timeout: Math.max(1000, left()) }),
-      left(), 'the player page did not load in time');
-
-    // Progress watch: where currentTime was when it last moved by MOVE
-    // seconds or more (or back), since when, and how many `waitingforkey`
-    // events there had been by then. Shaka's stall handling nudges a stuck
-    // video on by 0.1 s a few times: that is no progress. After a new
-    // `waitingforkey`: since when no frame has been decoded.
-    let lastTime = null;
-    let lastMove = Date.now();
-    let keyWaitsThen = 0;
-    let keyWaitAt = null;
-    let framesThen = 0;
-    let st = null;
-    for (;;) {
-      st = await within(page.evaluate(() => {
-        const v = document.getElementById('v');
-        const s = window.__state;
-        return Object.assign({
-          currentTime: v.currentTime, start: s.start, videoWidth: v.videoWidth, videoHeight: v.videoHeight,
-          readyState: v.readyState, paused: v.paused, ended: v.ended, errors: s.errors, fatal: s.fatal,
-          failure: s.failure, loaded: s.loaded, keyWaits: s.keyWaits, encrypted: s.encrypted,
-          buffered: Array.from({ length: v.buffered.length }, (_, i) => [v.buffered.start(i), v.buffered.end(i)]),
-        }, window.__report ? window.__report() : {});
-      }), Math.max(1000, left()), 'the page stopped answering');
-      const now = Date.now();
-      result.currentTime = st.currentTime;
-      result.played = st.start === null ? 0 : Math.round((st.currentTime - st.start) * 1e6) / 1e6;
-      result.videoWidth = st.videoWidth;
-      result.videoHeight = st.videoHeight;
-      for (const k of ['audioTracks', 'codecs', 'keySystem', 'decodedFrames', 'droppedFrames']) {
-        if (st[k] !== undefined && st[k] !== null) result[k] = st[k];
-      }
-      result.encrypted = !!(st.encrypted || result.keySystem);
-      result.waitingForKey = st.keyWaits > 0;
-      result.errors = st.errors.concat(pageErrors.map(e => ({ type: 'page', details: e, fatal: true })));
-      if (st.fatal) throw failure(st.failure || 'stream', st.fatal);
-      if (pageErrors.length) throw failure('setup', `exception in the page: ${pageErrors[0]}`);
-      if (st.start !== null && result.played > opts.seconds) break;
-      const where = () => `(currentTime ${st.currentTime}, readyState ${st.readyState}, paused ${st.paused}, ` +
-        `buffered ${JSON.stringify(st.buffered)}, manifest ${st.loaded ? 'loaded' : 'not loaded'}, ` +
-        `keySystem ${st.keySystem || 'none'}, waitingforkey events ${st.keyWaits}, ` +
-        `decodedFrames ${st.decodedFrames})`;
-      if (st.ended) {
-        throw failure('ended', `the video ended after playing ${result.played.toFixed(3)} s of ${opts.seconds} ${where()}`);
-      }
-      const stuck = () => `currentTime stuck at ${lastTime}` +
-        (st.currentTime !== lastTime ? ` (now ${st.currentTime}, nudged)` : '');
-      const frames = st.decodedFrames || 0;
-      if (lastTime === null || st.currentTime < lastTime || st.currentTime - lastTime >= MOVE) {
-        lastTime = st.currentTime;
-        lastMove = now;
-        keyWaitsThen = st.keyWaits;
-        keyWaitAt = null;
-      } else if (st.keyWaits > keyWaitsThen) {
-        if (keyWaitAt === null || frames > framesThen) {
-          keyWaitAt = now;
-          framesThen = frames;
-        } else if (now - keyWaitAt >= Math.min(opts.stall, KEY_WAIT) * 1000) {
-          // ClearKey's licence is a data: URI, there in milliseconds: a CDM
-          // still waiting has been given no key for this KID.
-          throw failure('drm', `stalled waiting for a key: ${stuck()}, no frame decoded for ` +
-            `${Math.min(opts.stall, KEY_WAIT)} s since a waitingforkey event: the CDM has no key for the ` +
-            `stream's KID ${where()}`);
-        }
-      }
-      if (now - lastMove >= opts.stall * 1000) {
-        throw failure('stall', `stalled: ${stuck()} for ${opts.stall} s ` +
-          `after playing ${result.played.toFixed(3)} s of ${opts.seconds} ${where()}`);
-      }
-      if (left() <= 0) {
-        throw failure('timeout', `timeout after ${opts.timeout} s: played ${result.played.toFixed(3)} s ` +
-          `of ${opts.seconds} ${where()}`);
-      }
-      await sleep(100);
-    }
-    result.ok = true;
-  } catch (e) {
-    result.ok = false;
-    result.failure = killedBy ? 'setup' : (e && e.failure) || 'setup';
-    result.reason = killedBy ? `killed by ${killedBy}` : String(e && e.message || e);
-    if (result.notFound.length) result.reason += `; not found: ${result.notFound.slice(0, 5).join(' ')}`;
-  } finally {
-    result.elapsed = (Date.now() - t0) / 1000;
-    await cleanup();
-  }
-  finish(result);
+  // ClearKey is built into Chromium (no component download, unlike
+  // Widevine), so the --disable-component-update common.js starts Chromium
+  // with does not take it away.
+  await common.check({
+    name: 'play_dash',
+    opts,
+    waitFor: opts.manifest,
+    result,
+    end: finish,
+    failureKinds: true,
+    server: {
+      prefix: PREFIX,
+      page: playerPage(common.urlPath(opts.manifest), opts.keys),
+      lib: { name: 'shaka-player.compiled.js', file: SHAKA_JS, label: 'Shaka Player' },
+      mime: MIME,
+      cors: true,
+    },
+    watch: (page, pageErrors, left) => watch(opts, result, page, pageErrors, left),
+  });
 }
 
 main().catch(e => finish({ ok: false, failure: 'setup', reason: `play_dash.js: ${e && e.stack || e}` }));

@@ -21,47 +21,21 @@
 //   {"ok":false,"reason":"...",...same fields...}
 // `errors` lists every hls.js ERROR event (fatal or not), video error and page
 // exception; `notFound` the paths the page asked for and DIR does not have.
-// The browser, its temporary profile and the server are always cleaned up.
+// The browser, its temporary profile and the server are always cleaned up
+// (by common.js, shared with play_dash.js, which also serves DIR and starts
+// Chromium).
 'use strict';
 
 const fs = require('fs');
-const http = require('http');
-const os = require('os');
 const path = require('path');
+const common = require('./common');
+
+const { MIME, sleep, within } = common;
 
 const HERE = __dirname;
 const HLS_JS = path.join(HERE, 'node_modules', 'hls.js', 'dist', 'hls.min.js');
-const CHROMIUM = '/usr/bin/chromium';
-// Without the background-networking flags Chromium keeps trying to reach
-// Google's hosts, which this closed network refuses; autoplay must not wait
-// for a user gesture. Playwright adds --headless (headless: true).
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--autoplay-policy=no-user-gesture-required',
-];
 // Where the player page and hls.js live on the server (outside DIR's names).
 const PREFIX = '/__play_hls/';
-
-const MIME = {
-  '.m3u8': 'application/vnd.apple.mpegurl',
-  '.m3u': 'application/vnd.apple.mpegurl',
-  '.m4s': 'video/iso.segment',
-  '.mp4': 'video/mp4',
-  '.m4v': 'video/mp4',
-  '.m4a': 'audio/mp4',
-  '.ts': 'video/mp2t',
-  '.aac': 'audio/aac',
-  '.vtt': 'text/vtt',
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.json': 'application/json',
-};
 
 function usage(msg) {
   finish({ ok: false, reason: `${msg}; usage: play_hls.js DIR [--playlist index.m3u8] [--seconds 2] [--timeout 60]` });
@@ -94,12 +68,9 @@ function parseArgs(argv) {
   return opts;
 }
 
-let finished = false;
-// Prints the one JSON line and exits (once).
+// Prints the one JSON line and exits, 0 when ok and 1 otherwise (once).
 function finish(result) {
-  if (finished) return;
-  finished = true;
-  process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(result.ok ? 0 : 1));
+  common.finish(result, result.ok);
 }
 
 function playerPage(playlist) {
@@ -156,204 +127,63 @@ if (typeof Hls === 'undefined') {
 `;
 }
 
-// The static server: DIR at /, the page and hls.js under PREFIX.
-function makeServer(dir, playlist, notFound) {
-  const page = playerPage('/' + playlist.split('/').map(encodeURIComponent).join('/'));
-  return http.createServer((req, res) => {
-    const send = (status, type, body, extra) => {
-      res.writeHead(status, Object.assign({
-        'Content-Type': type,
-        'Content-Length': Buffer.byteLength(body),
-        'Cache-Control': 'no-store',
-      }, extra || {}));
-      res.end(req.method === 'HEAD' ? undefined : body);
-    };
-    let pathname;
-    try {
-      pathname = decodeURIComponent(new URL(req.url, 'http://127.0.0.1').pathname);
-    } catch (e) {
-      return send(400, 'text/plain', 'bad path\n');
+// Polls the page until the video has played opts.seconds, filling `result`
+// in; throws why not (a fatal error, an exception in the page, the end of
+// the video, the timeout).
+async function watch(opts, result, page, pageErrors, left) {
+  let st = null;
+  for (;;) {
+    st = await within(page.evaluate(() => {
+      const v = document.getElementById('v');
+      const s = window.__state;
+      return {
+        currentTime: v.currentTime, start: s.start, videoWidth: v.videoWidth, videoHeight: v.videoHeight,
+        readyState: v.readyState, paused: v.paused, ended: v.ended, errors: s.errors, fatal: s.fatal, codecs: s.codecs,
+        buffered: Array.from({ length: v.buffered.length }, (_, i) => [v.buffered.start(i), v.buffered.end(i)]),
+      };
+    }), Math.max(1000, left()), 'the page stopped answering');
+    result.currentTime = st.currentTime;
+    result.played = st.start === null ? 0 : Math.round((st.currentTime - st.start) * 1e6) / 1e6;
+    result.videoWidth = st.videoWidth;
+    result.videoHeight = st.videoHeight;
+    result.codecs = st.codecs;
+    result.errors = st.errors.concat(pageErrors.map(e => ({ type: 'page', details: e, fatal: true })));
+    if (st.fatal) throw new Error(st.fatal);
+    if (pageErrors.length) throw new Error(`exception in the page: ${pageErrors[0]}`);
+    if (st.start !== null && result.played > opts.seconds) break;
+    if (st.ended) throw new Error(`the video ended after playing ${result.played.toFixed(3)} s of ${opts.seconds}`);
+    if (left() <= 0) {
+      throw new Error(`timeout after ${opts.timeout} s: played ${result.played.toFixed(3)} s of ${opts.seconds} ` +
+        `(currentTime ${st.currentTime}, readyState ${st.readyState}, paused ${st.paused}, ` +
+        `buffered ${JSON.stringify(st.buffered)})`);
     }
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain', 'GET only\n');
-    if (pathname === PREFIX + 'index.html') return send(200, MIME['.html'], page);
-    if (pathname === PREFIX + 'hls.min.js') {
-      return fs.readFile(HLS_JS, (err, data) =>
-        err ? send(500, 'text/plain', `hls.js: ${err.message}\n`) : send(200, MIME['.js'], data));
-    }
-    if (pathname === '/favicon.ico') return send(404, 'text/plain', 'none\n');
-    const file = path.join(dir, path.normalize(pathname));
-    if (file !== dir && !file.startsWith(dir + path.sep)) return send(403, 'text/plain', 'outside DIR\n');
-    fs.readFile(file, (err, data) => {
-      if (err) {
-        if (!notFound.includes(pathname)) notFound.push(pathname);
-        return send(404, 'text/plain', 'not found\n');
-      }
-      const type = MIME[path.extname(file).toLowerCase()] || 'application/octet-stream';
-      const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range || '');
-      if (range && (range[1] !== '' || range[2] !== '')) {
-        let start, end;
-        if (range[1] === '') {
-          start = Math.max(0, data.length - Number(range[2]));
-          end = data.length - 1;
-        } else {
-          start = Number(range[1]);
-          end = range[2] === '' ? data.length - 1 : Math.min(Number(range[2]), data.length - 1);
-        }
-        if (start > end || start >= data.length) {
-          return send(416, 'text/plain', 'bad range\n', { 'Content-Range': `bytes */${data.length}` });
-        }
-        return send(206, type, data.subarray(start, end + 1), {
-          'Content-Range': `bytes ${start}-${end}/${data.length}`,
-          'Accept-Ranges': 'bytes',
-        });
-      }
-      send(200, type, data, { 'Accept-Ranges': 'bytes' });
-    });
-  });
-}
-
-const sleep = ms => new Promise(r => setTimeout(r, ms));
-
-// Resolves `p`, or rejects with `what` after `ms`.
-function within(p, ms, what) {
-  let t;
-  return Promise.race([
-    p,
-    new Promise((_, reject) => { t = setTimeout(() => reject(new Error(what)), Math.max(0, ms)); }),
-  ]).finally(() => clearTimeout(t));
+    await sleep(100);
+  }
 }
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   if (!opts) return;
-  const t0 = Date.now();
-  const deadline = t0 + opts.timeout * 1000;
-  const left = () => deadline - Date.now();
-
   const result = {
     ok: false, currentTime: null, played: null, videoWidth: null, videoHeight: null,
     codecs: null, elapsed: null, errors: [], notFound: [],
   };
-  let server = null;
-  let context = null;
-  let profile = null;
-  // A Chromium still starting when we gave up, closed once it has: the
-  // profile goes only after that (it would write into it again).
-  let launching = null;
-  let abandoned = null;
-  const sockets = new Set();
-  const cleanup = async () => {
-    if (context) {
-      const c = context;
-      context = null;
-      await within(c.close(), 10000, 'close').catch(() => {});
-    }
-    if (launching && !abandoned) abandoned = launching.then(c => c.close()).catch(() => {});
-    if (abandoned) await within(abandoned, 10000, 'close').catch(() => {});
-    if (server) {
-      for (const s of sockets) s.destroy();
-      server.close();
-      server = null;
-    }
-    if (profile) {
-      try { fs.rmSync(profile, { recursive: true, force: true }); } catch (e) { /* best effort */ }
-      profile = null;
-    }
-  };
-  let killedBy = null;
-  const onSignal = sig => {
-    killedBy = sig;
-    result.reason = `killed by ${sig}`;
-    result.elapsed = (Date.now() - t0) / 1000;
-    cleanup().finally(() => finish(result));
-  };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
-
-  try {
-    if (!fs.existsSync(HLS_JS)) throw new Error(`${HLS_JS} missing: run scripts/setup`);
-    const { chromium } = require('playwright-core');
-
-    server = makeServer(opts.dir, opts.playlist, result.notFound);
-    server.on('connection', s => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
-    await new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', resolve);
-    });
-    const port = server.address().port;
-
-    profile = fs.mkdtempSync(path.join(os.tmpdir(), 'play_hls-'));
-    launching = chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      timeout: Math.max(1000, left()),
-    });
-    // Handled when awaited below; this keeps an early failure from counting
-    // as an unhandled rejection (fatal in node) while we wait.
-    launching.catch(() => {});
-    const abandon = () => { abandoned = launching.then(c => c.close()).catch(() => {}); };
-    // The playlist may still be on its way (a live stream starting).
-    const playlistFile = path.join(opts.dir, opts.playlist);
-    while (!fs.existsSync(playlistFile)) {
-      if (left() <= 0) {
-        abandon();
-        throw new Error(`no ${opts.playlist} in ${opts.dir} within ${opts.timeout} s`);
-      }
-      await sleep(100);
-    }
-    try {
-      context = await within(launching, left(), `Chromium did not start within ${opts.timeout} s`);
-    } catch (e) {
-      abandon();
-      throw e;
-    }
-
-    const page = context.pages()[0] || await context.newPage();
-    const pageErrors = [];
-    page.on('pageerror', e => pageErrors.push(String(e && e.message || e)));
-    page.on('crash', () => pageErrors.push('the page crashed'));
-    await within(page.goto(`http://127.0.0.1:${port}${PREFIX}index.html`, { timeout: Math.max(1000, left()) }),
-      left(), 'the player page did not load in time');
-
-    let st = null;
-    for (;;) {
-      st = await within(page.evaluate(() => {
-        const v = document.getElementById('v');
-        const s = window.__state;
-        return {
-          currentTime: v.currentTime, start: s.start, videoWidth: v.videoWidth, videoHeight: v.videoHeight,
-          readyState: v.readyState, paused: v.paused, ended: v.ended, errors: s.errors, fatal: s.fatal, codecs: s.codecs,
-          buffered: Array.from({ length: v.buffered.length }, (_, i) => [v.buffered.start(i), v.buffered.end(i)]),
-        };
-      }), Math.max(1000, left()), 'the page stopped answering');
-      result.currentTime = st.currentTime;
-      result.played = st.start === null ? 0 : Math.round((st.currentTime - st.start) * 1e6) / 1e6;
-      result.videoWidth = st.videoWidth;
-      result.videoHeight = st.videoHeight;
-      result.codecs = st.codecs;
-      result.errors = st.errors.concat(pageErrors.map(e => ({ type: 'page', details: e, fatal: true })));
-      if (st.fatal) throw new Error(st.fatal);
-      if (pageErrors.length) throw new Error(`exception in the page: ${pageErrors[0]}`);
-      if (st.start !== null && result.played > opts.seconds) break;
-      if (st.ended) throw new Error(`the video ended after playing ${result.played.toFixed(3)} s of ${opts.seconds}`);
-      if (left() <= 0) {
-        throw new Error(`timeout after ${opts.timeout} s: played ${result.played.toFixed(3)} s of ${opts.seconds} ` +
-          `(currentTime ${st.currentTime}, readyState ${st.readyState}, paused ${st.paused}, ` +
-          `buffered ${JSON.stringify(st.buffered)})`);
-      }
-      await sleep(100);
-    }
-    result.ok = true;
-  } catch (e) {
-    result.ok = false;
-    result.reason = killedBy ? `killed by ${killedBy}` : String(e && e.message || e);
-    if (result.notFound.length) result.reason += `; not found: ${result.notFound.slice(0, 5).join(' ')}`;
-  } finally {
-    result.elapsed = (Date.now() - t0) / 1000;
-    await cleanup();
-  }
-  finish(result);
+  await common.check({
+    name: 'play_hls',
+    opts,
+    waitFor: opts.playlist,
+    result,
+    end: finish,
+    failureKinds: false,
+    server: {
+      prefix: PREFIX,
+      page: playerPage(common.urlPath(opts.playlist)),
+      lib: { name: 'hls.min.js', file: HLS_JS, label: 'hls.js' },
+      mime: MIME,
+      cors: false,
+    },
+    watch: (page, pageErrors, left) => watch(opts, result, page, pageErrors, left),
+  });
 }
 
 main().catch(e => finish({ ok: false, reason: `play_hls.js: ${e && e.stack || e}` }));
