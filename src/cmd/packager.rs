@@ -11,7 +11,8 @@ use crate::service::{self, Settings, UPLOAD_IDLE};
 use crate::shutdown::Shutdown;
 
 /// Overrides [`UPLOAD_IDLE`] (seconds): a test seam, so that a test of a
-/// stalled upload takes seconds rather than a minute. Not an option.
+/// stalled upload or request takes seconds rather than a minute. Not an
+/// option.
 const UPLOAD_IDLE_ENV: &str = "CAMFLOW_UPLOAD_IDLE_SECS";
 
 pub async fn run(cmd: PackagerCommand, shutdown: Shutdown) -> anyhow::Result<ExitCode> {

@@ -99,12 +99,63 @@ pub fn router(service: Arc<Service>) -> Router {
             get(content_file).layer(middleware::from_fn(cors)),
         )
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            service.clone(),
+            whole_bodies,
+        ))
         .layer(middleware::from_fn(same_origin_writes))
         .layer(middleware::from_fn_with_state(
             service.clone(),
             loopback_names,
         ))
         .with_state(service)
+}
+
+/// The largest body of a request other than an upload (the JSON of
+/// `POST /packaged_content` is a few hundred bytes); axum's own default.
+const BODY_LIMIT: usize = 2 << 20;
+
+/// Every request but an upload (which streams, and waits `upload_idle` for
+/// each piece) is read whole before its handler runs, and given
+/// `upload_idle` in all to arrive: a client that announces a body and then
+/// stops sending is answered 408 and its connection dropped, rather than
+/// holding it (and a task) forever. A larger body than [`BODY_LIMIT`]
+/// gets 413.
+async fn whole_bodies(State(svc): State<Arc<Service>>, req: Request, next: Next) -> Response {
+    if req.method() == Method::POST && req.uri().path() == "/input_content" {
+        return next.run(req).await;
+    }
+    let idle = svc.settings.upload_idle;
+    let (parts, body) = req.into_parts();
+    let bytes = match tokio::time::timeout(idle, axum::body::to_bytes(body, BODY_LIMIT)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_large {
+                err(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the request body is larger than {BODY_LIMIT} bytes"),
+                )
+            } else {
+                err(
+                    StatusCode::BAD_REQUEST,
+                    format!("the request body broke off: {e}"),
+                )
+            }
+            .into_response();
+        }
+        Err(_) => {
+            let text = format!(
+                "the request stalled: its body was not whole after {} s",
+                idle.as_secs_f64()
+            );
+            eprintln!("packager: {text}; dropped");
+            return err(StatusCode::REQUEST_TIMEOUT, text).into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// Uploads and packaging requests from a page on another web site are

@@ -52,7 +52,8 @@ pub struct Settings {
     /// Shaka Player's compiled script for the page, if there is one.
     pub shaka_js: Option<PathBuf>,
     /// How long an upload may go without sending data before it is
-    /// dropped ([`UPLOAD_IDLE`] unless a test asks for less).
+    /// dropped, and how long any other request has to send its whole body
+    /// ([`UPLOAD_IDLE`] unless a test asks for less).
     pub upload_idle: Duration,
 }
 
