@@ -487,6 +487,34 @@ fn bad_requests_get_clear_json_errors() {
         415,
     );
     assert!(e.contains("container"), "{e}");
+    // So is a manifest that starts like an MP4 box: its first line is an
+    // XML comment to libxml2, so libavformat's DASH demuxer would take it.
+    // A static one would package a file from the server's disk, a live one
+    // whose segments never come would keep a thread busy for ever.
+    let secret = make_h264_file(dir.path(), "secret.mp4", "160x120", 1);
+    for (kind, body) in [
+        (
+            "static",
+            format!("<BaseURL>file://{}</BaseURL>", secret.display()),
+        ),
+        (
+            "dynamic",
+            "<BaseURL>file:///nonexistent/</BaseURL>".to_string(),
+        ),
+    ] {
+        let mpd = format!(
+            "<!--styp-->\n<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
+             type=\"{kind}\" mediaPresentationDuration=\"PT1S\" minBufferTime=\"PT1S\" \
+             profiles=\"urn:mpeg:dash:profile:isoff-on-demand:2011\"><Period><AdaptationSet>\
+             <Representation id=\"1\" mimeType=\"video/mp4\" codecs=\"avc1.64000c\" bandwidth=\"1000\">\
+             {body}</Representation></AdaptationSet></Period></MPD>\n"
+        );
+        let start = Instant::now();
+        let e = error_of(&srv.upload("stream.mp4", mpd.as_bytes()), 415);
+        assert!(start.elapsed() < Duration::from_secs(20), "{kind}: {e}");
+        assert!(files_in(&data.join("uploads")).is_empty(), "{kind}");
+    }
+    assert_eq!(srv.get("/input_content").json(), json!([]));
     // Not multipart, no `file` field.
     error_of(
         &srv.req(

@@ -19,6 +19,12 @@ use crate::source::SourceError;
 /// What the libav thread reads from.
 pub enum InputSource {
     Path(PathBuf),
+    /// A file from someone else (an upload to the packaging service): only
+    /// the plain containers in [`UNTRUSTED_DEMUXERS`] are opened. Playlists
+    /// and manifests (HLS, DASH, concat), which libavformat would pick for
+    /// a file that merely starts like an MP4 box, make it read other files,
+    /// or loop on a live manifest whose segments never come.
+    Untrusted(PathBuf),
     Stdin,
     Chunks(ChunkFeed),
 }
@@ -269,6 +275,10 @@ impl Read for StdinReader {
     }
 }
 
+/// The demuxers an untrusted file may be opened with (libavformat's names):
+/// MP4/MOV, Matroska/WebM, MPEG-TS, FLV, AVI and raw H.264.
+pub const UNTRUSTED_DEMUXERS: &str = "mov,matroska,mpegts,flv,avi,h264";
+
 /// AVIO buffer: large enough for few callbacks per 1080p frame.
 const AVIO_BUFFER: usize = 256 * 1024;
 
@@ -280,6 +290,12 @@ pub fn open(
 ) -> Result<Input, ffmpeg::Error> {
     match src {
         InputSource::Path(p) => ffmpeg::format::input(p),
+        InputSource::Untrusted(p) => {
+            let mut opts = ffmpeg::Dictionary::new();
+            opts.set("format_whitelist", UNTRUSTED_DEMUXERS);
+            opts.set("protocol_whitelist", "file");
+            ffmpeg::format::input_with_dictionary(p, opts)
+        }
         InputSource::Stdin => {
             let reader =
                 StdinReader::spawn(stop.clone(), bytes_read).map_err(|e| ffmpeg::Error::Other {

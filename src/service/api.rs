@@ -566,7 +566,7 @@ fn probe(path: PathBuf) -> Result<Value, String> {
             .into());
     }
     let report = crate::pipeline::probe::run(
-        &InputSource::Path(path),
+        &InputSource::Untrusted(path),
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicU64::new(0)),
     )
