@@ -808,6 +808,42 @@ fn stalled_upload_is_dropped_and_removed() {
     assert!(log.contains("stalled"), "{log}");
 }
 
+/// A whole `file` part followed by a part that stalls: the 408 takes the
+/// stored file with it (it was left in `uploads/`, unrecorded, until the
+/// next start).
+#[test]
+fn a_stall_after_the_file_part_leaves_nothing() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let srv = Server::start_env(&data, dir.path(), &[], &[("CAMFLOW_UPLOAD_IDLE_SECS", "1")]);
+    let uploads = data.join("uploads");
+    let video = std::fs::read(make_h264_file(dir.path(), "in.mp4", "160x120", 1)).unwrap();
+    let boundary = "camflowtestboundary7MA4YWxk";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"in.mp4\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&video);
+    body.extend_from_slice(
+        format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nsome")
+            .as_bytes(),
+    );
+    let mut s = TcpStream::connect(&srv.addr).expect("connect to the service");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let head = format!(
+        "POST /input_content HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        srv.addr,
+        body.len() + 1000
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    assert_answered_408(&mut s);
+    assert_eq!(files_in(&uploads), Vec::<String>::new());
+    assert_eq!(srv.get("/input_content").json(), json!([]));
+}
+
 /// The service answers a request that stopped sending (now) with 408, in
 /// well under 10 s (the tests shorten its wait to 1 s).
 fn assert_answered_408(s: &mut TcpStream) {

@@ -342,9 +342,11 @@ pub fn clean_uploads(uploads: &FsPath, recorded: &HashSet<String>) {
     }
 }
 
-/// An upload's temporary file, removed unless it was renamed into place:
-/// whatever ends an upload early (a broken or stalled client, a refusal,
-/// the handler dropped at shutdown) leaves nothing behind.
+/// An upload's file, removed when dropped unless kept: whatever ends an
+/// upload early (a broken or stalled client, a later field that fails, a
+/// refusal, the handler dropped at shutdown or when the client leaves)
+/// leaves nothing behind, first under its temporary name, then under its
+/// stored one until an input record holds it.
 struct PartFile {
     path: PathBuf,
     keep: bool,
@@ -355,10 +357,15 @@ impl PartFile {
         PartFile { path, keep: false }
     }
 
-    async fn rename_to(mut self, to: &FsPath) -> std::io::Result<()> {
+    /// Moves the file to `to`; the guard moves with it.
+    async fn rename_to(mut self, to: &FsPath) -> std::io::Result<PartFile> {
         tokio::fs::rename(&self.path, to).await?;
         self.keep = true;
-        Ok(())
+        Ok(PartFile::new(to.to_path_buf()))
+    }
+
+    fn keep(mut self) {
+        self.keep = true;
     }
 }
 
@@ -424,7 +431,7 @@ async fn upload(State(svc): State<Arc<Service>>, req: Request) -> Answer {
     let uploads = svc.uploads();
     let mut total: u64 = 0;
     let mut over = false;
-    let mut stored: Option<(String, String, u64)> = None;
+    let mut stored: Option<(PartFile, String, String, u64)> = None;
     while let Some(mut field) = within_idle(idle, mp.next_field(), bad_body).await? {
         let is_file = !over && stored.is_none() && field.name() == Some("file");
         if !is_file {
@@ -444,15 +451,15 @@ async fn upload(State(svc): State<Arc<Service>>, req: Request) -> Answer {
         let part = PartFile::new(uploads.join(format!(".{name}.part")));
         let written = write_field(&mut field, &part.path, &mut total, max, idle).await;
         match written {
-            Ok(size) => {
-                if let Err(e) = part.rename_to(&uploads.join(&name)).await {
+            Ok(size) => match part.rename_to(&uploads.join(&name)).await {
+                Ok(file) => stored = Some((file, name, original, size)),
+                Err(e) => {
                     return Err(internal(anyhow::anyhow!(
                         "cannot store the upload in {}: {e}",
                         uploads.display()
-                    )));
+                    )))
                 }
-                stored = Some((name, original, size));
-            }
+            },
             Err(e) => {
                 drop(part);
                 if e.0 != StatusCode::PAYLOAD_TOO_LARGE {
@@ -469,12 +476,9 @@ async fn upload(State(svc): State<Arc<Service>>, req: Request) -> Answer {
         }
     }
     if over {
-        if let Some((name, _, _)) = &stored {
-            let _ = tokio::fs::remove_file(uploads.join(name)).await;
-        }
         return Err(too_large());
     }
-    let Some((name, original, size)) = stored else {
+    let Some((file, name, original, size)) = stored else {
         return Err(err(
             StatusCode::BAD_REQUEST,
             "the upload has no field named 'file'",
@@ -490,18 +494,24 @@ async fn upload(State(svc): State<Arc<Service>>, req: Request) -> Answer {
     let probe = match probed {
         Ok(p) => p,
         Err(reason) => {
-            let _ = tokio::fs::remove_file(&path).await;
             eprintln!("packager: upload '{original}' refused: {reason}");
             return Err(err(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason));
         }
     };
+    // Kept from here: should the handler be dropped while the record is
+    // written, a file without a record is removed at the next start, while
+    // a record without its file would fail every job made from it.
+    file.keep();
     let input = blocking(move || {
         let id = svc.db.add_input(&original, &name, size, &probe)?;
         svc.db
             .input(id)?
             .ok_or_else(|| anyhow::anyhow!("input {id} vanished"))
     })
-    .await?;
+    .await
+    .inspect_err(|_| {
+        let _ = std::fs::remove_file(&path);
+    })?;
     eprintln!(
         "packager: input {} ingested ('{}', {} bytes)",
         input.id, input.original_name, input.size
