@@ -515,6 +515,15 @@ fn bad_requests_get_clear_json_errors() {
         assert!(files_in(&data.join("uploads")).is_empty(), "{kind}");
     }
     assert_eq!(srv.get("/input_content").json(), json!([]));
+    // A method a path does not take: 405, JSON like every error.
+    for (method, path) in [
+        ("DELETE", "/input_content"),
+        ("PUT", "/packaged_content/1"),
+        ("POST", "/content/1/stream.mpd"),
+    ] {
+        let e = error_of(&srv.req(method, path, &[], b""), 405);
+        assert!(e.contains(method), "{method} {path}: {e}");
+    }
     // Not multipart, no `file` field.
     error_of(
         &srv.req(

@@ -92,13 +92,16 @@ pub fn router(service: Arc<Service>) -> Router {
             get(list_packaged).post(create_packaged),
         )
         .route("/packaged_content/{id}", get(one_packaged))
-        // `layer`, not `route_layer`: the preflight (OPTIONS, which has no
-        // handler) goes through it too.
+        // The preflight (OPTIONS) is answered by `cors` itself; it needs a
+        // route of its own so that it is not taken for a wrong method.
         .route(
             "/content/{id}/{file}",
-            get(content_file).layer(middleware::from_fn(cors)),
+            get(content_file)
+                .options(not_found)
+                .layer(middleware::from_fn(cors)),
         )
         .fallback(not_found)
+        .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(
             service.clone(),
             whole_bodies,
@@ -115,14 +118,14 @@ pub fn router(service: Arc<Service>) -> Router {
 /// `POST /packaged_content` is a few hundred bytes); axum's own default.
 const BODY_LIMIT: usize = 2 << 20;
 
-/// Every request but an upload (which streams, and waits `upload_idle` for
+/// A POST other than an upload (which streams, and waits `upload_idle` for
 /// each piece) is read whole before its handler runs, and given
 /// `upload_idle` in all to arrive: a client that announces a body and then
 /// stops sending is answered 408 and its connection dropped, rather than
 /// holding it (and a task) forever. A larger body than [`BODY_LIMIT`]
-/// gets 413.
+/// gets 413. Other methods' bodies are never read (no handler wants one).
 async fn whole_bodies(State(svc): State<Arc<Service>>, req: Request, next: Next) -> Response {
-    if req.method() == Method::POST && req.uri().path() == "/input_content" {
+    if req.method() != Method::POST || req.uri().path() == "/input_content" {
         return next.run(req).await;
     }
     let idle = svc.settings.upload_idle;
@@ -254,6 +257,15 @@ async fn cors(req: Request, next: Next) -> Response {
 
 async fn not_found() -> ApiError {
     err(StatusCode::NOT_FOUND, "no such resource")
+}
+
+/// A path that exists, asked with a method it does not take: JSON like
+/// every other error (axum's own answer has an empty body).
+async fn wrong_method(method: Method) -> ApiError {
+    err(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not taken here"),
+    )
 }
 
 /// A record id from the path: a positive integer, else nothing is there.
