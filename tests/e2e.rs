@@ -406,6 +406,67 @@ fn a_new_run_replaces_the_frames_of_an_earlier_one() {
     );
 }
 
+/// Ctrl-C before the first frame (a camera that accepts and sends
+/// nothing) is a clean stop that leaves an earlier run's frames and index
+/// as they were; it used to write a fresh, empty index over them.
+#[test]
+fn a_stop_before_the_first_frame_keeps_an_earlier_run() {
+    let dir = tempdir();
+    let src = make_h264_file(dir.path(), "src.mp4", "160x120", 1);
+    let frames = dir.path().join("frames");
+    assert_ok(&camflow_run(&[
+        "decode",
+        path_str(&src),
+        "--frames-dir",
+        path_str(&frames),
+        "--max-frames",
+        "3",
+    ]));
+    let csv = std::fs::read(frames.join("frames.csv")).unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", silent.local_addr().unwrap());
+    let mut child = Command::new(camflow())
+        .args(["decode", &url, "--frames-dir", path_str(&frames)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start camflow");
+    // Connected, and waiting for a JPEG that never comes.
+    let _held = silent.accept().expect("camflow connects");
+    std::thread::sleep(Duration::from_millis(300));
+    let status = ctrl_c_and_wait(&mut child);
+    assert!(status.success(), "{status:?}");
+    assert_eq!(assert_frames_complete(&frames), 3);
+    assert_eq!(std::fs::read(frames.join("frames.csv")).unwrap(), csv);
+}
+
+/// A first run that fails before any frame leaves no folder behind, nor
+/// the parents it made; an existing folder stays.
+#[test]
+fn a_failed_first_run_leaves_no_folder() {
+    let dir = tempdir();
+    let missing = dir.path().join("missing.mp4");
+    let frames = dir.path().join("a").join("b").join("frames");
+    let out = camflow_run(&[
+        "decode",
+        path_str(&missing),
+        "--frames-dir",
+        path_str(&frames),
+    ]);
+    assert!(!out.status.success());
+    assert!(!dir.path().join("a").exists(), "the folders it made are left");
+    let existing = dir.path().join("mine");
+    std::fs::create_dir(&existing).unwrap();
+    let out = camflow_run(&[
+        "decode",
+        path_str(&missing),
+        "--frames-dir",
+        path_str(&existing),
+    ]);
+    assert!(!out.status.success());
+    assert!(existing.is_dir(), "an existing folder is removed");
+}
+
 #[test]
 fn raw_h264_without_timestamps_records_and_decodes_with_limits() {
     let dir = tempdir();

@@ -53,7 +53,10 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     };
     if args.save_jpeg {
         return match opened {
-            Opened::Jpegs(jpegs) => save_jpegs(jpegs, writer, settings, &args, &name, started).await,
+            Opened::Jpegs(jpegs) => {
+                let stopped = shutdown.flag();
+                save_jpegs(jpegs, writer, settings, &args, &name, started, stopped).await
+            }
             _ => bail!(
                 "{name}: --save-jpeg needs an MJPEG source (tcp://, vbc://, multipart MJPEG over HTTP, RTSP MJPEG)"
             ),
@@ -131,6 +134,17 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         other => other,
     };
     match decoded {
+        // Stopped before the first frame: an earlier run's frames stay.
+        Ok(_) if written == 0 && shutdown.is_triggered() => {
+            Progress::summary(
+                args.quiet,
+                &format!(
+                    "stopped before the first frame; {} was left as it was",
+                    args.frames_dir.display()
+                ),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Ok(s) => {
             writer
                 .finish()
@@ -174,6 +188,7 @@ async fn save_jpegs(
     args: &DecodeArgs,
     name: &str,
     started: std::time::Instant,
+    stopped: Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<ExitCode> {
     let quiet = args.quiet;
     let stats = jpegs.stats.clone();
@@ -215,7 +230,11 @@ async fn save_jpegs(
         };
         jpegs.rx.close();
         progress.clear();
+        // Stopped before the first JPEG: an earlier run's files stay.
         let result = result.and_then(|()| {
+            if written == 0 && stopped.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             writer
                 .finish()
                 .map_err(|e| anyhow!("cannot write frames: {e}"))

@@ -34,6 +34,23 @@ pub struct NpyDirWriter {
     /// first frame, so a run that fails before any frame leaves an earlier
     /// run's frames and index alone.
     csv: Option<(File, u64)>,
+    /// The folders `create` made (the deepest first): a run that writes
+    /// nothing takes them away again.
+    made: Vec<PathBuf>,
+}
+
+/// A run that never began writing takes away the folders it made (while
+/// they are empty), so a failed first run leaves no trace.
+impl Drop for NpyDirWriter {
+    fn drop(&mut self) {
+        if self.csv.is_none() {
+            for d in &self.made {
+                if fs::remove_dir(d).is_err() {
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// Errors name the file they concern.
@@ -55,14 +72,24 @@ impl NpyDirWriter {
     /// Creates the folder if needed and checks that files can be made in
     /// it, so that a bad `--frames-dir` fails before connecting.
     pub fn create(dir: &Path) -> Result<Self, SinkError> {
-        fs::create_dir_all(dir).map_err(at(dir))?;
-        let probe = dir.join(".camflow-write-test.tmp");
-        File::create(&probe).map_err(at(dir))?;
-        let _ = fs::remove_file(&probe);
-        Ok(NpyDirWriter {
+        let made: Vec<PathBuf> = dir
+            .ancestors()
+            .filter(|a| !a.as_os_str().is_empty())
+            .take_while(|a| !a.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        let writer = NpyDirWriter {
             dir: dir.to_path_buf(),
             csv: None,
-        })
+            made,
+        };
+        let checked = fs::create_dir_all(dir).and_then(|()| {
+            let probe = dir.join(".camflow-write-test.tmp");
+            File::create(&probe)?;
+            fs::remove_file(&probe)
+        });
+        checked.map_err(at(dir))?;
+        Ok(writer)
     }
 
     pub fn file_name(index: u64) -> String {
@@ -84,7 +111,9 @@ impl NpyDirWriter {
     }
 
     /// Ends a run that completed: a run with no frames still leaves an
-    /// (empty) index.
+    /// (empty) index. A writer dropped without its first frame or a finish
+    /// (the run failed, or was stopped, before any frame) leaves an earlier
+    /// run's frames and index as they were.
     pub fn finish(&mut self) -> Result<(), SinkError> {
         self.start()
     }
