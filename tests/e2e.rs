@@ -454,7 +454,10 @@ fn a_failed_first_run_leaves_no_folder() {
         path_str(&frames),
     ]);
     assert!(!out.status.success());
-    assert!(!dir.path().join("a").exists(), "the folders it made are left");
+    assert!(
+        !dir.path().join("a").exists(),
+        "the folders it made are left"
+    );
     let existing = dir.path().join("mine");
     std::fs::create_dir(&existing).unwrap();
     let out = camflow_run(&[
