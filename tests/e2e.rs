@@ -554,6 +554,50 @@ fn other_files(dir: &std::path::Path, keep: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// A WebSocket stream of audio-only fMP4: `record` refuses it in one line,
+/// as `decode` does, and the earlier recording stays (it used to be
+/// replaced by a file of audio).
+#[test]
+fn record_of_a_stream_without_video_refuses_and_keeps_an_earlier_file() {
+    use tokio_tungstenite::tungstenite::{accept, Message};
+    let dir = tempdir();
+    let audio = dir.path().join("audio.mp4");
+    ffmpeg_make(
+        &audio,
+        "-f lavfi -i sine=duration=2 -c:a aac -movflags frag_keyframe+empty_moov+default_base_moof",
+    );
+    let fmp4 = std::fs::read(&audio).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/live", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else {
+            return;
+        };
+        let Ok(mut ws) = accept(stream) else {
+            return;
+        };
+        let _ = ws.send(Message::binary(fmp4));
+        let _ = ws.close(None);
+        let _ = ws.flush();
+    });
+    let out_path = dir.path().join("keep.mp4");
+    let before = earlier_recording(&out_path);
+    let out = camflow_run(&[
+        "record",
+        &url,
+        "-o",
+        path_str(&out_path),
+        "--reconnect",
+        "never",
+    ]);
+    assert_one_line_error(&out, "ws://", "no video");
+    assert_eq!(std::fs::read(&out_path).unwrap(), before);
+    assert_eq!(
+        other_files(dir.path(), &["keep.mp4", "audio.mp4"]),
+        Vec::<String>::new()
+    );
+}
+
 #[test]
 fn record_dropped_after_the_init_segment_leaves_an_earlier_file_untouched() {
     // The review's case: the camera sends its init segment, then drops in

@@ -26,6 +26,8 @@ pub enum RecordError {
     InitChanged { path: PathBuf },
     #[error("a fragment arrived before the init segment")]
     NoInit,
+    #[error("the input has no video stream (its init segment holds {tracks})")]
+    NoVideo { tracks: String },
     #[error(
         "the stream restarted (its timestamps went back from {from:.3} s to {to:.3} s); \
          {path} holds everything before it"
@@ -195,6 +197,18 @@ impl Fmp4FileWriter {
             }
         }
         let info = bmff::parse_init(&init).unwrap_or_default();
+        // An init segment that parses, without a video track (an audio-only
+        // stream): refused before anything is written, as decode refuses
+        // it, instead of replacing the output with a file of no video.
+        if !info.tracks.is_empty() && !info.tracks.iter().any(|t| t.handler.0 == *b"vide") {
+            let tracks = info
+                .tracks
+                .iter()
+                .map(|t| String::from_utf8_lossy(&t.handler.0).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(RecordError::NoVideo { tracks });
+        }
         self.file = Some(self.out.create().map_err(self.io())?);
         self.good_len = 0;
         self.append(&init)?;
