@@ -48,7 +48,12 @@ pub struct SourceArgs {
     pub source: String,
 
     /// Connect and read timeout, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
     pub timeout: f64,
 
     /// Add a request header, `Name: value` (repeatable). Sites often check Origin and User-Agent.
@@ -119,11 +124,11 @@ pub struct DecodeArgs {
     pub max_frames: Option<u64>,
 
     /// Stop after this many seconds of stream time.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub duration: Option<f64>,
 
     /// Keep at most F frames per second of stream time (frames are dropped, never duplicated).
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_name = "F", value_parser = parse_fps, allow_negative_numbers = true)]
     pub fps: Option<f64>,
 
     /// MJPEG sources: write each JPEG exactly as the camera sent it
@@ -157,7 +162,7 @@ pub struct RecordArgs {
     pub output: PathBuf,
 
     /// Stop after this many seconds of stream time.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub duration: Option<f64>,
 
     /// No progress display or log lines; errors only.
@@ -170,7 +175,7 @@ pub struct RecordArgs {
 #[derive(Debug, Args, Clone)]
 pub struct EncodeArgs {
     /// Limit the output frame rate, dropping frames evenly (re-encodes).
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_name = "F", value_parser = parse_fps, allow_negative_numbers = true)]
     pub fps: Option<f64>,
 
     /// Scale to this size, e.g. 1280x720; both even (re-encodes).
@@ -187,7 +192,7 @@ pub struct EncodeArgs {
     pub preset: X264Preset,
 
     /// Stop after this many seconds of stream time.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub duration: Option<f64>,
 
     /// Send a file at its own frame rate, as a live camera would (like
@@ -245,6 +250,18 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     Ok((w, h))
 }
 
+/// `--fps` of every command that takes it (decode, transcode, hls): one
+/// bound for all, checked as the argument is read. 1000 is far above any
+/// camera's rate; far above it, the rate limiter's slot numbers overflow
+/// and it drops frames it should keep.
+fn parse_fps(s: &str) -> Result<f64, String> {
+    let f: f64 = s.trim().parse().map_err(|_| "not a number".to_string())?;
+    if !(f.is_finite() && f > 0.0 && f <= 1000.0) {
+        return Err("must be between 0 and 1000".to_string());
+    }
+    Ok(f)
+}
+
 fn parse_bitrate(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let (num, mult) = match t.char_indices().last() {
@@ -279,7 +296,12 @@ pub struct TranscodeArgs {
     pub encode: EncodeArgs,
 
     /// A keyframe at least every this many seconds when encoding.
-    #[arg(long = "gop-seconds", value_name = "SECS", default_value_t = 2.0)]
+    #[arg(
+        long = "gop-seconds",
+        value_name = "SECS",
+        default_value_t = 2.0,
+        allow_negative_numbers = true
+    )]
     pub gop_seconds: f64,
 
     /// No progress display or log lines; errors only.
@@ -299,7 +321,12 @@ pub struct HlsArgs {
 
     /// Target segment length; a segment always starts on a keyframe, so
     /// copied video cuts where its keyframes are.
-    #[arg(long = "segment-seconds", value_name = "SECS", default_value_t = 2.0)]
+    #[arg(
+        long = "segment-seconds",
+        value_name = "SECS",
+        default_value_t = 2.0,
+        allow_negative_numbers = true
+    )]
     pub segment_seconds: f64,
 
     /// Live: segments in the playlist (older ones are deleted).

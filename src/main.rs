@@ -7,7 +7,10 @@ use camflow::shutdown::Shutdown;
 use camflow::{cmd, pipeline};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return argument_error(e),
+    };
     // wss:// needs a process-wide crypto provider; ring is the one built in.
     let _ = rustls::crypto::ring::default_provider().install_default();
     if let Err(e) = pipeline::init() {
@@ -55,4 +58,34 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What clap found wrong with the arguments, as one line like every other
+/// error (its tip, usage and "For more information" lines go; `--help`
+/// says all that). Help and version are not errors: clap prints them as it
+/// always has.
+fn argument_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    // Display leaves out clap's colours. The message is the first paragraph:
+    // its first line, and for some errors the arguments it names on the
+    // lines right below (the missing ones, the possible values).
+    let text = e.to_string();
+    let msg = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
+    eprintln!("camflow: error: {msg}");
+    // 2, as clap exits on a usage error.
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
 }

@@ -496,3 +496,113 @@ fn fmp4_boxes_without_video_do_not_hold_off_the_timeout() {
     let url = init_then_junk_server(init, junk);
     junk_after_init_times_out(&url);
 }
+
+/// Every file in `dir` with its bytes, in name order.
+fn folder_contents(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().to_string(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn hls_refuses_an_input_inside_its_own_folder() {
+    let dir = tempdir();
+    let src = make_h264_file(dir.path(), "clip.mp4", "64x48", 4);
+    let hls = dir.path().join("hls");
+    assert_ok(&camflow_run(&[
+        "hls",
+        path_str(&src),
+        "--out",
+        path_str(&hls),
+        "--vod",
+        "-q",
+    ]));
+    let before = folder_contents(&hls);
+    assert!(before.iter().any(|(n, _)| n.ends_with(".m4s")));
+    // Its own playlist as the input (which would be removed, segments and
+    // all, when the run starts writing), and the same through a symlink.
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&hls, &link).unwrap();
+    for input in [hls.join("index.m3u8"), link.join("index.m3u8")] {
+        let out = camflow_run(&["hls", path_str(&input), "--out", path_str(&hls), "--vod"]);
+        assert_one_line_error(&out, "index.m3u8", "inside the HLS folder");
+        assert_eq!(folder_contents(&hls), before);
+    }
+    // Another file in the folder is never removed: it may be the input.
+    let inside = hls.join("clip.mp4");
+    std::fs::copy(&src, &inside).unwrap();
+    assert_ok(&camflow_run(&[
+        "hls",
+        path_str(&inside),
+        "--out",
+        path_str(&hls),
+        "--vod",
+        "-q",
+    ]));
+    assert!(inside.exists());
+}
+
+#[test]
+fn decode_fps_above_1000_is_refused_in_one_line() {
+    for fps in ["1e19", "1001", "0", "nan"] {
+        let out = camflow_run(&[
+            "decode",
+            "x.mp4",
+            "--frames-dir",
+            "/tmp/unused",
+            "--fps",
+            fps,
+        ]);
+        assert_one_line_error(&out, "--fps", "between 0 and 1000");
+        assert_eq!(out.status.code(), Some(2));
+    }
+}
+
+#[test]
+fn argument_errors_are_one_line() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["--fps", "-1"], "'-1' for '--fps"),
+        (
+            &["--max-frames", "99999999999999999999999"],
+            "'99999999999999999999999' for '--max-frames",
+        ),
+        (&["--no-such-flag"], "unexpected argument '--no-such-flag'"),
+        (
+            &["--jpeg-decoder", "x"],
+            "possible values: turbojpeg, libav",
+        ),
+        (&["--duration"], "a value is required for '--duration"),
+    ];
+    for (extra, what) in cases {
+        let mut args = vec!["decode", "x.mp4", "--frames-dir", "/tmp/unused"];
+        args.extend_from_slice(extra);
+        let out = camflow_run(&args);
+        let line = assert_one_line_error(&out, "camflow: error: ", what);
+        assert!(line.starts_with("camflow: error: "), "{line}");
+        assert_eq!(out.status.code(), Some(2), "{line}");
+    }
+    // A missing argument is named too.
+    let out = camflow_run(&["decode", "x.mp4"]);
+    assert_one_line_error(&out, "camflow: error: ", "--frames-dir <DIR>");
+    assert_eq!(out.status.code(), Some(2));
+    // Help and version are not errors: clap prints them as it always did.
+    let out = camflow_run(&["decode", "--help"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: camflow decode"));
+    let out = camflow_run(&["--version"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("camflow "));
+    // No command: the help, on stderr, with clap's usage exit code.
+    let out = camflow_run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Commands:"));
+}

@@ -28,11 +28,6 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     if args.max_frames == Some(0) {
         bail!("--max-frames must be at least 1");
     }
-    if let Some(f) = args.fps {
-        if !(f.is_finite() && f > 0.0) {
-            bail!("--fps must be a positive number");
-        }
-    }
     if let Some(d) = args.duration {
         if !(d.is_finite() && d > 0.0) {
             bail!("--duration must be a positive number of seconds");

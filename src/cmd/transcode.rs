@@ -84,6 +84,20 @@ pub async fn run_hls(args: HlsArgs, shutdown: Shutdown) -> anyhow::Result<ExitCo
             args.out.display()
         );
     }
+    // An earlier run's playlist and segments in the folder are removed when
+    // this run starts writing, and a playlist read from there (with the
+    // segments it names) or one of those files would go with them: such an
+    // input is refused before anything is touched. Other files in the
+    // folder (`hls clip.mp4 --out .`) are never removed.
+    if let source::SourceSpec::File(input) = &opts.spec {
+        if is_inside(input, &args.out) && is_hls_file(input) {
+            bail!(
+                "{}: the input is inside the HLS folder {}, where an earlier run's playlist and segments are removed; choose another --out",
+                opts.spec.display_name(),
+                args.out.display()
+            );
+        }
+    }
     let created_dir = !args.out.exists();
     mux::prepare_hls_dir(&args.out).map_err(|e| anyhow!("{}: {e}", opts.spec.display_name()))?;
     let spec = HlsSpec {
@@ -111,12 +125,9 @@ pub async fn run_hls(args: HlsArgs, shutdown: Shutdown) -> anyhow::Result<ExitCo
     r
 }
 
+/// `--fps` is bounded where it is parsed (`cli::parse_fps`, shared with
+/// `decode`); what is left is checked here.
 fn check_encode_args(e: &EncodeArgs) -> anyhow::Result<()> {
-    if let Some(f) = e.fps {
-        if !(f.is_finite() && f > 0.0 && f <= 1000.0) {
-            bail!("--fps must be between 0 and 1000");
-        }
-    }
     if let Some(d) = e.duration {
         if !(d.is_finite() && d > 0.0) {
             bail!("--duration must be a positive number of seconds");
@@ -139,6 +150,29 @@ fn settings(e: &EncodeArgs, gop_seconds: f64) -> EncodeSettings {
         zerolatency: false,
         frame_rate: e.fps,
     }
+}
+
+/// A playlist, or a name camflow's HLS output uses (`init.mp4`,
+/// `segNNNNN.m4s`).
+fn is_hls_file(file: &std::path::Path) -> bool {
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("");
+    ext.eq_ignore_ascii_case("m3u8")
+        || ext.eq_ignore_ascii_case("m3u")
+        || name == "init.mp4"
+        || name
+            .strip_prefix("seg")
+            .is_some_and(|n| n.ends_with(".m4s"))
+}
+
+/// Whether `file` is in `dir` or in a folder below it, through symlinks
+/// (the file's path is resolved) and other names for `dir` (each folder
+/// above the file is compared with it as the same file).
+fn is_inside(file: &std::path::Path, dir: &std::path::Path) -> bool {
+    let Ok(file) = file.canonicalize() else {
+        return false;
+    };
+    file.ancestors().skip(1).any(|a| super::same_file(a, dir))
 }
 
 fn check_parent(name: &str, out: &std::path::Path) -> anyhow::Result<()> {
