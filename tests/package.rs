@@ -185,6 +185,9 @@ fn bad_inputs_and_keys_are_one_clear_line() {
         ("short", KID, "--key"),
         (KEY, "0011", "--kid"),
         ("hyN9IKGfWKdAwFaE5pm0q!", KID, "--key"),
+        // A typo in the key, with a space after it: the message must not
+        // quote what is nearly the key.
+        ("hyN9IKGfWKdAwFaE5pm0q! ", KID, "--key"),
     ] {
         let run = camflow_run(&[
             "package",
@@ -198,6 +201,9 @@ fn bad_inputs_and_keys_are_one_clear_line() {
         ]);
         let line = assert_one_line_error(&run, what, "base64url");
         assert!(!line.contains(KEY));
+        if what == "--key" {
+            assert!(!line.contains(key.trim()), "{line}");
+        }
     }
     let mpeg4 = dir.path().join("m4.mp4");
     ffmpeg_make(

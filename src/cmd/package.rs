@@ -88,9 +88,10 @@ pub async fn run(args: PackageArgs, shutdown: Shutdown) -> anyhow::Result<ExitCo
 
 /// Never prints the key, whatever an error quotes.
 fn hide(text: &str, key: &str) -> String {
-    if key.is_empty() {
-        text.to_string()
-    } else {
-        text.replace(key, "***")
-    }
+    // The key as given and as parsed (without the spaces around it, which
+    // the parser's message leaves out).
+    [key, key.trim()]
+        .into_iter()
+        .filter(|k| !k.is_empty())
+        .fold(text.to_string(), |t, k| t.replace(k, "***"))
 }
