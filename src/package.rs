@@ -241,9 +241,11 @@ impl Job {
             segment_seconds: self.segment_seconds,
             hls: self.hls,
         };
+        // Fragmented: being cut into segments, each encrypted as it is
+        // cut; Encrypted: every segment done, the files go into place.
+        on_stage(Stage::Fragmented);
         let clear = dash::write_clear(&files, stop, on_progress, &mut filter)
             .map_err(|e| anyhow!("{e}"))?;
-        on_stage(Stage::Fragmented);
         on_stage(Stage::Encrypted);
         // Audio (clear) and playlists move as they are; the MPD goes last.
         let mut names: Vec<String> = std::fs::read_dir(&self.scratch)?

@@ -12,8 +12,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 /// Where a record is. Inputs are `Ingested` once stored and probed; a
-/// packaged item goes `Ingested` (queued) → `Fragmented` → `Encrypted` →
-/// `Ready`, or `Failed`.
+/// packaged item goes `Ingested` (queued) → `Fragmented` (being cut into
+/// segments, each encrypted as it is cut) → `Encrypted` (every segment
+/// done, the files going into place) → `Ready`, or `Failed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum Status {
     Ingested,

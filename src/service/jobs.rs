@@ -102,7 +102,14 @@ fn run_job(service: &Service, id: i64, stop: &Arc<AtomicBool>) {
     };
     eprintln!("packager: job {id}: packaging input {}", job.input_id);
     let out = service.content().join(id.to_string());
-    match package_one(service, &job, out.clone(), stop) {
+    // A panic in the work (a bug) fails this job instead of taking the
+    // worker thread with it: otherwise the job would stay unfinished, run
+    // again at every start, and each time take one more worker.
+    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        package_one(service, &job, out.clone(), stop)
+    }))
+    .unwrap_or_else(|_| Err(anyhow::anyhow!("internal error: the job panicked")));
+    match done {
         Ok(seconds) => {
             record(service, id, Status::Ready, None);
             eprintln!("packager: job {id}: Ready ({seconds:.1} s)");
