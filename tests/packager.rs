@@ -853,17 +853,43 @@ fn a_stall_after_the_file_part_leaves_nothing() {
     assert_eq!(srv.get("/input_content").json(), json!([]));
 }
 
+/// A client that sends half a request head and stops is disconnected
+/// after twice the idle time (before, it held the connection for ever).
+#[test]
+fn a_stalled_request_head_is_disconnected() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let srv = Server::start_env(&data, dir.path(), &[], &[("CAMFLOW_UPLOAD_IDLE_SECS", "1")]);
+    let mut s = TcpStream::connect(&srv.addr).expect("connect to the service");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {}\r\n", srv.addr).as_bytes())
+        .unwrap();
+    let start = Instant::now();
+    read_until_closed(&mut s);
+    let waited = start.elapsed();
+    assert!(waited < Duration::from_secs(10), "closed after {waited:?}");
+    // The service goes on.
+    assert_eq!(srv.get("/input_content").json(), json!([]));
+}
+
+/// Everything the service sends until it closes the connection (within
+/// the socket's read timeout).
+fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
+    let mut raw = Vec::new();
+    match s.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // The service may reset a connection whose request it did not finish.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the service did not close the connection: {e}"),
+    }
+    raw
+}
+
 /// The service answers a request that stopped sending (now) with 408, in
 /// well under 10 s (the tests shorten its wait to 1 s).
 fn assert_answered_408(s: &mut TcpStream) {
     let stalled = Instant::now();
-    let mut raw = Vec::new();
-    match s.read_to_end(&mut raw) {
-        Ok(_) => {}
-        // The service may reset a connection whose body it did not finish.
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        Err(e) => panic!("no answer to a stalled request: {e}"),
-    }
+    let raw = read_until_closed(s);
     let waited = stalled.elapsed();
     assert!(
         waited < Duration::from_secs(10),

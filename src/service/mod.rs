@@ -29,6 +29,7 @@
 
 pub mod api;
 pub mod db;
+mod idle;
 pub mod jobs;
 pub mod page;
 
@@ -136,6 +137,8 @@ pub async fn serve(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()>
         let _ = stop.wait_for(|s| *s).await;
     };
     let mut stop2 = shutdown.subscribe();
+    // Twice the upload idle time: a stalled upload gets its 408 first.
+    let listener = idle::IdleListener::new(listener, 2 * service.settings.upload_idle);
     let server = axum::serve(listener, app).with_graceful_shutdown(stopped);
     // Graceful shutdown waits for open connections (a browser keeps one
     // alive); give them a moment, then go anyway.
