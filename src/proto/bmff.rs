@@ -481,6 +481,12 @@ pub struct TrackInfo {
     pub default_sample_flags: Option<u32>,
 }
 
+impl TrackInfo {
+    pub fn is_video(&self) -> bool {
+        self.handler == *b"vide"
+    }
+}
+
 /// What an init segment (`ftyp` + `moov`) says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InitInfo {
@@ -1480,7 +1486,7 @@ mod tests {
         let init_len: usize = all.iter().take(2).map(|(_, b)| b.len()).sum();
         let init = parse_init(FFMPEG_FRAG.get(..init_len).unwrap()).unwrap();
         assert!(init.fragmented);
-        let video = init.tracks.iter().find(|t| t.handler == *b"vide").unwrap();
+        let video = init.tracks.iter().find(|t| t.is_video()).unwrap();
         assert_eq!(
             (video.width, video.height, video.codec),
             (Some(320), Some(240), Some(FourCc(*b"avc1")))

@@ -200,11 +200,11 @@ impl Fmp4FileWriter {
         // An init segment that parses, without a video track (an audio-only
         // stream): refused before anything is written, as decode refuses
         // it, instead of replacing the output with a file of no video.
-        if !info.tracks.is_empty() && !info.tracks.iter().any(|t| t.handler.0 == *b"vide") {
+        if !info.tracks.is_empty() && !info.tracks.iter().any(bmff::TrackInfo::is_video) {
             let tracks = info
                 .tracks
                 .iter()
-                .map(|t| String::from_utf8_lossy(&t.handler.0).into_owned())
+                .map(|t| t.handler.to_string())
                 .collect::<Vec<_>>()
                 .join(", ");
             return Err(RecordError::NoVideo { tracks });
@@ -224,7 +224,7 @@ impl Fmp4FileWriter {
         let f = bmff::parse_fragment_with_init(frag, info).ok()?;
         f.trafs.iter().find_map(|t| {
             let track = info.track(t.track_id)?;
-            if track.handler.as_bytes() != b"vide" || track.timescale == 0 {
+            if !track.is_video() || track.timescale == 0 {
                 return None;
             }
             let scale = f64::from(track.timescale);
