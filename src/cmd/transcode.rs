@@ -152,17 +152,14 @@ fn settings(e: &EncodeArgs, gop_seconds: f64) -> EncodeSettings {
     }
 }
 
-/// A playlist, or a name camflow's HLS output uses (`init.mp4`,
-/// `segNNNNN.m4s`).
+/// A file the HLS muxer removes from its folder, or any other playlist
+/// (its segments may be among those removed).
 fn is_hls_file(file: &std::path::Path) -> bool {
     let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("");
-    ext.eq_ignore_ascii_case("m3u8")
+    mux::is_hls_output_name(name)
+        || ext.eq_ignore_ascii_case("m3u8")
         || ext.eq_ignore_ascii_case("m3u")
-        || name == "init.mp4"
-        || name
-            .strip_prefix("seg")
-            .is_some_and(|n| n.ends_with(".m4s"))
 }
 
 /// Whether `file` is in `dir` or in a folder below it, through symlinks

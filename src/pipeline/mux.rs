@@ -508,15 +508,20 @@ pub fn prepare_hls_dir(dir: &Path) -> Result<(), String> {
 /// go: `index.m3u8`, `init.mp4`, `seg<digits>.m4s`, and their `.tmp`
 /// files.
 fn remove_earlier_hls(dir: &Path) -> Result<(), String> {
-    crate::sink::remove_own(dir, |name| {
-        let name = name.strip_suffix(".tmp").unwrap_or(name);
-        matches!(name, "index.m3u8" | "init.mp4")
-            || name
-                .strip_prefix("seg")
-                .and_then(|n| n.strip_suffix(".m4s"))
-                .is_some_and(crate::sink::is_number)
-    })
-    .map_err(|(p, e)| format!("cannot remove {}: {e}", p.display()))
+    crate::sink::remove_own(dir, is_hls_output_name)
+        .map_err(|(p, e)| format!("cannot remove {}: {e}", p.display()))
+}
+
+/// A name the HLS muxer writes in its folder (and so removes there at the
+/// start of a run): `index.m3u8`, `init.mp4`, `seg<digits>.m4s`, and
+/// their `.tmp` files.
+pub fn is_hls_output_name(name: &str) -> bool {
+    let name = name.strip_suffix(".tmp").unwrap_or(name);
+    matches!(name, "index.m3u8" | "init.mp4")
+        || name
+            .strip_prefix("seg")
+            .and_then(|n| n.strip_suffix(".m4s"))
+            .is_some_and(crate::sink::is_number)
 }
 
 #[cfg(test)]
