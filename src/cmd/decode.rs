@@ -129,21 +129,20 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         other => other,
     };
     match decoded {
-        // Stopped before the first frame: an earlier run's frames stay.
-        Ok(_) if written == 0 && shutdown.is_triggered() => {
-            Progress::summary(
-                args.quiet,
-                &format!(
-                    "stopped before the first frame; {} was left as it was",
-                    args.frames_dir.display()
-                ),
-            );
-            Ok(ExitCode::SUCCESS)
-        }
         Ok(s) => {
-            writer
-                .finish()
+            let indexed = writer
+                .finish(shutdown.is_triggered())
                 .map_err(|e| anyhow!("{name}: cannot write frames: {e}"))?;
+            if !indexed {
+                Progress::summary(
+                    args.quiet,
+                    &format!(
+                        "stopped before the first frame; {} was left as it was",
+                        args.frames_dir.display()
+                    ),
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut dropped = if s.dropped_by_fps > 0 {
                 format!(", {} dropped by --fps", s.dropped_by_fps)
             } else {
@@ -225,13 +224,10 @@ async fn save_jpegs(
         };
         jpegs.rx.close();
         progress.clear();
-        // Stopped before the first JPEG: an earlier run's files stay.
         let result = result.and_then(|()| {
-            if written == 0 && stopped.load(Ordering::Relaxed) {
-                return Ok(());
-            }
             writer
-                .finish()
+                .finish(stopped.load(Ordering::Relaxed))
+                .map(|_| ())
                 .map_err(|e| anyhow!("cannot write frames: {e}"))
         });
         (written, result)

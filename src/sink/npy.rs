@@ -111,11 +111,16 @@ impl NpyDirWriter {
     }
 
     /// Ends a run that completed: a run with no frames still leaves an
-    /// (empty) index. A writer dropped without its first frame or a finish
-    /// (the run failed, or was stopped, before any frame) leaves an earlier
-    /// run's frames and index as they were.
-    pub fn finish(&mut self) -> Result<(), SinkError> {
-        self.start()
+    /// (empty) index, unless it was `stopped` (Ctrl-C) before its first
+    /// frame: then, as for a run that failed (a writer dropped unfinished),
+    /// an earlier run's frames and index stay as they were. Says whether
+    /// the folder now holds this run's index.
+    pub fn finish(&mut self, stopped: bool) -> Result<bool, SinkError> {
+        if stopped && self.csv.is_none() {
+            return Ok(false);
+        }
+        self.start()?;
+        Ok(true)
     }
 
     /// Writes one frame and its index row. On error nothing partial is left:
