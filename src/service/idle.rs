@@ -77,19 +77,20 @@ impl IdleStream {
 }
 
 impl IdleStream {
-    /// A write's outcome: bytes taken are progress; a socket not ready
-    /// fails once the idle time is up.
-    fn wrote(
+    /// A read's or write's outcome: `moved` says whether bytes moved,
+    /// which is progress; a socket not ready fails once the idle time is up.
+    fn step<T>(
         &mut self,
         cx: &mut Context<'_>,
-        r: Poll<io::Result<usize>>,
-    ) -> Poll<io::Result<usize>> {
+        r: Poll<io::Result<T>>,
+        moved: impl FnOnce(&T) -> bool,
+    ) -> Poll<io::Result<T>> {
         match r {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
+            Poll::Ready(Ok(v)) => {
+                if moved(&v) {
                     self.progress();
                 }
-                Poll::Ready(Ok(n))
+                Poll::Ready(Ok(v))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => self.expired(cx).map(Err),
@@ -105,16 +106,9 @@ impl AsyncRead for IdleStream {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
-                    this.progress();
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.expired(cx).map(Err),
-        }
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let after = buf.filled().len();
+        this.step(cx, r, |()| after > before)
     }
 }
 
@@ -126,7 +120,7 @@ impl AsyncWrite for IdleStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.inner).poll_write(cx, data);
-        this.wrote(cx, r)
+        this.step(cx, r, |n| *n > 0)
     }
 
     fn poll_write_vectored(
@@ -136,7 +130,7 @@ impl AsyncWrite for IdleStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.wrote(cx, r)
+        this.step(cx, r, |n| *n > 0)
     }
 
     fn is_write_vectored(&self) -> bool {
