@@ -163,11 +163,11 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         }
         Err(PipelineError::Source(e)) => Err(anyhow!(
             "{name}: {}{before}",
-            source::redact_text_with(&e.0, &opts.spec, opts.password.as_deref())
+            source::redact_text(&e.0, &opts.spec)
         )),
         Err(e) => Err(anyhow!(
             "{name}: {}{before}",
-            source::redact_text_with(&e.to_string(), &opts.spec, opts.password.as_deref())
+            source::redact_text(&e.to_string(), &opts.spec)
         )),
     }
 }

@@ -126,7 +126,7 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             }
             Err(e) => Err(anyhow!(
                 "{name}: {}",
-                source::redact_text_with(&format!("{e:#}"), &opts.spec, opts.password.as_deref())
+                source::redact_text(&format!("{e:#}"), &opts.spec)
             )),
         };
     }
@@ -201,8 +201,7 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            let text =
-                source::redact_text_with(&e.to_string(), &opts.spec, opts.password.as_deref());
+            let text = source::redact_text(&e.to_string(), &opts.spec);
             let n = kept.load(Ordering::Relaxed);
             if n > 0 && placed.load(Ordering::Relaxed) {
                 Err(anyhow!(

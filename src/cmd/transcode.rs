@@ -257,8 +257,7 @@ async fn run_job(
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            let text =
-                source::redact_text_with(&e.to_string(), &opts.spec, opts.password.as_deref());
+            let text = source::redact_text(&e.to_string(), &opts.spec);
             let n = written.load(Ordering::Relaxed);
             if n > 0 && !hls {
                 Err(anyhow!(
