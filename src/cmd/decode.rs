@@ -11,7 +11,7 @@ use crate::cli::{DecodeArgs, JpegDecoder};
 use crate::cmd::{open_or_stop, Fed, Opened};
 use crate::pipeline::decode::{self, BgrFrame, DecodeSettings};
 use crate::pipeline::{self, PipelineError};
-use crate::progress::Progress;
+use crate::progress::{count, Progress};
 use crate::proto::jpeg;
 use crate::shutdown::Shutdown;
 use crate::sink::npy::{NpyDirWriter, Row};
@@ -111,7 +111,7 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     let decoded = join(decoder).await?;
     let (written, write_result, mut writer) = join(writer_thread).await?;
     let before = if written > 0 {
-        format!(" ({written} frames written before it)")
+        format!(" ({} written before it)", count(written, "frame"))
     } else {
         String::new()
     };
@@ -154,7 +154,8 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             Progress::summary(
                 args.quiet,
                 &format!(
-                    "wrote {written} frames to {}{dropped} in {:.1} s",
+                    "wrote {} to {}{dropped} in {:.1} s",
+                    count(written, "frame"),
                     args.frames_dir.display(),
                     started.elapsed().as_secs_f64()
                 ),
@@ -239,7 +240,8 @@ async fn save_jpegs(
             Progress::summary(
                 args.quiet,
                 &format!(
-                    "saved {written} JPEGs to {} in {:.1} s",
+                    "saved {} to {} in {:.1} s",
+                    count(written, "JPEG"),
                     args.frames_dir.display(),
                     started.elapsed().as_secs_f64()
                 ),
@@ -247,7 +249,8 @@ async fn save_jpegs(
             Ok(ExitCode::SUCCESS)
         }
         Err(e) if written > 0 => Err(anyhow!(
-            "{name}: {e:#} ({written} frames written before it)"
+            "{name}: {e:#} ({} written before it)",
+            count(written, "frame")
         )),
         Err(e) => Err(anyhow!("{name}: {e:#}")),
     }

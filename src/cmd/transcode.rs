@@ -26,7 +26,7 @@ pub async fn run(args: TranscodeArgs, shutdown: Shutdown) -> anyhow::Result<Exit
     let name = opts.spec.display_name();
     check_encode_args(&args.encode)?;
     if !(args.gop_seconds.is_finite() && args.gop_seconds > 0.0 && args.gop_seconds <= 3600.0) {
-        bail!("--gop-seconds must be between 0 and 3600");
+        bail!("--gop-seconds must be more than 0 and at most 3600");
     }
     let to = args.output.clone();
     let target = Target::Stream {

@@ -281,7 +281,9 @@ impl SourceOptions {
         let timeout = Duration::try_from_secs_f64(a.timeout)
             .ok()
             .filter(|t| !t.is_zero() && t.as_secs() <= 86_400)
-            .ok_or_else(|| anyhow::anyhow!("--timeout must be between 0 and 86400 seconds"))?;
+            .ok_or_else(|| {
+                anyhow::anyhow!("--timeout must be more than 0 and at most 86400 seconds")
+            })?;
         let mut headers = Vec::new();
         for h in &a.headers {
             let (name, value) = h
