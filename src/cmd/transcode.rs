@@ -13,7 +13,7 @@ use crate::cmd::decode::join;
 use crate::cmd::{open_or_stop, Opened};
 use crate::pipeline::encode::EncodeSettings;
 use crate::pipeline::input::InputSource;
-use crate::pipeline::mux::{self, HlsSpec, Target};
+use crate::pipeline::mux::{self, Container, HlsSpec, Target};
 use crate::pipeline::transcode::{self, OutputJob};
 use crate::pipeline::{self};
 use crate::progress::Progress;
@@ -43,6 +43,9 @@ pub async fn run(args: TranscodeArgs, shutdown: Shutdown) -> anyhow::Result<Exit
             .to_ascii_lowercase();
         if !matches!(scheme.as_str(), "rtmp" | "rtmps") {
             bail!("{shown}: only rtmp:// and rtmps:// URLs can be pushed to; anything else is a file path");
+        }
+        if args.to != Container::Flv {
+            bail!("{shown}: RTMP carries FLV; use --to flv to push");
         }
     } else {
         let out = std::path::Path::new(&to);

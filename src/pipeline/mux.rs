@@ -26,7 +26,7 @@ use crate::packet::{VideoCodec, VideoParams};
 pub enum Container {
     /// Flash Video: files, and what RTMP servers take.
     Flv,
-    /// MP4 (moov at the end: for files read back by camflow itself).
+    /// MP4 with H.264 video, its index (moov) at the end.
     Mp4,
 }
 
