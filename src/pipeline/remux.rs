@@ -177,7 +177,7 @@ pub fn run(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        match pkt.read(&mut ictx) {
+        match input::read_packet(&mut ictx, &mut pkt) {
             Ok(()) => {}
             Err(ffmpeg::Error::Eof) | Err(ffmpeg::Error::Exit) => break,
             Err(ffmpeg::Error::InvalidData) => continue,
