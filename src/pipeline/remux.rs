@@ -248,6 +248,11 @@ pub fn run(
             Err(e) => failure = failure.or(Some(e)),
         }
     }
+    if failure.is_some() || trailer.is_err() {
+        // Closed first: a flush at the close must not land after the cut.
+        drop(octx);
+        cut_back(staged.path(), &mut summary);
+    }
     on_frame(&summary);
     if let Some(f) = failure {
         return Err(f);
@@ -537,13 +542,29 @@ fn finish(
             PipelineError::Output("the stream ended before any picture arrived".into())
         }));
     };
-    let (summary, trailer) = m.finish();
+    let path = m.staged.path().to_path_buf();
+    let (mut summary, trailer) = m.finish();
+    if failure.is_some() || trailer.is_err() {
+        cut_back(&path, &mut summary);
+    }
     on_frame(&summary);
     if let Some(f) = failure {
         return Err(f);
     }
     trailer?;
     Ok(summary)
+}
+
+/// After a failed write (a full disk): a recording that has replaced the
+/// output is cut back to its last whole fragment, and the summary counts
+/// the frames in what is left, which is what players read from it.
+fn cut_back(path: &Path, summary: &mut RemuxSummary) {
+    if !summary.placed {
+        return;
+    }
+    if let Ok(whole) = crate::sink::fmp4_file::cut_to_whole_fragments(path) {
+        summary.video_frames = whole.video_samples;
+    }
 }
 
 /// One video stream written into fragmented MP4 on camflow's own clock
