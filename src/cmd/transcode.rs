@@ -270,9 +270,10 @@ async fn run_job(
             match &target {
                 Target::Hls(spec) => match mux::repair_hls(spec) {
                     Ok(left) if left.segments > 0 => Err(anyhow!(
-                        "{name}: {text} ({} frames in {} whole segments are in {shown})",
+                        "{name}: {text} ({} frames in {} whole segment{} are in {shown})",
                         left.frames,
-                        left.segments
+                        left.segments,
+                        if left.segments == 1 { "" } else { "s" }
                     )),
                     Ok(_) => Err(anyhow!(
                         "{name}: {text} (no segment was written whole; {} was removed)",
