@@ -394,11 +394,25 @@ impl VideoMuxer {
             .write_interleaved(&mut self.octx)
             .and_then(|()| self.io_result())
         {
+            if self.stopped(e) {
+                // Ctrl-C cut a push's write short (a paced push is always
+                // waiting on one): a clean stop, as for every other output.
+                // The caller sees the stop and ends; this picture is not
+                // counted.
+                return Ok(());
+            }
             self.interrupt.failed.store(true, Ordering::Relaxed);
             return Err(self.write_error(e));
         }
         self.summary.frames += 1;
         Ok(())
+    }
+
+    /// Whether `e` is libav giving up on a push at Ctrl-C.
+    fn stopped(&self, e: ffmpeg::Error) -> bool {
+        e == ffmpeg::Error::Exit
+            && self.interrupt.network
+            && self.interrupt.stop.load(Ordering::Relaxed)
     }
 
     /// The error of a file the muxer opened and closed itself, if any.
