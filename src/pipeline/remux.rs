@@ -215,7 +215,10 @@ pub fn run(
                 if duration.is_some_and(|d| t - f >= d) {
                     break;
                 }
-                summary.seconds = summary.seconds.max(t - f);
+                // Up to the end of the picture, as players and ffprobe
+                // count a file's length: at 1 fps, 3 pictures are 3 s.
+                let shown = pkt.duration() as f64 * f64::from(in_tb[i]);
+                summary.seconds = summary.seconds.max(t - f + shown);
             }
             summary.video_frames += 1;
         }
@@ -695,6 +698,11 @@ impl TimedMp4 {
             let n = self.summary.video_frames.max(2) - 1;
             let avg = ((self.summary.seconds / f64::from(self.out_tb)) / n as f64).round() as i64;
             last.set_duration(avg.max(1));
+            // The recording lasts to the end of its last picture.
+            if let Some(p) = last.pts() {
+                let end = (p + avg.max(1)) as f64 * f64::from(self.out_tb);
+                self.summary.seconds = self.summary.seconds.max(end);
+            }
             r = last.write_interleaved(&mut self.octx).map_err(out_err);
         }
         if r.is_ok() {
