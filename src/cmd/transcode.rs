@@ -2,6 +2,7 @@
 //! (fMP4 HLS in a folder): both run the output engine in
 //! `pipeline::transcode` on a libav thread.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -203,7 +204,7 @@ async fn run_job(
     let net = opened.stats();
     let written = Arc::new(AtomicU64::new(0));
     let written_by_worker = written.clone();
-    let hls = matches!(job.target, Target::Hls(_));
+    let target = job.target.clone();
     let out_shown = shown.clone();
     let worker = pipeline::spawn("camflow-transcode", move || {
         let mut progress = Progress::new(quiet, "frames").with_source(net.clone());
@@ -262,16 +263,40 @@ async fn run_job(
         Err(e) => {
             let text = source::redact_text(&e.to_string(), &opts.spec);
             let n = written.load(Ordering::Relaxed);
-            if n > 0 && !hls {
-                Err(anyhow!(
+            if n == 0 {
+                return Err(anyhow!("{name}: {text}"));
+            }
+            // The output is closed by now. What a failed write (a full
+            // disk) left part-way is cut back to the last whole segment or
+            // tag, and the count is of what a player reads there.
+            match &target {
+                Target::Hls(spec) => match mux::repair_hls(spec) {
+                    Ok(left) if left.segments > 0 => Err(anyhow!(
+                        "{name}: {text} ({} frames in {} whole segment{} are in {shown})",
+                        left.frames,
+                        left.segments,
+                        if left.segments == 1 { "" } else { "s" }
+                    )),
+                    Ok(_) => Err(anyhow!(
+                        "{name}: {text} (no segment was written whole; {} was removed)",
+                        shown
+                    )),
+                    Err(r) => Err(anyhow!("{name}: {text} ({r})")),
+                },
+                Target::Stream {
+                    container: Container::Flv,
+                    to,
+                    ..
+                } if !target.is_url() => match mux::cut_flv_to_whole_tags(Path::new(to)) {
+                    Ok(left) => Err(anyhow!(
+                        "{name}: {text} ({} frames before it are in {shown})",
+                        left.frames
+                    )),
+                    Err(r) => Err(anyhow!("{name}: {text} (cannot cut {shown} back: {r})")),
+                },
+                _ => Err(anyhow!(
                     "{name}: {text} ({n} frames before it went to {shown})"
-                ))
-            } else if n > 0 {
-                Err(anyhow!(
-                    "{name}: {text} ({n} frames before it are in {shown})"
-                ))
-            } else {
-                Err(anyhow!("{name}: {text}"))
+                )),
             }
         }
     }

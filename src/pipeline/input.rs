@@ -300,6 +300,42 @@ pub fn read_packet(ictx: &mut Input, pkt: &mut ffmpeg::Packet) -> Result<(), ffm
     pkt.read(ictx)
 }
 
+/// Whether an MP4/MOV file is cut short: its last top-level box declares
+/// more bytes than the file has (a copy or a recording that stopped
+/// part-way). libavformat then reads the pictures before the cut and ends
+/// as at a clean end of file; the ffmpeg CLI warns "partial file". Returns
+/// what is missing, for that warning. Reads only the box headers.
+pub fn partial_file(path: &std::path::Path) -> Option<String> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut pos = 0u64;
+    let mut first = true;
+    while len - pos >= 8 {
+        let mut head = [0u8; 16];
+        let n = usize::try_from((len - pos).min(16)).ok()?;
+        file.seek(SeekFrom::Start(pos)).ok()?;
+        file.read_exact(&mut head[..n]).ok()?;
+        let h = crate::proto::bmff::parse_header(&head[..n]).ok()??;
+        // Only files that are MP4 from their first box.
+        if first && !matches!(&h.kind, b"ftyp" | b"moov" | b"mdat" | b"free" | b"wide") {
+            return None;
+        }
+        first = false;
+        let end = pos.checked_add(h.size)?;
+        if end > len {
+            return Some(format!(
+                "the file is cut short: its {} box ends {} bytes past the end of the file \
+                 (partial file); what came before the cut was read",
+                h.fourcc(),
+                end - len
+            ));
+        }
+        pos = end;
+    }
+    None
+}
+
 /// AVIO buffer: large enough for few callbacks per 1080p frame.
 const AVIO_BUFFER: usize = 256 * 1024;
 
