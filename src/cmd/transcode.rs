@@ -17,7 +17,7 @@ use crate::pipeline::input::InputSource;
 use crate::pipeline::mux::{self, Container, HlsSpec, Target};
 use crate::pipeline::transcode::{self, OutputJob};
 use crate::pipeline::{self};
-use crate::progress::Progress;
+use crate::progress::{count, Progress};
 use crate::shutdown::Shutdown;
 use crate::source::{self, SourceOptions};
 
@@ -247,8 +247,9 @@ async fn run_job(
             Progress::summary(
                 quiet,
                 &format!(
-                    "wrote {} video frames ({:.1} s) {what} ({how}{loss})",
-                    s.mux.frames, s.mux.seconds
+                    "wrote {} ({:.1} s) {what} ({how}{loss})",
+                    count(s.mux.frames, "video frame"),
+                    s.mux.seconds
                 ),
             );
         }
@@ -272,10 +273,9 @@ async fn run_job(
             match &target {
                 Target::Hls(spec) => match mux::repair_hls(spec) {
                     Ok(left) if left.segments > 0 => Err(anyhow!(
-                        "{name}: {text} ({} frames in {} whole segment{} are in {shown})",
-                        left.frames,
-                        left.segments,
-                        if left.segments == 1 { "" } else { "s" }
+                        "{name}: {text} ({} in {} in {shown})",
+                        count(left.frames, "frame"),
+                        count(left.segments, "whole segment")
                     )),
                     Ok(_) => Err(anyhow!(
                         "{name}: {text} (no segment was written whole; {} was removed)",
@@ -289,13 +289,14 @@ async fn run_job(
                     ..
                 } if !target.is_url() => match mux::cut_flv_to_whole_tags(Path::new(to)) {
                     Ok(left) => Err(anyhow!(
-                        "{name}: {text} ({} frames before it are in {shown})",
-                        left.frames
+                        "{name}: {text} ({} before it in {shown})",
+                        count(left.frames, "frame")
                     )),
                     Err(r) => Err(anyhow!("{name}: {text} (cannot cut {shown} back: {r})")),
                 },
                 _ => Err(anyhow!(
-                    "{name}: {text} ({n} frames before it went to {shown})"
+                    "{name}: {text} ({} before it went to {shown})",
+                    count(n, "frame")
                 )),
             }
         }
