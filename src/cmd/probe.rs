@@ -216,6 +216,8 @@ async fn probe_jpegs(
             fps,
             pixel_format: None,
             sample_rate: None,
+            rotation: None,
+            mirrored: false,
         }],
     })
 }
@@ -264,6 +266,8 @@ async fn probe_packets(
             fps: measured_fps(&times),
             pixel_format: None,
             sample_rate: None,
+            rotation: None,
+            mirrored: false,
         }],
     })
 }
@@ -300,6 +304,8 @@ fn rtsp_container(info: &source::rtsp::RtspInfo, measured: ContainerReport) -> C
                     fps: v.fps.or(m.fps),
                     pixel_format: None,
                     sample_rate: None,
+                    rotation: None,
+                    mirrored: false,
                 },
                 _ => StreamReport {
                     index: i,
@@ -310,6 +316,8 @@ fn rtsp_container(info: &source::rtsp::RtspInfo, measured: ContainerReport) -> C
                     fps: m.fps,
                     pixel_format: None,
                     sample_rate: (m.media == "audio").then_some(m.clock_rate),
+                    rotation: None,
+                    mirrored: false,
                 },
             }
         })
@@ -348,6 +356,15 @@ fn print_text(r: &Report) {
         }
         if let Some(sr) = s.sample_rate {
             parts.push(format!("{sr} Hz"));
+        }
+        // A rotated stream (as phones record) is shown turned; say how.
+        match (s.rotation.filter(|r| *r != 0.0), s.mirrored) {
+            (Some(r), false) => parts.push(format!("rotated {r:.0}° clockwise for display")),
+            (Some(r), true) => parts.push(format!(
+                "rotated {r:.0}° clockwise and mirrored for display"
+            )),
+            (None, true) => parts.push("mirrored for display".into()),
+            (None, false) => {}
         }
         println!("stream {}:   {}", s.index, parts.join(", "));
     }
