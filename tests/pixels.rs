@@ -49,16 +49,22 @@ else:
 worst, biggest, where = 0.0, 0, ''
 for i, (f, r) in enumerate(zip(frames, refs)):
     if f.shape != r.shape:
-        print(json.dumps({'error': f'frame {i}: shape {f.shape}, reference {r.shape}'}))
+        print(f'error frame {i}: shape {f.shape}, reference {r.shape}')
         sys.exit(0)
     diff = np.abs(f.astype(int) - r.astype(int))
     if diff.mean() > worst or diff.max() > biggest:
         cols = np.nonzero(diff.max(axis=(0, 2)))[0]
-        where = f'frame {i} ({f.shape[1]}x{f.shape[0]}), columns {cols.min()}..{cols.max()}' if len(cols) else where
+        if len(cols):
+            where = f'frame {i} ({f.shape[1]}x{f.shape[0]}), columns {cols.min()}..{cols.max()}'
     worst, biggest = max(worst, float(diff.mean())), max(biggest, int(diff.max()))
-print(json.dumps({'frames': len(frames), 'refs': len(refs), 'left': left, 'mean': worst,
-                  'max': biggest, 'where': where,
-                  'sizes': [[int(f.shape[1]), int(f.shape[0])] for f in frames]}))
+print('frames', len(frames))
+print('refs', len(refs))
+print('left', left)
+print('mean', worst)
+print('max', biggest)
+print('where', where)
+for f in frames:
+    print('size', f.shape[1], f.shape[0])
 "#;
 
 #[derive(Debug)]
@@ -78,25 +84,14 @@ fn assert_matches(what: &str, frames: &Path, mode: &str, arg: &[String]) -> Diff
             .join(",")
     );
     let out = python(COMPARE, &[path_str(frames), mode, &json]);
+    assert!(!out.starts_with("error"), "{what}: {out}");
+    // Lines of "key value".
     let v = |key: &str| -> String {
-        // A flat JSON object: the value after "key": up to , or }.
-        let at = out
-            .find(&format!("\"{key}\": "))
-            .unwrap_or_else(|| panic!("{what}: {out}"));
-        let rest = &out[at + key.len() + 4..];
-        let end = if rest.starts_with('"') {
-            rest[1..].find('"').map(|e| e + 2)
-        } else if rest.starts_with('[') {
-            rest.find("]]")
-                .map(|e| e + 2)
-                .or(rest.find(']').map(|e| e + 1))
-        } else {
-            rest.find([',', '}'])
-        }
-        .unwrap_or(rest.len());
-        rest[..end].trim_matches('"').to_string()
+        out.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{what}: no {key} in {out}"))
+            .to_string()
     };
-    assert!(!out.contains("\"error\""), "{what}: {out}");
     let n: usize = v("frames").parse().unwrap();
     let refs: usize = v("refs").parse().unwrap();
     let left: usize = v("left").parse().unwrap();
@@ -110,11 +105,11 @@ fn assert_matches(what: &str, frames: &Path, mode: &str, arg: &[String]) -> Diff
         "{what}: mean abs difference {mean}, max {max} (worst at {})",
         v("where")
     );
-    let sizes = v("sizes")
-        .trim_matches(['[', ']'])
-        .split("], [")
+    let sizes = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("size "))
         .map(|p| {
-            let (w, h) = p.split_once(", ").expect("w, h");
+            let (w, h) = p.split_once(' ').expect("w h");
             (w.parse().unwrap(), h.parse().unwrap())
         })
         .collect();

@@ -204,7 +204,7 @@ fn video_tkhd_matrix_offset(init: &[u8]) -> Option<usize> {
         if tkhd.body.len() < skip + MATRIX_BYTES {
             return None;
         }
-        let body_at = usize::try_from(tkhd.offset).ok()? + tkhd.header.header_len as usize;
+        let body_at = usize::try_from(tkhd.offset).ok()? + tkhd.header.header_len;
         return Some(body_at + skip);
     }
     None
