@@ -366,6 +366,50 @@ fn rotated_video_is_turned_as_ffmpeg_turns_it() {
     }
 }
 
+/// Mirrored pictures (front cameras): a copy of `plain.mp4` with `matrix`
+/// written into its one track header (version 0: the matrix is 40 bytes
+/// into the box's body).
+fn with_matrix(dir: &Path, name: &str, matrix: [i32; 9]) -> PathBuf {
+    let plain = dir.join("plain.mp4");
+    let mut bytes = std::fs::read(&plain).expect("plain.mp4");
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"tkhd")
+        .expect("a tkhd box");
+    assert_eq!(bytes[at + 4], 0, "tkhd version 0");
+    let m = at + 4 + 40;
+    for (i, v) in matrix.iter().enumerate() {
+        bytes[m + 4 * i..m + 4 * i + 4].copy_from_slice(&v.to_be_bytes());
+    }
+    let out = dir.join(name);
+    std::fs::write(&out, bytes).expect("write");
+    out
+}
+
+/// Every branch of ffmpeg's autorotate: a horizontal and a vertical
+/// mirror, and the two transposes that mirror (`cclock_flip`,
+/// `clock_flip`).
+#[test]
+fn mirrored_video_is_turned_as_ffmpeg_turns_it() {
+    let dir = tempdir();
+    rotated_file(dir.path(), 90);
+    let one = 1 << 16;
+    for (name, a, b, c, d, size) in [
+        ("hflip", -one, 0, 0, one, (326, 240)),
+        ("vflip", one, 0, 0, -one, (326, 240)),
+        ("cclock_flip", 0, one, one, 0, (240, 326)),
+        ("clock_flip", 0, -one, -one, 0, (240, 326)),
+    ] {
+        let src = with_matrix(
+            dir.path(),
+            &format!("{name}.mp4"),
+            [a, b, 0, c, d, 0, 0, 0, 1 << 30],
+        );
+        let d = decode_matches_ffmpeg(name, &src, &[], &[]);
+        assert!(d.sizes.iter().all(|s| *s == size), "{name}: {:?}", d.sizes);
+    }
+}
+
 /// ffprobe's rotation of a file's (or playlist's) video stream.
 fn ffprobe_rotation(path: &Path) -> Option<i32> {
     let out = run_limited(
