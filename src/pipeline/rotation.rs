@@ -239,22 +239,29 @@ impl Turn {
     pub fn apply(&self, src: &[u8], w: usize, h: usize, dst: &mut [u8]) {
         const TILE: usize = 32;
         let (ow, oh) = if self.transpose { (h, w) } else { (w, h) };
-        if src.len() < w * h * 3 || dst.len() < ow * oh * 3 {
+        // Whole pixels: one copy of 3 bytes each, not three.
+        let (src, _) = src.as_chunks::<3>();
+        let (dst, _) = dst.as_chunks_mut::<3>();
+        if w == 0 || h == 0 || src.len() < w * h || dst.len() < ow * oh {
             return;
         }
+        // A turn is linear: output (x, y) shows stored pixel number
+        // `first + x * step_x + y * step_y`. Transposed, the output's x
+        // walks down the stored rows; a flip walks backwards from the end.
+        let (wi, owi, ohi) = (w as isize, ow as isize, oh as isize);
+        let (along_x, along_y) = if self.transpose { (wi, 1) } else { (1, wi) };
+        let (x0, dir_x) = if self.flip_x { (owi - 1, -1) } else { (0, 1) };
+        let (y0, dir_y) = if self.flip_y { (ohi - 1, -1) } else { (0, 1) };
+        let first = x0 * along_x + y0 * along_y;
+        let (step_x, step_y) = (dir_x * along_x, dir_y * along_y);
         for ty in (0..oh).step_by(TILE) {
             for tx in (0..ow).step_by(TILE) {
+                let x_end = (tx + TILE).min(ow);
                 for y in ty..(ty + TILE).min(oh) {
-                    let yy = if self.flip_y { oh - 1 - y } else { y };
-                    let out_row = y * ow * 3;
-                    for x in tx..(tx + TILE).min(ow) {
-                        let xx = if self.flip_x { ow - 1 - x } else { x };
-                        // (xx, yy) in the transposed picture is (yy, xx)
-                        // in the stored one.
-                        let (sx, sy) = if self.transpose { (yy, xx) } else { (xx, yy) };
-                        let s = (sy * w + sx) * 3;
-                        let d = out_row + x * 3;
-                        dst[d..d + 3].copy_from_slice(&src[s..s + 3]);
+                    let mut s = first + tx as isize * step_x + y as isize * step_y;
+                    for px in &mut dst[y * ow + tx..y * ow + x_end] {
+                        *px = src[s as usize];
+                        s += step_x;
                     }
                 }
             }
