@@ -442,7 +442,11 @@ fn record_hls_and_probe_keep_the_rotation() {
     ]));
     assert_eq!(ffprobe_rotation(&mp4), Some(-90), "record");
 
-    for (name, extra) in [("copy", vec![]), ("encoded", vec!["--bitrate", "500k"])] {
+    for (name, extra) in [
+        ("copy", vec![]),
+        ("vod", vec!["--vod"]),
+        ("encoded", vec!["--bitrate", "500k"]),
+    ] {
         let out = dir.path().join(name);
         let mut args = vec!["hls", path_str(&src), "--out", path_str(&out)];
         args.extend(extra);

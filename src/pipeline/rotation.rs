@@ -149,19 +149,27 @@ impl DisplayMatrix {
         Ok(())
     }
 
-    /// Writes the matrix into the track header of the video track of an
-    /// MP4 init segment, in place. False when there is no such track.
-    pub fn patch_init(&self, init: &mut [u8]) -> bool {
-        let Some(at) = video_tkhd_matrix_offset(init) else {
-            return false;
-        };
-        let Some(dst) = init.get_mut(at..at + MATRIX_BYTES) else {
-            return false;
-        };
-        for (chunk, v) in dst.chunks_exact_mut(4).zip(self.0) {
+    /// The matrix as a track header holds it (big-endian).
+    fn tkhd_bytes(&self) -> [u8; MATRIX_BYTES] {
+        let mut out = [0u8; MATRIX_BYTES];
+        for (chunk, v) in out.chunks_exact_mut(4).zip(self.0) {
             chunk.copy_from_slice(&v.to_be_bytes());
         }
-        true
+        out
+    }
+
+    /// Writes the matrix into the video track's header of the MP4 init
+    /// segment at `path`: those 36 bytes only, in place, so that a full
+    /// disk cannot leave the file shorter. `Ok(false)`: no video track.
+    pub fn patch_init_file(&self, path: &Path) -> std::io::Result<bool> {
+        use std::os::unix::fs::FileExt;
+        let init = std::fs::read(path)?;
+        let Some(at) = video_tkhd_matrix_offset(&init) else {
+            return Ok(false);
+        };
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
+        file.write_all_at(&self.tkhd_bytes(), at as u64)?;
+        Ok(true)
     }
 }
 
@@ -277,9 +285,10 @@ impl Turn {
 /// segment and the playlist that a player reads first.
 pub struct InitPatch {
     matrix: DisplayMatrix,
-    /// The init segment's path, and its AVIOContext while it is open.
+    /// The init segment's path, and while it is open, its AVIOContext and
+    /// the name it was opened under (with `temp_file`, a `.tmp` one).
     init: PathBuf,
-    open: Mutex<Option<usize>>,
+    open: Mutex<Option<(usize, PathBuf)>>,
     default_open: Option<IoOpen>,
     default_close: Option<IoClose>,
 }
@@ -319,11 +328,12 @@ impl InitPatch {
         patch
     }
 
-    fn is_init(&self, url: &str) -> bool {
+    /// The file `url` names, if it is the init segment.
+    fn init_file(&self, url: &str) -> Option<PathBuf> {
         let name = url.strip_prefix("file:").unwrap_or(url);
         // With `temp_file`, a file is written under a `.tmp` name first.
-        let name = name.strip_suffix(".tmp").unwrap_or(name);
-        Path::new(name) == self.init
+        let plain = name.strip_suffix(".tmp").unwrap_or(name);
+        (Path::new(plain) == self.init).then(|| PathBuf::from(name))
     }
 }
 
@@ -335,8 +345,12 @@ unsafe extern "C" fn hook_open(
     options: *mut *mut ffi::AVDictionary,
 ) -> std::ffi::c_int {
     // SAFETY: `opaque` is the boxed patch `install` set, alive as long as
-    // the context (see `install`).
-    let patch = unsafe { &*((*s).opaque as *const InitPatch) };
+    // the context (see `install`); a context the muxer made itself and
+    // gave our hooks but not `opaque` opens files as libav would.
+    let Some(patch) = (unsafe { ((*s).opaque as *const InitPatch).as_ref() }) else {
+        // SAFETY: libav's own arguments.
+        return unsafe { ffi::avio_open2(pb, url, flags, &(*s).interrupt_callback, options) };
+    };
     let Some(open) = patch.default_open else {
         return ffi::AVERROR(libc::ENOSYS);
     };
@@ -345,10 +359,10 @@ unsafe extern "C" fn hook_open(
     if r >= 0 && !url.is_null() {
         // SAFETY: a NUL-terminated URL from libav.
         let name = unsafe { std::ffi::CStr::from_ptr(url) }.to_string_lossy();
-        if patch.is_init(&name) {
+        if let Some(file) = patch.init_file(&name) {
             if let Ok(mut open) = patch.open.lock() {
                 // SAFETY: `pb` was just set by the default opener.
-                *open = Some(unsafe { *pb } as usize);
+                *open = Some((unsafe { *pb } as usize, file));
             }
         }
     }
@@ -360,30 +374,27 @@ unsafe extern "C" fn hook_close(
     pb: *mut ffi::AVIOContext,
 ) -> std::ffi::c_int {
     // SAFETY: as in `hook_open`.
-    let patch = unsafe { &*((*s).opaque as *const InitPatch) };
-    let was_init = patch
+    let Some(patch) = (unsafe { ((*s).opaque as *const InitPatch).as_ref() }) else {
+        let mut pb = pb;
+        // SAFETY: libav's own context, closed as libav would.
+        return unsafe { ffi::avio_closep(&mut pb) };
+    };
+    let init = patch
         .open
         .lock()
         .ok()
-        .and_then(|mut o| o.take_if(|p| *p == pb as usize))
-        .is_some();
+        .and_then(|mut o| o.take_if(|(p, _)| *p == pb as usize))
+        .map(|(_, file)| file);
     let r = match patch.default_close {
         // SAFETY: libav's own arguments, passed on unchanged.
         Some(close) => unsafe { close(s, pb) },
         None => 0,
     };
-    if was_init && r >= 0 {
-        // The file is complete and closed; its name may still carry
-        // `.tmp` (the muxer renames it next).
-        for path in [patch.init.with_extension("mp4.tmp"), patch.init.clone()] {
-            if let Ok(mut bytes) = std::fs::read(&path) {
-                if patch.matrix.patch_init(&mut bytes) {
-                    if let Err(e) = std::fs::write(&path, &bytes) {
-                        return ffi::AVERROR(e.raw_os_error().unwrap_or(libc::EIO));
-                    }
-                }
-                break;
-            }
+    if let (Some(file), true) = (init, r >= 0) {
+        // The file is complete and closed (the muxer renames a `.tmp` one
+        // next, and only then writes the playlist).
+        if let Err(e) = patch.matrix.patch_init_file(&file) {
+            return ffi::AVERROR(e.raw_os_error().unwrap_or(libc::EIO));
         }
     }
     r
