@@ -141,6 +141,12 @@ pub struct DecodeArgs {
     #[arg(long = "jpeg-decoder", value_enum, default_value_t = JpegDecoder::Turbojpeg)]
     pub jpeg_decoder: JpegDecoder,
 
+    /// Keep pictures as stored, ignoring the stream's display matrix (by
+    /// default a rotated video, as phones record it, is turned upright as
+    /// players and the ffmpeg CLI show it; frames.csv has the turned size).
+    #[arg(long = "no-autorotate")]
+    pub no_autorotate: bool,
+
     /// No progress display or log lines; errors only.
     #[arg(short, long)]
     pub quiet: bool,

@@ -64,10 +64,15 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     let counter = bytes_read.clone();
     let net_stats = opened.stats();
     let loss_stats = net_stats.clone();
+    let autorotate = !args.no_autorotate;
+    let warn_as = settings.warn_as.clone();
+    let bgr_out = move |tx: mpsc::SyncSender<BgrFrame>, pool: mpsc::Receiver<Vec<u8>>| {
+        decode::BgrOut::new(tx, pool).with_orientation(autorotate, warn_as)
+    };
     let decoder = match opened.into_input() {
         Fed::Jpegs(jpegs) if args.jpeg_decoder == JpegDecoder::Libav => {
             pipeline::spawn("camflow-decode", move || {
-                let mut sink = decode::BgrOut::new(frame_tx, pool_rx);
+                let mut sink = bgr_out(frame_tx, pool_rx);
                 decode::run_jpegs(jpegs.rx, &settings, stop, &mut sink)
             })
         }
@@ -76,11 +81,11 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             pipeline::turbo::run(jpegs.rx, &settings, stop, frame_tx, pool_rx, workers)
         }),
         Fed::Packets(packets) => pipeline::spawn("camflow-decode", move || {
-            let mut sink = decode::BgrOut::new(frame_tx, pool_rx);
+            let mut sink = bgr_out(frame_tx, pool_rx);
             decode::run_packets(packets.rx, None, &settings, stop, &mut sink)
         }),
         Fed::Input(input) => pipeline::spawn("camflow-decode", move || {
-            let mut sink = decode::BgrOut::new(frame_tx, pool_rx);
+            let mut sink = bgr_out(frame_tx, pool_rx);
             decode::run(input, None, &settings, stop, counter, &mut sink)
         }),
     }

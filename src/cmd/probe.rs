@@ -212,6 +212,8 @@ async fn probe_jpegs(
             fps,
             pixel_format: None,
             sample_rate: None,
+            rotation: None,
+            mirrored: false,
         }],
     })
 }
@@ -260,6 +262,8 @@ async fn probe_packets(
             fps: measured_fps(&times),
             pixel_format: None,
             sample_rate: None,
+            rotation: None,
+            mirrored: false,
         }],
     })
 }
@@ -296,6 +300,8 @@ fn rtsp_container(info: &source::rtsp::RtspInfo, measured: ContainerReport) -> C
                     fps: v.fps.or(m.fps),
                     pixel_format: None,
                     sample_rate: None,
+                    rotation: None,
+                    mirrored: false,
                 },
                 _ => StreamReport {
                     index: i,
@@ -306,6 +312,8 @@ fn rtsp_container(info: &source::rtsp::RtspInfo, measured: ContainerReport) -> C
                     fps: m.fps,
                     pixel_format: None,
                     sample_rate: (m.media == "audio").then_some(m.clock_rate),
+                    rotation: None,
+                    mirrored: false,
                 },
             }
         })
@@ -344,6 +352,15 @@ fn print_text(r: &Report) {
         }
         if let Some(sr) = s.sample_rate {
             parts.push(format!("{sr} Hz"));
+        }
+        // A rotated stream (as phones record) is shown turned; say how.
+        match (s.rotation.filter(|r| *r != 0.0), s.mirrored) {
+            (Some(r), false) => parts.push(format!("rotated {r:.0}° clockwise for display")),
+            (Some(r), true) => parts.push(format!(
+                "rotated {r:.0}° clockwise and mirrored for display"
+            )),
+            (None, true) => parts.push("mirrored for display".into()),
+            (None, false) => {}
         }
         println!("stream {}:   {}", s.index, parts.join(", "));
     }

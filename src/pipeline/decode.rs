@@ -17,6 +17,7 @@ use ffmpeg::Rational;
 use ffmpeg_next as ffmpeg;
 
 use super::input::{self, InputSource};
+use super::rotation::{DisplayMatrix, Turn};
 use super::PipelineError;
 use crate::packet::{unix_now, VideoCodec, VideoPacket, VideoParams};
 use crate::source::{JpegClock, JpegFrame, SourceError};
@@ -66,6 +67,9 @@ pub struct PictureInfo {
     pub pts_seconds: Option<f64>,
     /// When the picture's bytes arrived (from a file: when decoded).
     pub received_unix: f64,
+    /// How a player turns the picture: the frame's own display matrix, or
+    /// else its stream's.
+    pub display_matrix: Option<DisplayMatrix>,
 }
 
 /// Where decoded pictures go, after `--duration` and `--fps` were applied.
@@ -80,15 +84,59 @@ pub trait Pictures {
 pub struct BgrOut {
     out: SyncSender<BgrFrame>,
     pool: Receiver<Vec<u8>>,
-    scaler: Option<(scaling::Context, Pixel, u32, u32)>,
+    scaler: Option<(scaling::Context, ScalerKey)>,
+    /// Turn pictures as players show them (the ffmpeg CLI's autorotate).
+    autorotate: bool,
+    /// Where a picture to be turned is converted first (reused).
+    unturned: Vec<u8>,
+    /// The name warnings are printed under (`None`: quiet), and whether an
+    /// angle that cannot be followed was already reported.
+    warn_as: Option<String>,
+    odd_angle_said: bool,
 }
 
 impl BgrOut {
+    /// BGR frames turned for display, as the ffmpeg CLI gives them.
     pub fn new(out: SyncSender<BgrFrame>, pool: Receiver<Vec<u8>>) -> Self {
         BgrOut {
             out,
             pool,
             scaler: None,
+            autorotate: true,
+            unturned: Vec::new(),
+            warn_as: None,
+            odd_angle_said: false,
+        }
+    }
+
+    /// `autorotate: false` keeps pictures in their stored orientation
+    /// (`ffmpeg -noautorotate`); `warn_as` names the source in warnings.
+    pub fn with_orientation(mut self, autorotate: bool, warn_as: Option<String>) -> Self {
+        self.autorotate = autorotate;
+        self.warn_as = warn_as;
+        self
+    }
+
+    fn turn_for(&mut self, info: &PictureInfo) -> Turn {
+        let Some(m) = info.display_matrix.filter(|_| self.autorotate) else {
+            return Turn::default();
+        };
+        match m.turn() {
+            Some(t) => t,
+            None => {
+                if let Some(name) = self.warn_as.as_ref().filter(|_| !self.odd_angle_said) {
+                    let angle = m.rotation().unwrap_or_default();
+                    crate::progress::Progress::summary(
+                        false,
+                        &format!(
+                            "{name}: the display matrix turns pictures by {angle:.0}°, not a \
+                             quarter turn; frames keep their stored orientation"
+                        ),
+                    );
+                }
+                self.odd_angle_said = true;
+                Turn::default()
+            }
         }
     }
 }
@@ -96,41 +144,154 @@ impl BgrOut {
 impl Pictures for BgrOut {
     fn picture(&mut self, frame: &mut Video, info: &PictureInfo) -> Result<bool, PipelineError> {
         let (w, h) = (frame.width(), frame.height());
-        let fmt = frame.format();
-        let rebuild = match &self.scaler {
-            Some((_, f, sw, sh)) => *f != fmt || *sw != w || *sh != h,
-            None => true,
-        };
-        if rebuild {
-            let ctx =
-                scaling::Context::get(fmt, w, h, Pixel::BGR24, w, h, scaling::Flags::BILINEAR)
-                    .map_err(|e| {
-                        PipelineError::Decoder(format!("no converter from {fmt:?}: {e}"))
-                    })?;
-            self.scaler = Some((ctx, fmt, w, h));
+        let key = ScalerKey::of(frame);
+        if self.scaler.as_ref().is_none_or(|(_, k)| *k != key) {
+            self.scaler = Some((key.scaler()?, key));
         }
-        let Some((scaler, ..)) = self.scaler.as_mut() else {
+        let turn = self.turn_for(info);
+        let Some((scaler, _)) = self.scaler.as_mut() else {
             return Ok(true);
         };
-        let len = w as usize * h as usize * 3;
+        let (row, stride, rows) = (w as usize * 3, conversion_stride(w), h as usize);
         let mut buf = self.pool.try_recv().unwrap_or_default();
-        // swscale's SIMD row writers may store a few bytes past the end of
-        // the last row (seen with valgrind at widths like 330 and 1918);
-        // the padding is never written to disk.
-        buf.resize(len + SWS_PADDING, 0);
-        scale_into(scaler, frame, &mut buf, w as usize * 3)?;
+        if turn.is_identity() {
+            buf.resize(stride * rows + SWS_PADDING, 0);
+            scale_into(scaler, frame, &mut buf, stride)?;
+            compact_rows(&mut buf, row, stride, rows);
+        } else {
+            // A turn reads the whole picture: convert aside, then turn into
+            // the frame's buffer.
+            self.unturned.resize(stride * rows + SWS_PADDING, 0);
+            scale_into(scaler, frame, &mut self.unturned, stride)?;
+            compact_rows(&mut self.unturned, row, stride, rows);
+            buf.resize(row * rows, 0);
+            turn.apply(&self.unturned, w as usize, rows, &mut buf);
+        }
+        let (width, height) = turn.size(w, h);
         let out = BgrFrame {
             index: info.index,
             pts_seconds: info.pts_seconds,
             received_unix: info.received_unix,
-            width: w,
-            height: h,
+            width,
+            height,
             keyframe: frame.is_key(),
             data: buf,
         };
         // A closed channel: the sink stopped (its own error, reported by
         // the command).
         Ok(self.out.send(out).is_ok())
+    }
+}
+
+/// What a converter to BGR was built for; a change of any of it (a new
+/// stream, a camera that switches its range) builds a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ScalerKey {
+    format: Pixel,
+    width: u32,
+    height: u32,
+    colorspace: ffmpeg::ffi::AVColorSpace,
+    range: ffmpeg::ffi::AVColorRange,
+}
+
+impl ScalerKey {
+    fn of(frame: &Video) -> Self {
+        // SAFETY: plain reads of the frame's own fields.
+        let (colorspace, range) = unsafe {
+            let f = frame.as_ptr();
+            ((*f).colorspace, (*f).color_range)
+        };
+        ScalerKey {
+            format: frame.format(),
+            width: frame.width(),
+            height: frame.height(),
+            colorspace,
+            range,
+        }
+    }
+
+    /// A converter that gives the pixels `ffmpeg -i X -pix_fmt bgr24` gives.
+    /// The ffmpeg CLI converts with the scale filter it inserts itself,
+    /// with `flags=bicubic` (fftools' default `sws_flags`), and that filter
+    /// sets the matrix and range from each frame (libavfilter/vf_scale.c,
+    /// FFmpeg 5.1, `in_color_matrix=auto`): the frame's colorspace, or
+    /// BT.601 when it is unspecified or one swscale has no coefficients
+    /// for; the frame's range, or else swscale's default for the format
+    /// (full for the yuvj formats of JPEG, limited otherwise).
+    fn scaler(&self) -> Result<scaling::Context, PipelineError> {
+        use ffmpeg::ffi;
+        let (w, h, fmt) = (self.width, self.height, self.format);
+        let mut ctx = scaling::Context::get(fmt, w, h, Pixel::BGR24, w, h, scaling::Flags::BICUBIC)
+            .map_err(|e| PipelineError::Decoder(format!("no converter from {fmt:?}: {e}")))?;
+        let colorspace = match self.colorspace as i32 {
+            // AVCOL_SPC_YCGCO (8) and values past BT.2020 CL (10) have no
+            // coefficients in swscale.
+            c @ 1..=10 if c != 8 => c,
+            _ => ffi::SWS_CS_ITU601,
+        };
+        // SAFETY: the context is ours and alive; the details are read
+        // into locals and handed back with the matrix swscale returns
+        // (a static table).
+        unsafe {
+            let c = ctx.as_mut_ptr();
+            let mut inv_table = std::ptr::null_mut();
+            let mut table = std::ptr::null_mut();
+            let (mut src_range, mut dst_range) = (0, 0);
+            let (mut brightness, mut contrast, mut saturation) = (0, 0, 0);
+            let got = ffi::sws_getColorspaceDetails(
+                c,
+                &mut inv_table,
+                &mut src_range,
+                &mut table,
+                &mut dst_range,
+                &mut brightness,
+                &mut contrast,
+                &mut saturation,
+            );
+            if got >= 0 {
+                let coefficients = ffi::sws_getCoefficients(colorspace);
+                match self.range {
+                    ffi::AVColorRange::AVCOL_RANGE_JPEG => src_range = 1,
+                    ffi::AVColorRange::AVCOL_RANGE_MPEG => src_range = 0,
+                    _ => {}
+                }
+                ffi::sws_setColorspaceDetails(
+                    c,
+                    coefficients,
+                    src_range,
+                    coefficients,
+                    dst_range,
+                    brightness,
+                    contrast,
+                    saturation,
+                );
+            }
+        }
+        Ok(ctx)
+    }
+}
+
+/// The row stride swscale converts to BGR with: the packed `width * 3`
+/// rounded up to whole groups of 8 pixels. FFmpeg 5.1's x86 YUV→RGB
+/// converter (libswscale/x86/yuv2rgb.c, `YUV2RGB_LOOP`) works on groups of
+/// 8 pixels and, when the rounded-up row would pass the destination stride,
+/// drops the last group: at widths like 854 the rightmost 2–6 columns were
+/// never written. The ffmpeg CLI never meets this, as its frames have
+/// aligned strides; here the rows are packed together afterwards
+/// ([`compact_rows`]).
+fn conversion_stride(width: u32) -> usize {
+    (width as usize).div_ceil(8) * 8 * 3
+}
+
+/// Moves rows converted at `stride` together to packed `row` bytes each,
+/// in place (each row moves towards the start, so none is overwritten
+/// before it is moved).
+fn compact_rows(buf: &mut [u8], row: usize, stride: usize, rows: usize) {
+    if stride == row {
+        return;
+    }
+    for r in 1..rows {
+        buf.copy_within(r * stride..r * stride + row, r * row);
     }
 }
 
@@ -185,6 +346,8 @@ struct Run<'a> {
     /// its frame comes out of the decoder (libav reads ahead while probing,
     /// and frame threads hold a few frames).
     arrivals: BTreeMap<i64, f64>,
+    /// The display matrix of this session's stream (libavformat inputs).
+    stream_matrix: Option<DisplayMatrix>,
     done: bool,
 }
 
@@ -353,6 +516,7 @@ impl<'a> Run<'a> {
             frame_rate: 25.0,
             summary: DecodeSummary::default(),
             arrivals: BTreeMap::new(),
+            stream_matrix: None,
             done: false,
         }
     }
@@ -427,6 +591,7 @@ impl<'a> Run<'a> {
             .ok_or(PipelineError::NoVideo)?;
         let index = stream.index();
         let time_base = stream.time_base();
+        self.stream_matrix = DisplayMatrix::of_stream(&stream);
         let rate = |r: Rational| (r.numerator() > 0 && r.denominator() > 0).then(|| f64::from(r));
         // A new session continues the clock one frame after the last one.
         if let Some(last) = self.last_t {
@@ -562,6 +727,7 @@ impl<'a> Run<'a> {
             t,
             pts_seconds: pts,
             received_unix,
+            display_matrix: DisplayMatrix::of_frame(frame).or(self.stream_matrix),
         };
         if !self.sink.picture(frame, &info)? {
             self.done = true;
@@ -582,8 +748,8 @@ impl<'a> Run<'a> {
 /// Slack after the last row for swscale's vector stores.
 const SWS_PADDING: usize = 64;
 
-/// Converts straight into our packed buffer: one pass, no intermediate
-/// frame and no row-by-row copy afterwards.
+/// Converts straight into our buffer, rows `stride` bytes apart: one
+/// pass, no intermediate frame.
 fn scale_into(
     scaler: &mut scaling::Context,
     frame: &Video,
@@ -602,7 +768,8 @@ fn scale_into(
     ];
     let dst_stride: [i32; 4] = [stride as i32, 0, 0, 0];
     // SAFETY: the scaler was built for this frame's format and size; `dst`
-    // holds `stride * h` bytes, exactly what BGR24 at this size needs.
+    // holds `stride * h` bytes (at least what BGR24 at this size needs) and
+    // the padding swscale's vector stores may run into.
     let ret = unsafe {
         let f = frame.as_ptr();
         ffmpeg::ffi::sws_scale(
@@ -629,36 +796,42 @@ mod tests {
     use super::*;
 
     /// swscale's vector stores run past the last row at some widths: the
-    /// padding must absorb them, and nothing may land beyond it.
+    /// padding must absorb them, and nothing may land beyond it. Every
+    /// column must be written, at every width: FFmpeg 5.1's x86 converter
+    /// left the last 2–6 columns alone when the packed row was shorter than
+    /// its groups of 8 pixels (widths 322, 854, ...).
     #[test]
-    fn scaling_stays_inside_the_padded_buffer_at_awkward_widths() {
+    fn scaling_writes_every_column_and_stays_inside_the_padded_buffer() {
         ffmpeg::init().unwrap();
-        for (w, h) in [(330u32, 198u32), (1918, 8), (333, 17), (96, 2), (2, 2)] {
+        let sizes = (2u32..=2000).step_by(2).map(|w| (w, 4u32)).chain([
+            (330, 198),
+            (1918, 8),
+            (333, 17),
+            (96, 2),
+            (2, 2),
+            (855, 3),
+        ]);
+        for (w, h) in sizes {
             let mut src = Video::new(Pixel::YUV420P, w, h);
             for plane in 0..3 {
                 src.data_mut(plane).fill(0x80);
             }
-            let mut sc = scaling::Context::get(
-                Pixel::YUV420P,
-                w,
-                h,
-                Pixel::BGR24,
-                w,
-                h,
-                scaling::Flags::BILINEAR,
-            )
-            .unwrap();
-            let len = (w * h * 3) as usize;
+            let key = ScalerKey::of(&src);
+            let mut sc = key.scaler().unwrap();
+            let (row, stride) = (w as usize * 3, conversion_stride(w));
+            let len = stride * h as usize;
             let sentinel = 256;
             let mut buf = vec![0xA5u8; len + SWS_PADDING + sentinel];
-            scale_into(&mut sc, &src, &mut buf[..len + SWS_PADDING], w as usize * 3).unwrap();
+            scale_into(&mut sc, &src, &mut buf[..len + SWS_PADDING], stride).unwrap();
             assert!(
                 buf[len + SWS_PADDING..].iter().all(|b| *b == 0xA5),
                 "{w}x{h}: wrote past the padding"
             );
+            compact_rows(&mut buf, row, stride, h as usize);
+            let packed = &buf[..row * h as usize];
             assert!(
-                buf[..len].iter().all(|b| *b != 0xA5),
-                "{w}x{h}: rows not written"
+                packed.iter().all(|b| *b != 0xA5),
+                "{w}x{h}: not every column written"
             );
         }
     }

@@ -13,6 +13,7 @@ use ffmpeg_next as ffmpeg;
 
 use super::decode::{PictureInfo, Pictures};
 use super::mux::{GapCloser, MuxSummary, Target, VideoMuxer};
+use super::rotation::DisplayMatrix;
 use super::PipelineError;
 
 /// How pictures are encoded.
@@ -196,7 +197,9 @@ impl<'a> H264Out<'a> {
         }
     }
 
-    fn open(&mut self, frame: &Video) -> Result<(), PipelineError> {
+    /// `matrix`: the pictures' display matrix, which the output keeps (they
+    /// are encoded as stored).
+    fn open(&mut self, frame: &Video, matrix: Option<DisplayMatrix>) -> Result<(), PipelineError> {
         let (width, height) = match self.settings.size {
             Some(s) => s,
             None => ((frame.width() & !1).max(2), (frame.height() & !1).max(2)),
@@ -210,7 +213,7 @@ impl<'a> H264Out<'a> {
         let enc = x264(&self.settings, width, height, fmt)?;
         let par = codec::Parameters::from(&enc);
         let rate = self.settings.frame_rate.map(rational);
-        let mux = VideoMuxer::open(self.target, &par, TIME_BASE, rate, &self.stop)?;
+        let mux = VideoMuxer::open_rotated(self.target, &par, TIME_BASE, rate, matrix, &self.stop)?;
         self.open = Some(Open {
             enc,
             fmt,
@@ -228,7 +231,7 @@ impl<'a> H264Out<'a> {
 impl Pictures for H264Out<'_> {
     fn picture(&mut self, frame: &mut Video, info: &PictureInfo) -> Result<bool, PipelineError> {
         if self.open.is_none() {
-            self.open(frame)?;
+            self.open(frame, info.display_matrix)?;
         }
         let Some(open) = self.open.as_mut() else {
             return Ok(false);

@@ -8,6 +8,7 @@ pub mod input;
 pub mod mux;
 pub mod probe;
 pub mod remux;
+pub mod rotation;
 pub mod synth;
 pub mod transcode;
 pub mod turbo;

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use ffmpeg::{codec, Rational};
 use ffmpeg_next as ffmpeg;
 
+use super::rotation::{DisplayMatrix, InitPatch};
 use super::PipelineError;
 use crate::packet::{VideoCodec, VideoParams};
 
@@ -212,6 +213,9 @@ pub struct VideoMuxer {
     // Dropped before `interrupt`, which libav's callback reads until then.
     octx: ffmpeg::format::context::Output,
     interrupt: Box<Interrupt>,
+    /// HLS of a rotated video: puts the matrix into `init.mp4`; libav's
+    /// file hooks read it until `octx` is gone.
+    _init_patch: Option<Box<InitPatch>>,
     out_tb: Rational,
     name: String,
     first_pts: Option<i64>,
@@ -293,6 +297,19 @@ impl VideoMuxer {
         frame_rate: Option<Rational>,
         stop: &Arc<AtomicBool>,
     ) -> Result<Self, PipelineError> {
+        Self::open_rotated(target, par, time_base, frame_rate, None, stop)
+    }
+
+    /// [`VideoMuxer::open`] for a stream with a display matrix, which the
+    /// output keeps (HLS: in `init.mp4`; FLV has no place for one).
+    pub fn open_rotated(
+        target: &Target,
+        par: &codec::Parameters,
+        time_base: Rational,
+        frame_rate: Option<Rational>,
+        matrix: Option<DisplayMatrix>,
+        stop: &Arc<AtomicBool>,
+    ) -> Result<Self, PipelineError> {
         let name = target.name();
         let network = target.is_url();
         let fail = |e: ffmpeg::Error| {
@@ -314,6 +331,8 @@ impl VideoMuxer {
             e
         };
         let (fmt, to, opts) = target.open_spec();
+        // Declared before the context, so that it is dropped after it.
+        let mut init_patch = None;
         let interrupt = Box::new(Interrupt {
             stop: stop.clone(),
             network: target.is_url(),
@@ -322,6 +341,12 @@ impl VideoMuxer {
         });
         let mut octx =
             open_output(fmt, &to, &opts, Some(&interrupt)).map_err(|e| discard(fail(e)))?;
+        if let (Some(m), Target::Hls(h)) = (matrix, target) {
+            // SAFETY: the context is new, its header not written, and the
+            // patch outlives it (dropped after it, here and in `Self`).
+            let init = h.dir.join("init.mp4");
+            init_patch = Some(unsafe { InitPatch::install(octx.as_mut_ptr(), &init, m) });
+        }
         {
             let mut ost = octx
                 .add_stream(ffmpeg::encoder::find(codec::Id::None))
@@ -337,6 +362,10 @@ impl VideoMuxer {
             unsafe {
                 (*ost.parameters().as_mut_ptr()).codec_tag = 0;
             }
+            if let Some(m) = matrix {
+                // SAFETY: the output's own stream, before its header.
+                unsafe { m.add_to(ost.as_mut_ptr()) }.map_err(|e| discard(fail(e)))?;
+            }
         }
         let mut dict = ffmpeg::Dictionary::new();
         for (k, v) in &opts {
@@ -347,6 +376,7 @@ impl VideoMuxer {
         Ok(VideoMuxer {
             octx,
             interrupt,
+            _init_patch: init_patch,
             out_tb,
             name,
             first_pts: None,

@@ -9,6 +9,7 @@ use ffmpeg_next as ffmpeg;
 use serde::Serialize;
 
 use super::input::{self, InputSource};
+use super::rotation::DisplayMatrix;
 use super::PipelineError;
 
 #[derive(Debug, Clone, Serialize)]
@@ -26,6 +27,13 @@ pub struct StreamReport {
     pub pixel_format: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample_rate: Option<u32>,
+    /// The display matrix: degrees a player turns the picture clockwise
+    /// (ffprobe's `rotation` is the same angle counter-clockwise), and
+    /// whether it mirrors it too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<f64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mirrored: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -62,7 +70,13 @@ pub fn run(
             fps: None,
             pixel_format: None,
             sample_rate: None,
+            rotation: None,
+            mirrored: false,
         };
+        if let Some(m) = DisplayMatrix::of_stream(&st) {
+            r.rotation = m.rotation();
+            r.mirrored = m.mirrored();
+        }
         if let Ok(ctx) = ffmpeg::codec::context::Context::from_parameters(par) {
             match kind {
                 media::Type::Video => {

@@ -21,6 +21,7 @@ use ffmpeg_next as ffmpeg;
 use tokio::sync::mpsc;
 
 use super::input::{self, InputSource};
+use super::rotation::DisplayMatrix;
 use super::PipelineError;
 use crate::packet::{VideoCodec, VideoPacket, VideoParams};
 use crate::proto::jpeg;
@@ -297,6 +298,11 @@ fn open_output(
         // invalid in MP4, and 0 lets the muxer choose.
         unsafe {
             (*ost.parameters().as_mut_ptr()).codec_tag = 0;
+        }
+        // A rotated video (a phone's) stays rotated, as with `ffmpeg -c copy`.
+        if let Some(m) = DisplayMatrix::of_stream(&ist) {
+            // SAFETY: the stream is the output's own, before its header.
+            unsafe { m.add_to(ost.as_mut_ptr())? };
         }
         if let Some(slot) = map.get_mut(i) {
             *slot = Some(n);

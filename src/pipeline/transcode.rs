@@ -14,6 +14,7 @@ use super::encode::{self, EncodeSettings, EncoderSpec, Pacer};
 use super::input::{self, InputSource};
 use super::mux::{self, MuxSummary, Target, VideoMuxer};
 use super::remux::DtsMaker;
+use super::rotation::DisplayMatrix;
 use super::{Fed, PipelineError};
 use crate::packet::VideoPacket;
 use crate::source::SourceError;
@@ -238,7 +239,9 @@ fn copy_input(
         }
         match &mux {
             None => {
-                let m = VideoMuxer::open(&job.target, &par, TB, rate_ok.then_some(rate), stop)?;
+                let matrix = DisplayMatrix::of_stream(&ist);
+                let rate = rate_ok.then_some(rate);
+                let m = VideoMuxer::open_rotated(&job.target, &par, TB, rate, matrix, stop)?;
                 mux = Some((m, extradata));
             }
             Some((_, first)) if *first != extradata => {
