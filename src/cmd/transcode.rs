@@ -19,6 +19,7 @@ use crate::pipeline::transcode::{self, OutputJob};
 use crate::pipeline::{self};
 use crate::progress::{count, Progress};
 use crate::shutdown::Shutdown;
+use crate::sink::fmp4_file;
 use crate::source::{self, SourceOptions};
 
 pub async fn run(args: TranscodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
@@ -294,6 +295,27 @@ async fn run_job(
                     )),
                     Err(r) => Err(anyhow!("{name}: {text} (cannot cut {shown} back: {r})")),
                 },
+                Target::Stream {
+                    container: Container::Mp4,
+                    to,
+                    ..
+                } if Path::new(to).is_file() => {
+                    match fmp4_file::cut_to_whole_fragments(Path::new(to)) {
+                        Ok(left) if left.fragments > 0 => Err(anyhow!(
+                            "{name}: {text} ({} before it in {shown})",
+                            count(left.video_samples, "frame")
+                        )),
+                        // Only the header is left, which plays nothing: the
+                        // file goes, as a recording that never held video.
+                        Ok(_) => {
+                            let _ = std::fs::remove_file(to);
+                            Err(anyhow!(
+                            "{name}: {text} (no fragment was written whole; {shown} was removed)"
+                        ))
+                        }
+                        Err(r) => Err(anyhow!("{name}: {text} (cannot cut {shown} back: {r})")),
+                    }
+                }
                 _ => Err(anyhow!(
                     "{name}: {text} ({} before it went to {shown})",
                     count(n, "frame")
