@@ -204,6 +204,35 @@ fn transcode_to_mp4_on_a_full_disk_keeps_whole_fragments_and_counts_them() {
     }
 }
 
+/// A disk that takes the header but not the first fragment: nothing would
+/// play, so no file is left.
+#[test]
+fn transcode_to_mp4_that_fits_no_fragment_leaves_no_file() {
+    let Some(disk) = SmallDisk::new(8) else {
+        return;
+    };
+    let work = tempdir();
+    let src = clip(work.path());
+    let out_path = disk.path("t.mp4");
+    let out = camflow_fails(&[
+        "transcode",
+        path_str(&src),
+        "--to",
+        "mp4",
+        "-o",
+        path_str(&out_path),
+    ]);
+    let line = assert_one_line_error(&out, "clip.mp4", "No space left on device");
+    assert!(
+        line.contains(&format!(
+            "no fragment was written whole; {} was removed",
+            path_str(&out_path)
+        )),
+        "{line:?}"
+    );
+    assert!(!out_path.exists(), "a file without a fragment is left");
+}
+
 /// The WebSocket camera's fMP4 is recorded as it comes; the file is cut
 /// back to its last whole fragment and the count is of frames, not
 /// fragments.

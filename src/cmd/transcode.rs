@@ -288,11 +288,18 @@ async fn run_job(
                     container: Container::Flv,
                     to,
                     ..
-                } if !target.is_url() => match mux::cut_flv_to_whole_tags(Path::new(to)) {
-                    Ok(left) => Err(anyhow!(
+                } if Path::new(to).is_file() => match mux::cut_flv_to_whole_tags(Path::new(to)) {
+                    Ok(left) if left.frames > 0 => Err(anyhow!(
                         "{name}: {text} ({} before it in {shown})",
                         count(left.frames, "frame")
                     )),
+                    // A header at most, which plays nothing: the file goes.
+                    Ok(_) => {
+                        let _ = std::fs::remove_file(to);
+                        Err(anyhow!(
+                            "{name}: {text} (no frame was written whole; {shown} was removed)"
+                        ))
+                    }
                     Err(r) => Err(anyhow!("{name}: {text} (cannot cut {shown} back: {r})")),
                 },
                 Target::Stream {
@@ -301,7 +308,7 @@ async fn run_job(
                     ..
                 } if Path::new(to).is_file() => {
                     match fmp4_file::cut_to_whole_fragments(Path::new(to)) {
-                        Ok(left) if left.fragments > 0 => Err(anyhow!(
+                        Ok(left) if left.video_samples > 0 => Err(anyhow!(
                             "{name}: {text} ({} before it in {shown})",
                             count(left.video_samples, "frame")
                         )),
