@@ -173,6 +173,89 @@ fn transcode_to_flv_on_a_full_disk_keeps_whole_tags_and_counts_them() {
     }
 }
 
+/// `transcode --to mp4` writes fragmented MP4, as `record` does: an index
+/// at the end would be lost with the disk full, and nothing would play.
+#[test]
+fn transcode_to_mp4_on_a_full_disk_keeps_whole_fragments_and_counts_them() {
+    let Some(disk) = SmallDisk::new(160) else {
+        return;
+    };
+    let work = tempdir();
+    let src = clip(work.path());
+    let out_path = disk.path("t.mp4");
+    for extra in [&[][..], &["--bitrate", "600k"][..]] {
+        let mut args = vec![
+            "transcode",
+            path_str(&src),
+            "--to",
+            "mp4",
+            "-o",
+            path_str(&out_path),
+        ];
+        args.extend_from_slice(extra);
+        let out = camflow_fails(&args);
+        let said = full_disk_error(&out, "clip.mp4", &out_path);
+        let (frames, packets) = ffprobe_counts(&out_path);
+        assert!(frames > 0 && frames < 200, "{extra:?}: {frames} frames");
+        assert_eq!(said, frames, "{extra:?}");
+        assert_eq!(packets, frames, "{extra:?}");
+        ffmpeg_decodes_cleanly(&out_path);
+        std::fs::remove_file(&out_path).expect("remove");
+    }
+}
+
+/// A disk that takes the header but not the first fragment: nothing would
+/// play, so no file is left.
+#[test]
+fn transcode_to_mp4_that_fits_no_fragment_leaves_no_file() {
+    let Some(disk) = SmallDisk::new(8) else {
+        return;
+    };
+    let work = tempdir();
+    let src = clip(work.path());
+    let out_path = disk.path("t.mp4");
+    let out = camflow_fails(&[
+        "transcode",
+        path_str(&src),
+        "--to",
+        "mp4",
+        "-o",
+        path_str(&out_path),
+    ]);
+    let line = assert_one_line_error(&out, "clip.mp4", "No space left on device");
+    assert!(
+        line.contains(&format!(
+            "no fragment was written whole; {} was removed",
+            path_str(&out_path)
+        )),
+        "{line:?}"
+    );
+    assert!(!out_path.exists(), "a file without a fragment is left");
+}
+
+/// The WebSocket camera's fMP4 is recorded as it comes; the file is cut
+/// back to its last whole fragment and the count is of frames, not
+/// fragments.
+#[test]
+fn record_of_a_websocket_camera_on_a_full_disk_keeps_whole_fragments_and_counts_frames() {
+    let Some(disk) = SmallDisk::new(160) else {
+        return;
+    };
+    let work = tempdir();
+    let src = clip(work.path());
+    // The clip's H.264 is sent as it is, a fragment per second (about
+    // 300 KB in all, more than the disk holds).
+    let cam = Camera::start(&["--input", path_str(&src)]);
+    let out_path = disk.path("r.mp4");
+    let out = camflow_fails(&["record", &cam.url, "-o", path_str(&out_path)]);
+    let said = full_disk_error(&out, &cam.url, &out_path);
+    let (frames, packets) = ffprobe_counts(&out_path);
+    assert!(frames > 0 && frames < 200, "{frames} frames");
+    assert_eq!(said, frames);
+    assert_eq!(packets, frames);
+    ffmpeg_decodes_cleanly(&out_path);
+}
+
 /// Every segment in `dir` is listed in the playlist, which is ended.
 fn assert_hls_whole(dir: &Path) {
     let playlist = std::fs::read_to_string(dir.join("index.m3u8")).expect("playlist");

@@ -58,7 +58,7 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         let wrote_by_worker = wrote.clone();
         let worker = pipeline::spawn("camflow-record", move || {
             let mut w = Fmp4FileWriter::new(&out);
-            let mut progress = Progress::new(quiet, "fragments");
+            let mut progress = Progress::new(quiet, "frames");
             let mut source_err = None;
             while let Some(item) = chunks.rx.blocking_recv() {
                 let res = match item {
@@ -82,8 +82,19 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
                 };
                 wrote_by_worker.store(w.has_output(), Ordering::Relaxed);
                 match res {
-                    Ok(true) => progress.update(w.fragments, stats.bytes()),
+                    Ok(true) => progress.update(w.frames, stats.bytes()),
                     Ok(false) => break,
+                    // A failed write (a full disk) was cut back to the last
+                    // whole fragment: the count is of the frames in those,
+                    // which is what players read from the file.
+                    Err(e @ RecordError::Io { .. }) if w.has_output() => {
+                        progress.clear();
+                        return Err(anyhow!(
+                            "{e} ({} before it in {})",
+                            count(w.frames, "frame"),
+                            out.display()
+                        ));
+                    }
                     Err(e) => {
                         progress.clear();
                         return Err(anyhow!("{e}"));
@@ -98,7 +109,7 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
                     quiet,
                     &format!(
                         "recorded {} ({:.1} s) to {}",
-                        count(w.fragments, "fragment"),
+                        count(w.frames, "video frame"),
                         w.seconds,
                         out.display()
                     ),
@@ -107,7 +118,7 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             match source_err {
                 Some(e) if w.has_output() => Err(anyhow!(
                     "{e} ({} before it in {})",
-                    count(w.fragments, "fragment"),
+                    count(w.frames, "frame"),
                     out.display()
                 )),
                 Some(e) => Err(anyhow!("{e}")),

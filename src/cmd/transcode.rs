@@ -19,6 +19,7 @@ use crate::pipeline::transcode::{self, OutputJob};
 use crate::pipeline::{self};
 use crate::progress::{count, Progress};
 use crate::shutdown::Shutdown;
+use crate::sink::fmp4_file;
 use crate::source::{self, SourceOptions};
 
 pub async fn run(args: TranscodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
@@ -287,13 +288,41 @@ async fn run_job(
                     container: Container::Flv,
                     to,
                     ..
-                } if !target.is_url() => match mux::cut_flv_to_whole_tags(Path::new(to)) {
-                    Ok(left) => Err(anyhow!(
+                } if Path::new(to).is_file() => match mux::cut_flv_to_whole_tags(Path::new(to)) {
+                    Ok(left) if left.frames > 0 => Err(anyhow!(
                         "{name}: {text} ({} before it in {shown})",
                         count(left.frames, "frame")
                     )),
+                    // A header at most, which plays nothing: the file goes.
+                    Ok(_) => {
+                        let _ = std::fs::remove_file(to);
+                        Err(anyhow!(
+                            "{name}: {text} (no frame was written whole; {shown} was removed)"
+                        ))
+                    }
                     Err(r) => Err(anyhow!("{name}: {text} (cannot cut {shown} back: {r})")),
                 },
+                Target::Stream {
+                    container: Container::Mp4,
+                    to,
+                    ..
+                } if Path::new(to).is_file() => {
+                    match fmp4_file::cut_to_whole_fragments(Path::new(to)) {
+                        Ok(left) if left.video_samples > 0 => Err(anyhow!(
+                            "{name}: {text} ({} before it in {shown})",
+                            count(left.video_samples, "frame")
+                        )),
+                        // Only the header is left, which plays nothing: the
+                        // file goes, as a recording that never held video.
+                        Ok(_) => {
+                            let _ = std::fs::remove_file(to);
+                            Err(anyhow!(
+                            "{name}: {text} (no fragment was written whole; {shown} was removed)"
+                        ))
+                        }
+                        Err(r) => Err(anyhow!("{name}: {text} (cannot cut {shown} back: {r})")),
+                    }
+                }
                 _ => Err(anyhow!(
                     "{name}: {text} ({} before it went to {shown})",
                     count(n, "frame")

@@ -27,7 +27,8 @@ use crate::packet::{VideoCodec, VideoParams};
 pub enum Container {
     /// Flash Video: files, and what RTMP servers take.
     Flv,
-    /// MP4 with H.264 video, its index (moov) at the end.
+    /// MP4 with H.264 video, fragmented at keyframes (as `record` writes
+    /// it), so that a run cut short leaves a file that plays.
     Mp4,
 }
 
@@ -36,7 +37,22 @@ impl Container {
     fn muxer(self) -> (&'static str, Vec<(&'static str, String)>) {
         match self {
             Container::Flv => ("flv", vec![]),
-            Container::Mp4 => ("mp4", vec![]),
+            // An index at the end would be lost with a full disk or a
+            // crash, and the file would not play at all: fragments are
+            // each complete, and what is left is cut back to the last
+            // whole one (`sink::fmp4_file::cut_to_whole_fragments`).
+            // `default_base_moof` as browsers' MSE want it; `flush_packets`
+            // puts each fragment on disk as the muxer completes it.
+            Container::Mp4 => (
+                "mp4",
+                vec![
+                    (
+                        "movflags",
+                        "frag_keyframe+empty_moov+default_base_moof".to_string(),
+                    ),
+                    ("flush_packets", "1".to_string()),
+                ],
+            ),
         }
     }
 }

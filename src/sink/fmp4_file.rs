@@ -136,6 +136,9 @@ pub struct Fmp4FileWriter {
     next_time: Option<f64>,
     last_start: Option<f64>,
     pub fragments: u64,
+    /// Video samples in the fragments written: the frames a player (and
+    /// `ffprobe -count_frames`) reads from the file.
+    pub frames: u64,
     /// Stream time covered so far, seconds.
     pub seconds: f64,
 }
@@ -152,6 +155,7 @@ impl Fmp4FileWriter {
             next_time: None,
             last_start: None,
             fragments: 0,
+            frames: 0,
             seconds: 0.0,
         }
     }
@@ -236,6 +240,17 @@ impl Fmp4FileWriter {
         })
     }
 
+    /// Video samples in a fragment (0 for one that does not parse, which
+    /// is written all the same).
+    fn video_samples(&self, frag: &[u8]) -> u64 {
+        let Some((_, info)) = self.init.as_ref() else {
+            return 0;
+        };
+        bmff::parse_fragment_with_init(frag, info)
+            .map(|f| video_samples(&f, info))
+            .unwrap_or(0)
+    }
+
     /// Appends a fragment unless it starts at or past `duration` seconds of
     /// stream time; returns false then (the recording is complete).
     pub fn fragment(&mut self, frag: &[u8], duration: Option<f64>) -> Result<bool, RecordError> {
@@ -256,10 +271,12 @@ impl Fmp4FileWriter {
             self.seconds = t - first + len.unwrap_or(0.0);
             self.next_time = len.map(|l| t + l);
         }
+        let samples = self.video_samples(frag);
         self.append(frag)?;
         // The file now plays: it takes the output's name.
         self.out.place().map_err(self.io())?;
         self.fragments += 1;
+        self.frames += samples;
         Ok(true)
     }
 
@@ -349,13 +366,7 @@ pub fn cut_to_whole_fragments(path: &Path) -> io::Result<WholeFragments> {
             b"moof" => {
                 let moof = read_whole()?;
                 let samples = bmff::parse_fragment_with_init(&moof, &init)
-                    .map(|f| {
-                        f.trafs
-                            .iter()
-                            .filter(|t| init.track(t.track_id).is_some_and(|t| t.is_video()))
-                            .map(|t| t.sample_count)
-                            .sum()
-                    })
+                    .map(|f| video_samples(&f, &init))
                     .unwrap_or(0);
                 moof_samples = Some(samples);
             }
@@ -376,4 +387,13 @@ pub fn cut_to_whole_fragments(path: &Path) -> io::Result<WholeFragments> {
         file.set_len(whole.len)?;
     }
     Ok(whole)
+}
+
+/// Samples of the video track(s) in a fragment.
+fn video_samples(f: &bmff::FragmentInfo, init: &InitInfo) -> u64 {
+    f.trafs
+        .iter()
+        .filter(|t| init.track(t.track_id).is_some_and(|t| t.is_video()))
+        .map(|t| t.sample_count)
+        .sum()
 }
