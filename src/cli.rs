@@ -99,9 +99,25 @@ pub struct SourceArgs {
 
     /// Largest picture accepted, in bytes: a JPEG from tcp://, vbc://,
     /// http:// or rtsp://, or an H.264 picture from rtsp://. A larger one
-    /// is dropped (H.264: up to the next IDR).
+    /// is dropped and counted, and the stream goes on (H.264: from the next
+    /// IDR), where its end is known: RTSP, a multipart part with a
+    /// Content-Length, a snapshot. Where it is not (tcp://, vbc://, a part
+    /// without Content-Length) the connection is closed, and --reconnect
+    /// decides what follows (the camera starts its stream again).
     #[arg(long = "max-frame-bytes", value_name = "BYTES", default_value_t = crate::proto::jpeg::DEFAULT_MAX_FRAME)]
     pub max_frame_bytes: usize,
+
+    /// https:// and wss://: accept the camera's certificate without checking
+    /// it (as curl -k): for a camera with a self-signed certificate on a
+    /// network you trust. The connection is still encrypted.
+    #[arg(long, conflicts_with = "ca_cert")]
+    pub insecure: bool,
+
+    /// https:// and wss://: trust the certificates in this PEM file instead
+    /// of the system's authorities (as curl --cacert): the camera's own CA,
+    /// or the camera's self-signed certificate itself.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl SourceArgs {

@@ -24,6 +24,8 @@ const FRAME_QUEUE: usize = 3;
 pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     let mut opts = args.source.options()?;
     opts.quiet = args.quiet;
+    // A snapshot camera is asked for pictures at the rate that is kept.
+    opts.poll_fps = args.fps;
     let name = opts.spec.display_name();
     if args.max_frames == Some(0) {
         bail!("--max-frames must be at least 1");
