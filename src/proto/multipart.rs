@@ -1883,7 +1883,10 @@ mod sniff_tests {
     #[test]
     fn other_spellings_of_a_first_part() {
         for (data, want) in [
-            (&b"--myboundary  \r\ncontent-type: image/jpeg\r\n"[..], "myboundary"),
+            (
+                &b"--myboundary  \r\ncontent-type: image/jpeg\r\n"[..],
+                "myboundary",
+            ),
             (b"----abc\nX-Timestamp: 1\n", "--abc"),
             (b"--frame\r\n\r\n\xff\xd8\xff", "frame"),
             (b"--frame\n\n\xff\xd8", "frame"),

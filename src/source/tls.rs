@@ -86,10 +86,9 @@ pub fn client_config(
             // Checked by load_ca_file.
             let _ = roots.add(cert.clone());
         }
-        let webpki =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| SourceError(format!("--ca-cert {}: {e}", path.display())))?;
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| SourceError(format!("--ca-cert {}: {e}", path.display())))?;
         Arc::new(Pinned {
             pinned: certs,
             webpki,
@@ -178,7 +177,11 @@ impl ServerCertVerifier for Pinned {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if self.pinned.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
+        if self
+            .pinned
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref())
+        {
             return Ok(ServerCertVerified::assertion());
         }
         self.webpki
@@ -305,7 +308,10 @@ mod tests {
         let e = load_ca_file(&empty).unwrap_err();
         assert!(e.contains("no certificate"), "{e}");
         let e = load_ca_file(&dir.join("missing.pem")).unwrap_err();
-        assert!(e.starts_with("--ca-cert ") && e.contains("missing.pem"), "{e}");
+        assert!(
+            e.starts_with("--ca-cert ") && e.contains("missing.pem"),
+            "{e}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
         let insecure = TlsSettings {
             insecure: true,
