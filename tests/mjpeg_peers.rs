@@ -469,84 +469,38 @@ fn snapshot_camera_is_polled_at_fps_and_at_most_once_a_second_without() {
 /// `leaf.key`), and a self-signed one for 127.0.0.1 (`self.pem` +
 /// `self.key`; OpenSSL marks it CA:TRUE, as cameras' own often are).
 fn make_certificates(dir: &Path) {
-    let run = |args: &[&str]| {
+    // ARGS split on spaces (no argument here has one).
+    let run = |args: &str| {
         let out = run_limited(
-            Command::new("openssl").args(args).current_dir(dir),
+            Command::new("openssl")
+                .args(args.split_whitespace())
+                .current_dir(dir),
             std::time::Duration::from_secs(60),
         );
         assert!(
             out.status.success(),
-            "openssl {args:?}: {}",
+            "openssl {args}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    let days = ["-days", "2"];
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "self.key",
-        "-out",
-        "self.pem",
-        "-subj",
-        "/CN=camera",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-        days[0],
-        days[1],
-    ]);
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-subj",
-        "/CN=Camera Maker CA",
-        days[0],
-        days[1],
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "leaf.key",
-        "-out",
-        "leaf.csr",
-        "-subj",
-        "/CN=camera",
-    ]);
+    run(
+        "req -x509 -newkey rsa:2048 -nodes -keyout self.key -out self.pem -days 2 \
+         -subj /CN=camera -addext subjectAltName=IP:127.0.0.1",
+    );
+    run(
+        "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+         -subj /CN=CameraMakerCA",
+    );
+    run("req -newkey rsa:2048 -nodes -keyout leaf.key -out leaf.csr -subj /CN=camera");
     std::fs::write(
         dir.join("leaf.ext"),
         "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
     )
     .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "leaf.pem",
-        "-extfile",
-        "leaf.ext",
-        days[0],
-        days[1],
-    ]);
+    run(
+        "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem \
+         -extfile leaf.ext -days 2",
+    );
 }
 
 /// ffmpeg serving multipart MJPEG over HTTPS with `cert`/`key` to one
