@@ -287,6 +287,24 @@ fn broken_jpeg_parts_are_counted_in_the_summary() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     // The two cut JPEGs, not the text part.
     assert!(stderr.contains("2 broken JPEGs dropped"), "{stderr}");
+    // The same for JPEGs saved as sent.
+    let jpegs = tempdir();
+    let out = camflow_run(&[
+        "decode",
+        &url,
+        "--frames-dir",
+        path_str(jpegs.path()),
+        "--reconnect",
+        "never",
+        "--save-jpeg",
+    ]);
+    assert_ok(&out);
+    assert_eq!(csv_rows(jpegs.path()).len(), 4);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("saved 4 JPEGs") && stderr.contains("2 broken JPEGs dropped"),
+        "{stderr}"
+    );
 }
 
 #[test]

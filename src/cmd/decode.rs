@@ -188,8 +188,9 @@ async fn save_jpegs(
 ) -> anyhow::Result<ExitCode> {
     let quiet = args.quiet;
     let stats = jpegs.stats.clone();
+    let loss_stats = stats.clone();
     let worker = pipeline::spawn("camflow-jpeg", move || {
-        let mut progress = Progress::new(quiet, "frames");
+        let mut progress = Progress::new(quiet, "frames").with_source(Some(stats.clone()));
         let mut limiter = settings.fps.map(decode::RateLimiter::new);
         let mut clock = source::JpegClock::default();
         let mut written = 0u64;
@@ -241,8 +242,12 @@ async fn save_jpegs(
             Progress::summary(
                 args.quiet,
                 &format!(
-                    "saved {written} JPEGs to {} in {:.1} s",
+                    "saved {written} JPEGs to {}{} in {:.1} s",
                     args.frames_dir.display(),
+                    loss_stats
+                        .loss_text()
+                        .map(|l| format!(" ({l})"))
+                        .unwrap_or_default(),
                     started.elapsed().as_secs_f64()
                 ),
             );
