@@ -100,10 +100,11 @@ pub struct SourceArgs {
     /// Largest picture accepted, in bytes: a JPEG from tcp://, vbc://,
     /// http:// or rtsp://, or an H.264 picture from rtsp://. A larger one
     /// is dropped and counted, and the stream goes on (H.264: from the next
-    /// IDR), where its end is known: RTSP, a multipart part with a
-    /// Content-Length, a snapshot. Where it is not (tcp://, vbc://, a part
-    /// without Content-Length) the connection is closed, and --reconnect
-    /// decides what follows (the camera starts its stream again).
+    /// IDR): over RTSP, and over HTTP (a multipart part is dropped as it
+    /// arrives, up to its Content-Length or its next delimiter; a snapshot
+    /// when it has arrived). On tcp:// and vbc://, where a picture's end is
+    /// known only from its own bytes, it is an error that closes the
+    /// connection, and --reconnect decides what follows.
     #[arg(long = "max-frame-bytes", value_name = "BYTES", default_value_t = crate::proto::jpeg::DEFAULT_MAX_FRAME)]
     pub max_frame_bytes: usize,
 

@@ -15,10 +15,11 @@
 //! - parts with `Content-Length` (read exactly that many bytes, then skip
 //!   whatever precedes the next delimiter) or without it (the part ends at
 //!   the next line that starts with the delimiter);
-//! - a part whose `Content-Length` is over the limit: its bytes are dropped
-//!   as they arrive and the stream goes on with the next part
-//!   ([`Splitter::skipped_parts`] counts them), so one oversized picture
-//!   costs neither memory nor the connection;
+//! - a part over the limit, by its `Content-Length` or, without one, by the
+//!   bytes before its delimiter: its bytes are dropped as they arrive and
+//!   the stream goes on with the next part ([`Splitter::skipped_parts`]
+//!   counts them), so one oversized picture costs neither memory nor the
+//!   connection;
 //! - CRLF or bare LF line ends, in headers and around delimiters;
 //! - a preamble before the first delimiter, and trailing spaces on delimiter
 //!   lines;
@@ -91,10 +92,9 @@ fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a s
 /// trusted or would need too much memory.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// A part without `Content-Length` is over the limit given to
-    /// [`Splitter::new`]: no delimiter came within that many bytes (where it
-    /// ends is unknown, so it cannot be skipped), or a `Content-Length` too
-    /// large to represent. `pos` is where the part's headers begin.
+    /// A part's `Content-Length` is too large to represent (a part that is
+    /// merely over the limit given to [`Splitter::new`] is skipped).
+    /// `pos` is where the part's headers begin.
     #[error("multipart part at byte {pos} is larger than the {max}-byte limit")]
     TooLarge { pos: u64, max: usize },
     /// A part's header block is over [`MAX_HEADER_BYTES`] bytes or
@@ -364,6 +364,9 @@ pub struct Splitter {
     content_length: Option<usize>,
     /// [`State::Skip`]: bytes of the oversized body still to drop.
     skip_left: usize,
+    /// [`State::Body`] without `Content-Length`: the body is over the limit
+    /// and dropped as it comes until its delimiter.
+    skipping: bool,
     /// Oversized parts dropped whole so far.
     skipped: u64,
     failed: Option<Error>,
@@ -394,6 +397,7 @@ impl Splitter {
             header_bytes: 0,
             content_length: None,
             skip_left: 0,
+            skipping: false,
             skipped: 0,
             failed: None,
             eof: false,
@@ -487,7 +491,7 @@ impl Splitter {
             }
     }
 
-    /// Parts dropped whole because their `Content-Length` is over the limit.
+    /// Parts dropped whole because they are over the limit.
     pub fn skipped_parts(&self) -> u64 {
         self.skipped
     }
@@ -646,15 +650,19 @@ impl Splitter {
             self.state = State::Seek;
             return Ok(Step::Part(self.finish_part(body)));
         }
-        let too_large = Error::TooLarge {
-            pos: self.part_pos,
-            max: self.max_part,
-        };
         match self.search() {
             Search::Found { line, len, close } => {
                 let end = self.body_end(line);
-                if end > self.max_part {
-                    return Err(too_large);
+                if self.skipping || end > self.max_part {
+                    // Oversized: dropped, delimiter and all, and the
+                    // stream goes on with the next part.
+                    self.consume(line);
+                    self.on_delimiter(len, close);
+                    self.skipping = false;
+                    self.skipped += 1;
+                    self.headers.clear();
+                    self.header_bytes = 0;
+                    return Ok(Step::Continue);
                 }
                 let body = self.buf.split_to(end).freeze();
                 self.pos += end as u64;
@@ -665,7 +673,7 @@ impl Splitter {
                 Ok(Step::Part(self.finish_part(body)))
             }
             Search::NotYet { undecided } => {
-                // The body is at least this long whatever comes next; failing
+                // The body is at least this long whatever comes next; deciding
                 // only then gives the same answer for any split of the input.
                 let known = match undecided {
                     Some(line) => self.body_end(line),
@@ -674,8 +682,16 @@ impl Splitter {
                         self.buf.len() - usize::from(cr)
                     }
                 };
-                if known > self.max_part {
-                    return Err(too_large);
+                if self.skipping || known > self.max_part {
+                    // Over the limit: what is surely body is dropped now, and
+                    // the search for its delimiter goes on after it, so an
+                    // oversized part costs no memory.
+                    self.skipping = true;
+                    self.consume(known);
+                    self.scan = self.scan.saturating_sub(known);
+                    if known > 0 {
+                        self.at_line_start = false;
+                    }
                 }
                 Ok(Step::NeedMore)
             }
@@ -723,6 +739,7 @@ impl Splitter {
             State::Finished => return Ok(Step::NeedMore),
             State::Headers if self.header_bytes == 0 && self.buf.is_empty() => Step::NeedMore,
             State::Headers => return Err(truncated),
+            State::Body if self.skipping => return Err(truncated),
             State::Body if self.content_length.is_some() => return Err(truncated),
             State::Skip => return Err(truncated),
             State::Body => {
@@ -1418,17 +1435,24 @@ mod tests {
     }
 
     #[test]
-    fn too_large_boundaryless_part_fails_once_past_the_limit() {
+    fn oversized_part_without_content_length_is_skipped_up_to_its_delimiter() {
         // Exactly the limit is fine, even with the delimiter still arriving.
         let data = b"--XYZ\r\n\r\n0123456789\r\n--XYZ\r\n";
         let got = split_every_way("XYZ", 10, data);
         assert_eq!(bodies(&got), [&b"0123456789"[..]]);
-        let data = b"--XYZ\r\n\r\n0123456789a\r\n--XYZ\r\n";
+        assert_eq!(got.skipped, 0);
+        // One byte more: dropped, and the next part comes as usual, however
+        // the stream is cut (also inside the delimiter that ends it).
+        let data = b"--XYZ\r\n\r\n0123456789a\r\n--XYZ\r\n\r\nok\r\n--XYZ\r\n\r\n\
+                     0123456789abc\n--X\r\n--XYZ--\r\n";
         let got = split_every_way("XYZ", 10, data);
-        assert_eq!(got.err, Some(Error::TooLarge { pos: 7, max: 10 }));
+        assert_eq!(got.err, None);
+        assert_eq!(bodies(&got), [&b"ok"[..]]);
+        assert_eq!(got.skipped, 2);
+        assert!(got.finished);
 
-        // No delimiter at all: fails as soon as the buffered body passes the
-        // limit, not when the stream ends.
+        // Dropped as it comes: nothing of it is held beyond a line end and
+        // what may start a delimiter.
         let mut s = Splitter::new("XYZ", 10);
         s.feed(b"--XYZ\r\n\r\n0123456789\r");
         assert_eq!(s.next_part(), Ok(None));
@@ -1437,8 +1461,24 @@ mod tests {
         s.feed(b"-");
         assert_eq!(s.next_part(), Ok(None));
         s.feed(b"x");
-        assert_eq!(s.next_part(), Err(Error::TooLarge { pos: 7, max: 10 }));
-        assert_eq!(s.buffered(), 0);
+        assert_eq!(s.next_part(), Ok(None));
+        for _ in 0..1000 {
+            s.feed(&[0xab; 100]);
+            assert_eq!(s.next_part(), Ok(None));
+            assert!(s.buffered() <= 1, "{}", s.buffered());
+            assert!(s.in_part());
+        }
+        s.feed(b"\r\n--XYZ\r\n\r\nok\r\n--XYZ--");
+        assert_eq!(
+            s.next_part().map(|p| p.map(|p| p.body)),
+            Ok(Some("ok".into()))
+        );
+        assert_eq!(s.skipped_parts(), 1);
+        // The close in the middle of one cuts it short, as any part.
+        let mut s = Splitter::new("XYZ", 10);
+        s.feed(b"--XYZ\r\n\r\n0123456789abc");
+        assert_eq!(s.next_part(), Ok(None));
+        assert_eq!(s.end_of_stream(), Err(Error::Truncated { pos: 7 }));
     }
 
     #[test]

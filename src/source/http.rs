@@ -592,7 +592,7 @@ async fn parts(
         stats.add_bytes(chunk.len());
         splitter.feed(&chunk);
         let at_unix = unix_now();
-        while let Some(part) = splitter.next_part().map_err(too_large)? {
+        while let Some(part) = splitter.next_part().map_err(|e| err(e.to_string()))? {
             if deliver(part, at_unix, opts, tx, stats, &streamed).await {
                 deadline = Instant::now() + opts.timeout;
             }
@@ -601,18 +601,6 @@ async fn parts(
         if splitter.is_finished() {
             return Ok(());
         }
-    }
-}
-
-/// The splitter's error while the stream runs; a part without
-/// Content-Length past the limit says why it ends the connection.
-fn too_large(e: multipart::Error) -> SourceError {
-    match e {
-        multipart::Error::TooLarge { .. } => err(format!(
-            "{e} (--max-frame-bytes); without a Content-Length its end is unknown, \
-             so the connection is closed"
-        )),
-        e => err(e.to_string()),
     }
 }
 
