@@ -274,7 +274,7 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
 fn parse_fps(s: &str) -> Result<f64, String> {
     let f: f64 = s.trim().parse().map_err(|_| "not a number".to_string())?;
     if !(f.is_finite() && f > 0.0 && f <= 1000.0) {
-        return Err("must be between 0 and 1000".to_string());
+        return Err("must be more than 0 and at most 1000".to_string());
     }
     Ok(f)
 }

@@ -113,3 +113,12 @@ impl Progress {
         }
     }
 }
+
+/// `1 frame`, `2 frames`: a count and its noun, for summaries and errors.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

@@ -156,7 +156,13 @@ fn unwritable_frames_dir() {
     std::fs::write(&file, b"x").unwrap();
     let target = file.join("frames");
     let out = camflow_run(&["decode", &cam.url, "--frames-dir", path_str(&target)]);
-    assert_one_line_error(&out, &cam.url, "not a directory");
+    let line = assert_one_line_error(&out, &cam.url, "is a file, not a folder");
+    assert!(line.contains(path_str(&file)), "{line}");
+    // The file itself as --frames-dir.
+    let out = camflow_run(&["decode", &cam.url, "--frames-dir", path_str(&file)]);
+    let line = assert_one_line_error(&out, &cam.url, "is a file, not a folder");
+    assert!(!line.contains("os error"), "{line}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
 }
 
 #[test]
@@ -223,15 +229,17 @@ fn stalled_camera_behind_keepalive_pings_times_out() {
 
 #[test]
 fn absurd_timeout_is_refused_in_one_line() {
-    let out = camflow_run(&[
-        "decode",
-        "x.mp4",
-        "--frames-dir",
-        "/tmp/unused",
-        "--timeout",
-        "1e20",
-    ]);
-    assert_one_line_error(&out, "--timeout", "between 0 and 86400");
+    for t in ["1e20", "0", "-1"] {
+        let out = camflow_run(&[
+            "decode",
+            "x.mp4",
+            "--frames-dir",
+            "/tmp/unused",
+            "--timeout",
+            t,
+        ]);
+        assert_one_line_error(&out, "--timeout", "more than 0 and at most 86400");
+    }
 }
 
 #[test]
@@ -562,7 +570,7 @@ fn decode_fps_above_1000_is_refused_in_one_line() {
             "--fps",
             fps,
         ]);
-        assert_one_line_error(&out, "--fps", "between 0 and 1000");
+        assert_one_line_error(&out, "--fps", "more than 0 and at most 1000");
         assert_eq!(out.status.code(), Some(2));
     }
 }

@@ -735,3 +735,22 @@ fn record_replaces_an_earlier_file_keeping_its_permissions() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn one_frame_is_counted_in_the_singular() {
+    let dir = tempdir();
+    let clip = make_h264_file(dir.path(), "one.mp4", "160x120", 1);
+    let frames = dir.path().join("f");
+    let out = camflow_run(&[
+        "decode",
+        path_str(&clip),
+        "--frames-dir",
+        path_str(&frames),
+        "--max-frames",
+        "1",
+    ]);
+    assert_ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wrote 1 frame to"), "{err}");
+    assert!(!err.contains("1 frames"), "{err}");
+}

@@ -831,3 +831,35 @@ fn a_stalled_rtmp_server_is_given_up_on_ctrl_c() {
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+#[test]
+fn mp4_file_from_an_mjpeg_file_and_no_mp4_over_rtmp() {
+    let dir = tempdir();
+    let src = dir.path().join("in.avi");
+    ffmpeg_make(
+        &src,
+        "-f lavfi -i testsrc2=size=320x240:rate=25 -t 2 -c:v mjpeg -q:v 3",
+    );
+    let out = dir.path().join("out.mp4");
+    let run = camflow_run(&[
+        "transcode",
+        path_str(&src),
+        "--to",
+        "mp4",
+        "-o",
+        path_str(&out),
+    ]);
+    assert_ok(&run);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("encoded to H.264"), "{stderr}");
+    let (codec, format) = probe_codec_and_format(&out);
+    assert_eq!(codec, "h264,320,240");
+    assert!(format.contains("mp4"), "{format}");
+    assert_eq!(ffprobe_frames(&out), 50);
+    ffmpeg_decodes_cleanly(&out);
+
+    // RTMP carries FLV only: refused before connecting.
+    let url = format!("rtmp://127.0.0.1:{}/live/cam", closed_port());
+    let run = camflow_run(&["transcode", path_str(&src), "--to", "mp4", "-o", &url]);
+    assert_one_line_error(&run, "rtmp://127.0.0.1", "use --to flv");
+}

@@ -1101,3 +1101,25 @@ fn page_plays_a_ready_item_in_chromium() {
     assert_eq!(v["w"], 320, "{v}");
     srv.stop();
 }
+
+#[test]
+fn a_port_in_use_leaves_no_data_folder() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let out = camflow_run(&[
+        "packager",
+        "serve",
+        "--listen",
+        &addr,
+        "--data",
+        path_str(&data),
+    ]);
+    assert_one_line_error(&out, &addr, "cannot listen");
+    assert!(
+        !data.exists(),
+        "the failed start created {}",
+        data.display()
+    );
+}

@@ -11,7 +11,7 @@ use crate::cli::{DecodeArgs, JpegDecoder};
 use crate::cmd::{open_or_stop, Fed, Opened};
 use crate::pipeline::decode::{self, BgrFrame, DecodeSettings};
 use crate::pipeline::{self, PipelineError};
-use crate::progress::Progress;
+use crate::progress::{count, Progress};
 use crate::proto::jpeg;
 use crate::shutdown::Shutdown;
 use crate::sink::npy::{NpyDirWriter, Row};
@@ -113,7 +113,7 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     let decoded = join(decoder).await?;
     let (written, write_result, mut writer) = join(writer_thread).await?;
     let before = if written > 0 {
-        format!(" ({written} frames written before it)")
+        format!(" ({} written before it)", count(written, "frame"))
     } else {
         String::new()
     };
@@ -132,6 +132,11 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     };
     match decoded {
         Ok(s) => {
+            if let source::SourceSpec::File(path) = &opts.spec {
+                if let Some(what) = pipeline::input::partial_file(path) {
+                    Progress::summary(args.quiet, &format!("warning: {name}: {what}"));
+                }
+            }
             let indexed = writer
                 .finish(shutdown.is_triggered())
                 .map_err(|e| anyhow!("{name}: cannot write frames: {e}"))?;
@@ -156,7 +161,8 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             Progress::summary(
                 args.quiet,
                 &format!(
-                    "wrote {written} frames to {}{dropped} in {:.1} s",
+                    "wrote {} to {}{dropped} in {:.1} s",
+                    count(written, "frame"),
                     args.frames_dir.display(),
                     started.elapsed().as_secs_f64()
                 ),
@@ -165,11 +171,11 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         }
         Err(PipelineError::Source(e)) => Err(anyhow!(
             "{name}: {}{before}",
-            source::redact_text_with(&e.0, &opts.spec, opts.password.as_deref())
+            source::redact_text(&e.0, &opts.spec)
         )),
         Err(e) => Err(anyhow!(
             "{name}: {}{before}",
-            source::redact_text_with(&e.to_string(), &opts.spec, opts.password.as_deref())
+            source::redact_text(&e.to_string(), &opts.spec)
         )),
     }
 }
@@ -242,7 +248,8 @@ async fn save_jpegs(
             Progress::summary(
                 args.quiet,
                 &format!(
-                    "saved {written} JPEGs to {}{} in {:.1} s",
+                    "saved {} to {}{} in {:.1} s",
+                    count(written, "JPEG"),
                     args.frames_dir.display(),
                     loss_stats
                         .loss_text()
@@ -254,7 +261,8 @@ async fn save_jpegs(
             Ok(ExitCode::SUCCESS)
         }
         Err(e) if written > 0 => Err(anyhow!(
-            "{name}: {e:#} ({written} frames written before it)"
+            "{name}: {e:#} ({} written before it)",
+            count(written, "frame")
         )),
         Err(e) => Err(anyhow!("{name}: {e:#}")),
     }

@@ -110,7 +110,7 @@ pub async fn open_or_stop(
         Err(e) => Err(anyhow::anyhow!(
             "{}: {}",
             opts.spec.display_name(),
-            source::redact_text_with(&e.0, &opts.spec, opts.password.as_deref())
+            source::redact_text(&e.0, &opts.spec)
         )),
     }
 }

@@ -60,12 +60,8 @@ pub async fn run(args: ProbeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode
     let rtsp = stats
         .as_ref()
         .and_then(|s| s.rtsp.lock().ok().and_then(|r| r.clone()));
-    let fail = |e: source::SourceError| {
-        anyhow!(
-            "{name}: {}",
-            source::redact_text_with(&e.0, &opts.spec, opts.password.as_deref())
-        )
-    };
+    let fail =
+        |e: source::SourceError| anyhow!("{name}: {}", source::redact_text(&e.0, &opts.spec));
     let (measured, received, framing) = match opened.into_input() {
         Fed::Input(input) => (Err(input), None, None),
         Fed::Jpegs(jpegs) => {
@@ -124,7 +120,7 @@ pub async fn run(args: ProbeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode
     let container = join(worker).await?.map_err(|e| {
         anyhow!(
             "{name}: {}",
-            source::redact_text_with(&e.to_string(), &opts.spec, opts.password.as_deref())
+            source::redact_text(&e.to_string(), &opts.spec)
         )
     })?;
 

@@ -11,7 +11,7 @@ use crate::cmd::decode::join;
 use crate::cmd::{open_or_stop, Fed, Opened};
 use crate::packet::{Arrived, Chunk};
 use crate::pipeline::{self, remux};
-use crate::progress::Progress;
+use crate::progress::{count, Progress};
 use crate::shutdown::Shutdown;
 use crate::sink::fmp4_file::{Fmp4FileWriter, RecordError};
 use crate::source;
@@ -97,8 +97,8 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
                 Progress::summary(
                     quiet,
                     &format!(
-                        "recorded {} fragments ({:.1} s) to {}",
-                        w.fragments,
+                        "recorded {} ({:.1} s) to {}",
+                        count(w.fragments, "fragment"),
                         w.seconds,
                         out.display()
                     ),
@@ -106,8 +106,8 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             }
             match source_err {
                 Some(e) if w.has_output() => Err(anyhow!(
-                    "{e} ({} fragments before it are in {})",
-                    w.fragments,
+                    "{e} ({} before it in {})",
+                    count(w.fragments, "fragment"),
                     out.display()
                 )),
                 Some(e) => Err(anyhow!("{e}")),
@@ -126,7 +126,7 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             }
             Err(e) => Err(anyhow!(
                 "{name}: {}",
-                source::redact_text_with(&format!("{e:#}"), &opts.spec, opts.password.as_deref())
+                source::redact_text(&format!("{e:#}"), &opts.spec)
             )),
         };
     }
@@ -184,8 +184,8 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             Progress::summary(
                 quiet,
                 &format!(
-                    "recorded {} video frames ({:.1} s) to {}{loss}",
-                    s.video_frames,
+                    "recorded {} ({:.1} s) to {}{loss}",
+                    count(s.video_frames, "video frame"),
                     s.seconds,
                     out.display()
                 ),
@@ -201,12 +201,12 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            let text =
-                source::redact_text_with(&e.to_string(), &opts.spec, opts.password.as_deref());
+            let text = source::redact_text(&e.to_string(), &opts.spec);
             let n = kept.load(Ordering::Relaxed);
             if n > 0 && placed.load(Ordering::Relaxed) {
                 Err(anyhow!(
-                    "{name}: {text} ({n} frames before it are in {})",
+                    "{name}: {text} ({} before it in {})",
+                    count(n, "frame"),
                     args.output.display()
                 ))
             } else {

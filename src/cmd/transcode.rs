@@ -2,6 +2,7 @@
 //! (fMP4 HLS in a folder): both run the output engine in
 //! `pipeline::transcode` on a libav thread.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,10 +14,10 @@ use crate::cmd::decode::join;
 use crate::cmd::{open_or_stop, Opened};
 use crate::pipeline::encode::EncodeSettings;
 use crate::pipeline::input::InputSource;
-use crate::pipeline::mux::{self, HlsSpec, Target};
+use crate::pipeline::mux::{self, Container, HlsSpec, Target};
 use crate::pipeline::transcode::{self, OutputJob};
 use crate::pipeline::{self};
-use crate::progress::Progress;
+use crate::progress::{count, Progress};
 use crate::shutdown::Shutdown;
 use crate::source::{self, SourceOptions};
 
@@ -28,7 +29,7 @@ pub async fn run(args: TranscodeArgs, shutdown: Shutdown) -> anyhow::Result<Exit
     let name = opts.spec.display_name();
     check_encode_args(&args.encode)?;
     if !(args.gop_seconds.is_finite() && args.gop_seconds > 0.0 && args.gop_seconds <= 3600.0) {
-        bail!("--gop-seconds must be between 0 and 3600");
+        bail!("--gop-seconds must be more than 0 and at most 3600");
     }
     let to = args.output.clone();
     let target = Target::Stream {
@@ -45,6 +46,9 @@ pub async fn run(args: TranscodeArgs, shutdown: Shutdown) -> anyhow::Result<Exit
             .to_ascii_lowercase();
         if !matches!(scheme.as_str(), "rtmp" | "rtmps") {
             bail!("{shown}: only rtmp:// and rtmps:// URLs can be pushed to; anything else is a file path");
+        }
+        if args.to != Container::Flv {
+            bail!("{shown}: RTMP carries FLV; use --to flv to push");
         }
     } else {
         let out = std::path::Path::new(&to);
@@ -204,7 +208,7 @@ async fn run_job(
     let net = opened.stats();
     let written = Arc::new(AtomicU64::new(0));
     let written_by_worker = written.clone();
-    let hls = matches!(job.target, Target::Hls(_));
+    let target = job.target.clone();
     let out_shown = shown.clone();
     let worker = pipeline::spawn("camflow-transcode", move || {
         let mut progress = Progress::new(quiet, "frames").with_source(net.clone());
@@ -247,8 +251,9 @@ async fn run_job(
             Progress::summary(
                 quiet,
                 &format!(
-                    "wrote {} video frames ({:.1} s) {what} ({how}{loss})",
-                    s.mux.frames, s.mux.seconds
+                    "wrote {} ({:.1} s) {what} ({how}{loss})",
+                    count(s.mux.frames, "video frame"),
+                    s.mux.seconds
                 ),
             );
         }
@@ -261,19 +266,42 @@ async fn run_job(
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            let text =
-                source::redact_text_with(&e.to_string(), &opts.spec, opts.password.as_deref());
+            let text = source::redact_text(&e.to_string(), &opts.spec);
             let n = written.load(Ordering::Relaxed);
-            if n > 0 && !hls {
-                Err(anyhow!(
-                    "{name}: {text} ({n} frames before it went to {shown})"
-                ))
-            } else if n > 0 {
-                Err(anyhow!(
-                    "{name}: {text} ({n} frames before it are in {shown})"
-                ))
-            } else {
-                Err(anyhow!("{name}: {text}"))
+            if n == 0 {
+                return Err(anyhow!("{name}: {text}"));
+            }
+            // The output is closed by now. What a failed write (a full
+            // disk) left part-way is cut back to the last whole segment or
+            // tag, and the count is of what a player reads there.
+            match &target {
+                Target::Hls(spec) => match mux::repair_hls(spec) {
+                    Ok(left) if left.segments > 0 => Err(anyhow!(
+                        "{name}: {text} ({} in {} in {shown})",
+                        count(left.frames, "frame"),
+                        count(left.segments, "whole segment")
+                    )),
+                    Ok(_) => Err(anyhow!(
+                        "{name}: {text} (no segment was written whole; {} was removed)",
+                        shown
+                    )),
+                    Err(r) => Err(anyhow!("{name}: {text} ({r})")),
+                },
+                Target::Stream {
+                    container: Container::Flv,
+                    to,
+                    ..
+                } if !target.is_url() => match mux::cut_flv_to_whole_tags(Path::new(to)) {
+                    Ok(left) => Err(anyhow!(
+                        "{name}: {text} ({} before it in {shown})",
+                        count(left.frames, "frame")
+                    )),
+                    Err(r) => Err(anyhow!("{name}: {text} (cannot cut {shown} back: {r})")),
+                },
+                _ => Err(anyhow!(
+                    "{name}: {text} ({} before it went to {shown})",
+                    count(n, "frame")
+                )),
             }
         }
     }

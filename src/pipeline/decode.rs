@@ -460,7 +460,7 @@ impl<'a> Run<'a> {
                 self.done = true;
                 break;
             }
-            match packet.read(&mut ictx) {
+            match input::read_packet(&mut ictx, &mut packet) {
                 Ok(()) => corrupt = 0,
                 Err(ffmpeg::Error::Eof) => break,
                 Err(ffmpeg::Error::Exit) => {

@@ -26,7 +26,7 @@ use crate::packet::{VideoCodec, VideoParams};
 pub enum Container {
     /// Flash Video: files, and what RTMP servers take.
     Flv,
-    /// MP4 (moov at the end: for files read back by camflow itself).
+    /// MP4 with H.264 video, its index (moov) at the end.
     Mp4,
 }
 
@@ -231,11 +231,48 @@ pub(crate) struct Interrupt {
     stop: Arc<AtomicBool>,
     network: bool,
     failed: AtomicBool,
+    /// The first error a file the muxer opened itself showed when it was
+    /// closed ([`close_checked`]); 0 while there is none.
+    io_error: std::sync::atomic::AtomicI32,
 }
 
 impl Interrupt {
     fn now(&self) -> bool {
         self.failed.load(Ordering::Relaxed) || (self.network && self.stop.load(Ordering::Relaxed))
+    }
+}
+
+/// libavformat's `io_close2`, checking what was written: the hls muxer
+/// writes its segments and playlists through files it opens itself and
+/// ignores their write errors, so on a full disk it went on, reported
+/// success, and renamed an empty playlist into place. The first error is
+/// noted in the muxer's [`Interrupt`] (the context's `opaque`, which the
+/// hls muxer hands on to the mp4 muxer inside it), for
+/// [`VideoMuxer::write`] to report.
+unsafe extern "C" fn close_checked(
+    s: *mut ffmpeg::ffi::AVFormatContext,
+    pb: *mut ffmpeg::ffi::AVIOContext,
+) -> std::ffi::c_int {
+    use ffmpeg::ffi;
+    if pb.is_null() {
+        return 0;
+    }
+    // SAFETY: `pb` is an open write context of this muxer; `opaque` is the
+    // muxer's boxed `Interrupt` (set in `open_output`), which outlives it.
+    unsafe {
+        ffi::avio_flush(pb);
+        let mut err = (*pb).error;
+        let closed = ffi::avio_close(pb);
+        if err >= 0 {
+            err = closed;
+        }
+        let i = (*s).opaque as *const Interrupt;
+        if err < 0 && !i.is_null() {
+            let _ = (*i)
+                .io_error
+                .compare_exchange(0, err, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        err.min(0)
     }
 }
 
@@ -281,6 +318,7 @@ impl VideoMuxer {
             stop: stop.clone(),
             network: target.is_url(),
             failed: AtomicBool::new(false),
+            io_error: std::sync::atomic::AtomicI32::new(0),
         });
         let mut octx =
             open_output(fmt, &to, &opts, Some(&interrupt)).map_err(|e| discard(fail(e)))?;
@@ -352,7 +390,17 @@ impl VideoMuxer {
                 .seconds
                 .max((p - first) as f64 * f64::from(self.out_tb));
         }
-        if let Err(e) = pkt.write_interleaved(&mut self.octx) {
+        if let Err(e) = pkt
+            .write_interleaved(&mut self.octx)
+            .and_then(|()| self.io_result())
+        {
+            if self.stopped(e) {
+                // Ctrl-C cut a push's write short (a paced push is always
+                // waiting on one): a clean stop, as for every other output.
+                // The caller sees the stop and ends; this picture is not
+                // counted.
+                return Ok(());
+            }
             self.interrupt.failed.store(true, Ordering::Relaxed);
             return Err(self.write_error(e));
         }
@@ -360,11 +408,26 @@ impl VideoMuxer {
         Ok(())
     }
 
+    /// Whether `e` is libav giving up on a push at Ctrl-C.
+    fn stopped(&self, e: ffmpeg::Error) -> bool {
+        e == ffmpeg::Error::Exit
+            && self.interrupt.network
+            && self.interrupt.stop.load(Ordering::Relaxed)
+    }
+
+    /// The error of a file the muxer opened and closed itself, if any.
+    fn io_result(&self) -> Result<(), ffmpeg::Error> {
+        match self.interrupt.io_error.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            e => Err(ffmpeg::Error::from(e)),
+        }
+    }
+
     /// Writes the trailer (HLS: the last segment and `EXT-X-ENDLIST`). A
     /// push stopped by Ctrl-C ends without one, and that is no error.
     pub fn finish(mut self) -> Result<MuxSummary, PipelineError> {
         self.finished = true;
-        match self.octx.write_trailer() {
+        match self.octx.write_trailer().and_then(|()| self.io_result()) {
             Ok(()) => Ok(self.summary),
             Err(_) if self.interrupt.network && self.interrupt.stop.load(Ordering::Relaxed) => {
                 Ok(self.summary)
@@ -413,9 +476,8 @@ fn explain(e: ffmpeg::Error) -> String {
         }
         ffmpeg::Error::Other { errno } if errno == libc::ETIMEDOUT => "timed out".into(),
         ffmpeg::Error::Exit => "stopped".into(),
-        ffmpeg::Error::Other { errno } if errno == libc::ENOSPC => {
-            "no space left on the disk".into()
-        }
+        // The system's own words, which users search for.
+        ffmpeg::Error::Other { errno } if errno == libc::ENOSPC => "No space left on device".into(),
         other => other.to_string(),
     }
 }
@@ -452,6 +514,8 @@ pub(crate) fn open_output(
                 callback: Some(interrupt_cb),
                 opaque: i as *const Interrupt as *mut std::ffi::c_void,
             };
+            (*ps).opaque = i as *const Interrupt as *mut std::ffi::c_void;
+            (*ps).io_close2 = Some(close_checked);
         }
         let nofile = ((*(*ps).oformat).flags & ffi::AVFMT_NOFILE) != 0;
         if !nofile {
@@ -522,6 +586,217 @@ pub fn is_hls_output_name(name: &str) -> bool {
             .strip_prefix("seg")
             .and_then(|n| n.strip_suffix(".m4s"))
             .is_some_and(crate::sink::is_number)
+}
+
+/// What an output holds after a failed run, up to its last whole
+/// segment or tag.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WholeOutput {
+    /// HLS: segments listed in the playlist.
+    pub segments: u64,
+    /// Video frames a player reads (what `ffprobe -count_frames` counts).
+    pub frames: u64,
+}
+
+/// One whole fMP4 segment on disk: its number, length in seconds and
+/// video frames.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Segment {
+    number: u64,
+    seconds: f64,
+    frames: u64,
+}
+
+/// Reads `segNNNNN.m4s` as a whole segment: every box complete and at least
+/// one `moof` with its `mdat`. `None` for a segment cut short (a failed
+/// write) or one that is not fMP4.
+fn whole_segment(path: &Path, number: u64, init: &crate::proto::bmff::InitInfo) -> Option<Segment> {
+    use crate::proto::bmff;
+    let data = std::fs::read(path).ok()?;
+    let (mut seconds, mut frames, mut moof, mut fragments) = (0.0, 0u64, None, 0u32);
+    for b in bmff::boxes(&data) {
+        let b = b.ok()?;
+        match &b.header.kind {
+            b"moof" => {
+                let start = usize::try_from(b.offset).ok()?;
+                let bytes = data.get(start..start + b.header.header_len + b.body.len())?;
+                moof = Some(bmff::parse_fragment_with_init(bytes, init).ok()?);
+            }
+            b"mdat" => {
+                let f = moof.take()?;
+                for t in &f.trafs {
+                    let track = init.track(t.track_id)?;
+                    if track.is_video() && track.timescale > 0 {
+                        frames += t.sample_count;
+                        seconds += t.duration? as f64 / f64::from(track.timescale);
+                    }
+                }
+                fragments += 1;
+            }
+            _ => {}
+        }
+    }
+    (fragments > 0 && moof.is_none()).then_some(Segment {
+        number,
+        seconds,
+        frames,
+    })
+}
+
+/// The playlist libavformat's hls muxer would write for these segments,
+/// ended (`EXT-X-ENDLIST`): the run is over, nothing more will come.
+fn playlist_text(segments: &[Segment], vod: bool) -> String {
+    let target = segments
+        .iter()
+        .map(|s| s.seconds.round() as u64)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let first = segments.first().map_or(0, |s| s.number);
+    let mut t = format!(
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{first}\n"
+    );
+    if vod {
+        t.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
+    }
+    t.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"init.mp4\"\n");
+    for s in segments {
+        t.push_str(&format!(
+            "#EXTINF:{:.6},\nseg{:05}.m4s\n",
+            s.seconds, s.number
+        ));
+    }
+    t.push_str("#EXT-X-ENDLIST\n");
+    t
+}
+
+/// After a run that failed while writing HLS (a full disk): the folder is
+/// made to hold a playlist that lists only whole segments, ends with
+/// `EXT-X-ENDLIST` (live and VOD alike: the run is over), and is replaced
+/// by write-then-rename; segments cut short, and any written after one,
+/// are removed. A playlist that is already whole is left as it is. Returns
+/// what the playlist lists.
+pub fn repair_hls(spec: &HlsSpec) -> Result<WholeOutput, String> {
+    use crate::proto::bmff;
+    let dir = &spec.dir;
+    let playlist = spec.playlist();
+    let init = std::fs::read(dir.join("init.mp4"))
+        .ok()
+        .and_then(|b| bmff::parse_init(&b).ok())
+        .unwrap_or_default();
+    let mut numbers: Vec<u64> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let n = name.strip_prefix("seg")?.strip_suffix(".m4s")?;
+            crate::sink::is_number(n).then(|| n.parse().ok())?
+        })
+        .collect();
+    numbers.sort_unstable();
+    let seg_path = |n: u64| dir.join(format!("seg{n:05}.m4s"));
+    let mut whole = Vec::new();
+    let mut cut = false;
+    for n in numbers {
+        match (cut, whole_segment(&seg_path(n), n, &init)) {
+            (false, Some(s)) => whole.push(s),
+            _ => {
+                // Cut short, or after one that was: never listed, so gone.
+                cut = true;
+                let _ = std::fs::remove_file(seg_path(n));
+            }
+        }
+    }
+    if let Some(w) = spec.window {
+        let skip = whole.len().saturating_sub(w as usize);
+        whole.drain(..skip);
+    }
+    let left = WholeOutput {
+        segments: whole.len() as u64,
+        frames: whole.iter().map(|s| s.frames).sum(),
+    };
+    // Already whole: every segment it lists is, and it is ended.
+    let current = std::fs::read_to_string(&playlist).unwrap_or_default();
+    let listed: Vec<&str> = current
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let names: Vec<String> = whole
+        .iter()
+        .map(|s| format!("seg{:05}.m4s", s.number))
+        .collect();
+    if current.contains("#EXT-X-ENDLIST") && listed == names {
+        return Ok(left);
+    }
+    if whole.is_empty() {
+        // Nothing playable: none of this run's files stay.
+        let _ = std::fs::remove_file(&playlist);
+        let _ = std::fs::remove_file(dir.join("init.mp4"));
+        return Ok(left);
+    }
+    let tmp = dir.join("index.m3u8.tmp");
+    std::fs::write(&tmp, playlist_text(&whole, spec.window.is_none()))
+        .and_then(|()| std::fs::rename(&tmp, &playlist))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("cannot rewrite {}: {e}", playlist.display())
+        })?;
+    Ok(left)
+}
+
+/// After a failed write to an FLV file (a full disk): the file is cut back
+/// to its last whole tag (header, body and the tag size after it), and
+/// the video frames in it are counted (the AVC sequence header and
+/// end-of-sequence tags carry none). Reads only the 11-byte tag headers
+/// and one byte of each video tag.
+pub fn cut_flv_to_whole_tags(path: &Path) -> std::io::Result<WholeOutput> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let len = file.metadata()?.len();
+    let mut head = [0u8; 13];
+    let mut left = WholeOutput::default();
+    // The file header (9 bytes, its length at 5..9) and the first,
+    // zero, previous-tag size.
+    let mut good = 0u64;
+    if len >= 13 && file.read_exact(&mut head).is_ok() && head[..3] == *b"FLV" {
+        good = u64::from(u32::from_be_bytes([head[5], head[6], head[7], head[8]])) + 4;
+        let mut tag = [0u8; 12];
+        loop {
+            if good + 11 > len {
+                break;
+            }
+            file.seek(SeekFrom::Start(good))?;
+            let n = usize::try_from((len - good).min(12)).unwrap_or(11);
+            file.read_exact(&mut tag[..n])?;
+            let size = u64::from(u32::from_be_bytes([0, tag[1], tag[2], tag[3]]));
+            let end = good + 11 + size + 4;
+            if end > len {
+                break;
+            }
+            // Video (9) with H.264 (codec id 7): AVCPacketType 1 is a
+            // picture; other codecs have a picture in every video tag.
+            let is_frame = tag[0] & 0x1f == 9
+                && size >= 1
+                && (tag[11] & 0x0f != 7
+                    || (size >= 2 && {
+                        let mut t = [0u8; 1];
+                        file.seek(SeekFrom::Start(good + 12))?;
+                        file.read_exact(&mut t)?;
+                        t[0] == 1
+                    }));
+            if is_frame {
+                left.frames += 1;
+            }
+            good = end;
+        }
+    }
+    if good < len {
+        file.set_len(good.min(len))?;
+    }
+    Ok(left)
 }
 
 #[cfg(test)]

@@ -177,7 +177,7 @@ pub fn run(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        match pkt.read(&mut ictx) {
+        match input::read_packet(&mut ictx, &mut pkt) {
             Ok(()) => {}
             Err(ffmpeg::Error::Eof) | Err(ffmpeg::Error::Exit) => break,
             Err(ffmpeg::Error::InvalidData) => continue,
@@ -215,7 +215,10 @@ pub fn run(
                 if duration.is_some_and(|d| t - f >= d) {
                     break;
                 }
-                summary.seconds = summary.seconds.max(t - f);
+                // Up to the end of the picture, as players and ffprobe
+                // count a file's length: at 1 fps, 3 pictures are 3 s.
+                let shown = pkt.duration() as f64 * f64::from(in_tb[i]);
+                summary.seconds = summary.seconds.max(t - f + shown);
             }
             summary.video_frames += 1;
         }
@@ -247,6 +250,11 @@ pub fn run(
             Ok(p) => summary.placed = p,
             Err(e) => failure = failure.or(Some(e)),
         }
+    }
+    if failure.is_some() || trailer.is_err() {
+        // Closed first: a flush at the close must not land after the cut.
+        drop(octx);
+        cut_back(staged.path(), &mut summary);
     }
     on_frame(&summary);
     if let Some(f) = failure {
@@ -537,13 +545,29 @@ fn finish(
             PipelineError::Output("the stream ended before any picture arrived".into())
         }));
     };
-    let (summary, trailer) = m.finish();
+    let path = m.staged.path().to_path_buf();
+    let (mut summary, trailer) = m.finish();
+    if failure.is_some() || trailer.is_err() {
+        cut_back(&path, &mut summary);
+    }
     on_frame(&summary);
     if let Some(f) = failure {
         return Err(f);
     }
     trailer?;
     Ok(summary)
+}
+
+/// After a failed write (a full disk): a recording that has replaced the
+/// output is cut back to its last whole fragment, and the summary counts
+/// the frames in what is left, which is what players read from it.
+fn cut_back(path: &Path, summary: &mut RemuxSummary) {
+    if !summary.placed {
+        return;
+    }
+    if let Ok(whole) = crate::sink::fmp4_file::cut_to_whole_fragments(path) {
+        summary.video_frames = whole.video_samples;
+    }
 }
 
 /// One video stream written into fragmented MP4 on camflow's own clock
@@ -674,6 +698,11 @@ impl TimedMp4 {
             let n = self.summary.video_frames.max(2) - 1;
             let avg = ((self.summary.seconds / f64::from(self.out_tb)) / n as f64).round() as i64;
             last.set_duration(avg.max(1));
+            // The recording lasts to the end of its last picture.
+            if let Some(p) = last.pts() {
+                let end = (p + avg.max(1)) as f64 * f64::from(self.out_tb);
+                self.summary.seconds = self.summary.seconds.max(end);
+            }
             r = last.write_interleaved(&mut self.octx).map_err(out_err);
         }
         if r.is_ok() {

@@ -345,7 +345,7 @@ fn file_stream(
         if !open || stop.load(Ordering::Relaxed) || frames.is_some_and(|n| sent >= n) {
             break;
         }
-        match pkt.read(&mut ictx) {
+        match super::input::read_packet(&mut ictx, &mut pkt) {
             Ok(()) => {}
             Err(ffmpeg::Error::Eof) => break,
             Err(e) => return Err(PipelineError::Read(e.to_string())),

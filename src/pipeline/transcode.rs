@@ -268,7 +268,7 @@ fn copy_input(
             if stop.load(Ordering::Relaxed) {
                 break 'sessions;
             }
-            match pkt.read(&mut ictx) {
+            match input::read_packet(&mut ictx, &mut pkt) {
                 Ok(()) => {}
                 Err(ffmpeg::Error::Eof) => break,
                 Err(ffmpeg::Error::Exit) => break 'sessions,

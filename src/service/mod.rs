@@ -91,6 +91,11 @@ impl Service {
 /// Runs the service until `shutdown`: opens (or creates) the state, queues
 /// the unfinished jobs again, starts the workers, listens, prints the URL.
 pub async fn serve(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
+    // The port first: a service that cannot listen leaves no folder or
+    // database behind.
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| anyhow!("cannot listen on {}: {e}", settings.listen))?;
     let data = settings.data.clone();
     for d in [data.clone(), data.join("uploads"), data.join("content")] {
         std::fs::create_dir_all(&d).map_err(|e| anyhow!("cannot create {}: {e}", d.display()))?;
@@ -100,9 +105,6 @@ pub async fn serve(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()>
     api::clean_uploads(&data.join("uploads"), &recorded);
     let unfinished = db.unfinished_jobs()?;
     let (queue, receiver) = jobs::Queue::new();
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .map_err(|e| anyhow!("cannot listen on {}: {e}", settings.listen))?;
     let local = listener
         .local_addr()
         .context("cannot read the listening address")?;

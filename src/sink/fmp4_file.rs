@@ -285,3 +285,95 @@ impl Fmp4FileWriter {
         self.fragments > 0
     }
 }
+
+/// What a fragmented MP4 holds up to its last whole fragment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WholeFragments {
+    /// Bytes up to the end of the last whole box.
+    pub len: u64,
+    pub fragments: u64,
+    /// Samples of the video track(s) in those fragments: the frames a
+    /// player (and `ffprobe -count_frames`) reads from the file.
+    pub video_samples: u64,
+}
+
+/// Cuts a fragmented MP4 back to its last whole box (a write that failed
+/// part-way, on a full disk, leaves part of a fragment at the end) and
+/// counts what is left. A `moof` counts only with the whole `mdat` after
+/// it. Reads the box headers and the `moov`/`moof` boxes, seeking past
+/// media data.
+pub fn cut_to_whole_fragments(path: &Path) -> io::Result<WholeFragments> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let file_len = file.metadata()?.len();
+    let mut whole = WholeFragments::default();
+    let mut init = InitInfo::default();
+    let mut init_bytes: Vec<u8> = Vec::new();
+    // A `moof` waiting for its `mdat`, and its video samples.
+    let mut moof_samples: Option<u64> = None;
+    let mut pos = 0u64;
+    loop {
+        let mut head = [0u8; 16];
+        let avail = (file_len - pos).min(16) as usize;
+        if avail < 8 {
+            break;
+        }
+        file.seek(SeekFrom::Start(pos))?;
+        file.read_exact(&mut head[..avail])?;
+        let Ok(Some(h)) = bmff::parse_header(&head[..avail]) else {
+            break;
+        };
+        let Some(end) = pos.checked_add(h.size).filter(|e| *e <= file_len) else {
+            break;
+        };
+        // Boxes read whole are small (headers, sample tables); anything
+        // larger than this in a moov or moof is not one camflow wrote.
+        const READ_LIMIT: u64 = 64 << 20;
+        let mut read_whole = || -> io::Result<Vec<u8>> {
+            let mut b = vec![0u8; usize::try_from(h.size.min(READ_LIMIT)).unwrap_or(0)];
+            file.seek(SeekFrom::Start(pos))?;
+            file.read_exact(&mut b)?;
+            Ok(b)
+        };
+        match &h.kind {
+            b"ftyp" | b"moov" => {
+                init_bytes.extend_from_slice(&read_whole()?);
+                if h.kind == *b"moov" {
+                    init = bmff::parse_init(&init_bytes).unwrap_or_default();
+                }
+                whole.len = end;
+            }
+            b"moof" => {
+                let moof = read_whole()?;
+                let samples = bmff::parse_fragment_with_init(&moof, &init)
+                    .map(|f| {
+                        f.trafs
+                            .iter()
+                            .filter(|t| init.track(t.track_id).is_some_and(|t| t.is_video()))
+                            .map(|t| t.sample_count)
+                            .sum()
+                    })
+                    .unwrap_or(0);
+                moof_samples = Some(samples);
+            }
+            b"mdat" => {
+                if let Some(n) = moof_samples.take() {
+                    whole.fragments += 1;
+                    whole.video_samples += n;
+                }
+                whole.len = end;
+            }
+            // styp, sidx, mfra...: whole boxes between fragments.
+            _ if moof_samples.is_none() => whole.len = end,
+            _ => {}
+        }
+        pos = end;
+    }
+    if whole.len < file_len {
+        file.set_len(whole.len)?;
+    }
+    Ok(whole)
+}

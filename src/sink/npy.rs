@@ -83,6 +83,22 @@ impl NpyDirWriter {
             csv: None,
             made,
         };
+        // create_dir_all on a file says "File exists (os error 17)", or
+        // "Not a directory" for one further up: name the file instead.
+        if let Some(file) = dir
+            .ancestors()
+            .filter(|a| !a.as_os_str().is_empty())
+            .find(|a| a.exists())
+            .filter(|a| !a.is_dir())
+        {
+            return Err(SinkError {
+                path: file.to_path_buf(),
+                source: io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    "is a file, not a folder: --frames-dir needs a folder",
+                ),
+            });
+        }
         let checked = fs::create_dir_all(dir).and_then(|()| {
             let probe = dir.join(".camflow-write-test.tmp");
             File::create(&probe)?;

@@ -165,6 +165,18 @@ impl SourceSpec {
         }
     }
 
+    /// The URL of a network source.
+    pub fn url(&self) -> Option<&Url> {
+        match self {
+            SourceSpec::File(_) | SourceSpec::Stdin => None,
+            SourceSpec::WebSocket(u)
+            | SourceSpec::Tcp(u)
+            | SourceSpec::Vbc(u)
+            | SourceSpec::Http(u)
+            | SourceSpec::Rtsp(u) => Some(u),
+        }
+    }
+
     /// Sources that deliver JPEG frames rather than a container.
     pub fn is_mjpeg(&self) -> bool {
         matches!(self, SourceSpec::Tcp(_) | SourceSpec::Vbc(_))
@@ -192,30 +204,56 @@ fn mask_userinfo(s: &str) -> Option<String> {
     Some(format!("{}***{}", s.get(..start)?, s.get(at..)?))
 }
 
-/// Removes `user:password@` from anything that looks like a URL inside `text`.
-/// Error texts from lower layers sometimes quote the URL they were given.
+/// Masks the password of every URL quoted in `text` (`scheme://user:***@…`),
+/// and nothing else. Error texts from lower layers (HTTP and WebSocket
+/// clients) sometimes quote the URL they were given. Only the credential
+/// part of a URL is touched: replacing the password's text wherever it
+/// occurs would mangle the message (a password `e` would star every `e`) and
+/// the pattern of stars would give the password away.
 pub fn redact_text(text: &str, spec: &SourceSpec) -> String {
-    redact_text_with(text, spec, None)
+    let mut t = text.to_string();
+    // A URL whose password hides in what parsed as its path
+    // (`ws://admin:123/secret@host/`) is masked whole, as `redact` shows it.
+    if let Some(u) = spec.url() {
+        let raw = u.as_str();
+        if raw.contains('@') {
+            let shown = redact(u);
+            if shown != raw {
+                t = t.replace(raw, &shown);
+            }
+        }
+    }
+    mask_url_passwords(&t)
 }
 
-/// [`redact_text`], also masking a password given with `--password`.
-pub fn redact_text_with(text: &str, spec: &SourceSpec, extra_password: Option<&str>) -> String {
-    match spec {
-        SourceSpec::WebSocket(u)
-        | SourceSpec::Tcp(u)
-        | SourceSpec::Vbc(u)
-        | SourceSpec::Http(u)
-        | SourceSpec::Rtsp(u) => {
-            let mut t = text.to_string();
-            for secret in [u.password(), extra_password] {
-                if let Some(p) = secret.filter(|p| !p.is_empty()) {
-                    t = t.replace(p, "***");
+/// `scheme://user:pass@host` → `scheme://user:***@host` for every URL in
+/// `text`. A URL's authority ends at `/`, `?`, `#`, white space or a quote;
+/// its userinfo is everything before the authority's last `@`.
+fn mask_url_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || "/?#\"'<>`()".contains(c))
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => match authority[..at].split_once(':') {
+                Some((user, _password)) => {
+                    out.push_str(user);
+                    out.push_str(":***");
+                    out.push_str(&authority[at..]);
                 }
-            }
-            t
+                None => out.push_str(authority),
+            },
+            None => out.push_str(authority),
         }
-        _ => text.to_string(),
+        rest = &tail[end..];
     }
+    out.push_str(rest);
+    out
 }
 
 /// Source settings, checked.
@@ -250,7 +288,9 @@ impl SourceOptions {
         let timeout = Duration::try_from_secs_f64(a.timeout)
             .ok()
             .filter(|t| !t.is_zero() && t.as_secs() <= 86_400)
-            .ok_or_else(|| anyhow::anyhow!("--timeout must be between 0 and 86400 seconds"))?;
+            .ok_or_else(|| {
+                anyhow::anyhow!("--timeout must be more than 0 and at most 86400 seconds")
+            })?;
         let mut headers = Vec::new();
         for h in &a.headers {
             let (name, value) = h
@@ -612,6 +652,34 @@ mod tests {
             let s = redact_arg(weird);
             assert!(!s.contains("cret"), "{weird} → {s}");
         }
+    }
+
+    #[test]
+    fn only_the_url_password_is_masked_in_a_message() {
+        let spec = SourceSpec::parse("rtsp://admin:e@127.0.0.1:554/live").unwrap();
+        let msg = "rtsp://admin:e@127.0.0.1:554/live: Unable to connect to RTSP server: \
+                   Connection refused";
+        assert_eq!(
+            redact_text(msg, &spec),
+            "rtsp://admin:***@127.0.0.1:554/live: Unable to connect to RTSP server: \
+             Connection refused"
+        );
+        // Any URL quoted by a lower layer, in parentheses or at the end.
+        assert_eq!(
+            mask_url_passwords(
+                "error sending request for url (http://u:p%40ss@h:1/x) or ws://a:b@c"
+            ),
+            "error sending request for url (http://u:***@h:1/x) or ws://a:***@c"
+        );
+        // A user name alone is no secret; text without URLs is untouched.
+        assert_eq!(mask_url_passwords("http://u@h/ fine"), "http://u@h/ fine");
+        assert_eq!(mask_url_passwords("a :// b @ c"), "a :// b @ c");
+        // A password that parsed as a path is masked with the whole URL.
+        let odd = "ws://admin:123/secret@127.0.0.1:1/live";
+        let spec = SourceSpec::parse(odd).unwrap();
+        let s = redact_text(&format!("{odd}: refused"), &spec);
+        assert!(!s.contains("secret"), "{s}");
+        assert!(s.ends_with(": refused"), "{s}");
     }
 
     #[test]
