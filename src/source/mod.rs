@@ -468,10 +468,8 @@ impl SourceStats {
     pub fn loss_text(&self) -> Option<String> {
         let is_rtp = self.rtsp.lock().is_ok_and(|r| r.is_some());
         if !is_rtp && self.counts_jpegs.load(Ordering::Relaxed) {
-            let mut text = format!(
-                "{} broken JPEGs dropped",
-                self.broken_jpegs.load(Ordering::Relaxed)
-            );
+            let broken = self.broken_jpegs.load(Ordering::Relaxed);
+            let mut text = format!("{} dropped", crate::progress::count(broken, "broken JPEG"));
             let big = self.oversized_jpegs.load(Ordering::Relaxed);
             if big > 0 {
                 text.push_str(&format!(", {big} over --max-frame-bytes skipped"));
