@@ -606,11 +606,11 @@ async fn parts(
 
 /// A snapshot camera: one JPEG per request, asked for again as soon as the
 /// last has arrived, but at most once a second, or at `--fps`
-/// ([`SourceOptions::poll_fps`]). Each picture is stamped on arrival; with
-/// `--fps`, pictures are stamped at least 1/fps apart (a fast answer after
-/// a slow one is stamped a little late), so that the same `--fps` kept
-/// downstream keeps every one. Ends only by an error: `--reconnect`
-/// decides what follows.
+/// ([`SourceOptions::poll_fps`]). Each picture is stamped on arrival, but
+/// never closer to the last than the interval (a fast answer after a slow
+/// one is stamped a little late), so that the same `--fps` kept downstream
+/// keeps every one. Ends only by an error: `--reconnect` decides what
+/// follows.
 async fn snapshots(
     conn: &Conn,
     first: Body,
@@ -665,15 +665,15 @@ async fn snapshots(
             Some(data) => {
                 // 0.1 ms more than the interval, so that rounding never puts
                 // two pictures in one --fps slot.
-                let stamp = match (opts.poll_fps, last_stamp) {
-                    (Some(_), Some(last)) => at_unix.max(last + every.as_secs_f64() + 1e-4),
-                    _ => at_unix,
+                let stamp = match last_stamp {
+                    Some(last) => at_unix.max(last + every.as_secs_f64() + 1e-4),
+                    None => at_unix,
                 };
                 let part = multipart::Part {
                     headers: Vec::new(),
                     body: data,
                     content_type: Some("image/jpeg".into()),
-                    timestamp: opts.poll_fps.map(|_| stamp),
+                    timestamp: Some(stamp),
                 };
                 if deliver(part, at_unix, opts, tx, stats, &streamed).await {
                     last_stamp = Some(stamp);
