@@ -99,9 +99,26 @@ pub struct SourceArgs {
 
     /// Largest picture accepted, in bytes: a JPEG from tcp://, vbc://,
     /// http:// or rtsp://, or an H.264 picture from rtsp://. A larger one
-    /// is dropped (H.264: up to the next IDR).
+    /// is dropped and counted, and the stream goes on (H.264: from the next
+    /// IDR): over RTSP, and over HTTP (a multipart part is dropped as it
+    /// arrives, up to its Content-Length or its next delimiter; a snapshot
+    /// when it has arrived). On tcp:// and vbc://, where a picture's end is
+    /// known only from its own bytes, it is an error that closes the
+    /// connection, and --reconnect decides what follows.
     #[arg(long = "max-frame-bytes", value_name = "BYTES", default_value_t = crate::proto::jpeg::DEFAULT_MAX_FRAME)]
     pub max_frame_bytes: usize,
+
+    /// https:// and wss://: accept the camera's certificate without checking
+    /// it (as curl -k): for a camera with a self-signed certificate on a
+    /// network you trust. The connection is still encrypted.
+    #[arg(long, conflicts_with = "ca_cert")]
+    pub insecure: bool,
+
+    /// https:// and wss://: trust the certificates in this PEM file instead
+    /// of the system's authorities (as curl --cacert): the camera's own CA,
+    /// or the camera's self-signed certificate itself.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl SourceArgs {

@@ -29,6 +29,8 @@ struct Run {
     /// What the end of the stream adds: its parts, then its error.
     ended: Vec<Part>,
     end_err: Option<Error>,
+    /// Oversized parts skipped before the end.
+    skipped: u64,
 }
 
 fn drain(s: &mut Splitter, max: usize, out: &mut Vec<Part>) -> Option<Error> {
@@ -71,7 +73,7 @@ fn run(boundary: &str, max: usize, pieces: &[&[u8]]) -> Run {
     if err.is_none() && !s.is_finished() {
         assert_eq!(s.position() + s.buffered() as u64, fed as u64);
     }
-    let (finished, in_part) = (s.is_finished(), s.in_part());
+    let (finished, in_part, skipped) = (s.is_finished(), s.in_part(), s.skipped_parts());
 
     // The connection closes: a last part without a delimiter after it is
     // returned only as one whole JPEG; anything else cut short is an error.
@@ -111,6 +113,7 @@ fn run(boundary: &str, max: usize, pieces: &[&[u8]]) -> Run {
         in_part,
         ended,
         end_err,
+        skipped,
     }
 }
 
@@ -140,6 +143,17 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(halves.in_part, whole.in_part);
     assert_eq!(halves.ended, whole.ended);
     assert_eq!(halves.end_err, whole.end_err);
+    assert_eq!(halves.skipped, whole.skipped);
+
+    // Sniffing: a prefix says "more" or what the whole body says.
+    let sniffed = multipart::sniff(stream, true);
+    match multipart::sniff(a, false) {
+        multipart::Sniff::NeedMore => {}
+        early => assert_eq!(early, sniffed),
+    }
+    if let multipart::Sniff::Multipart { boundary } = &sniffed {
+        assert!(!boundary.is_empty() && boundary.len() <= stream.len());
+    }
 
     // Bodies are the input's bytes, in order, unaltered.
     let mut from = 0;

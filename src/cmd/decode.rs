@@ -24,6 +24,8 @@ const FRAME_QUEUE: usize = 3;
 pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     let mut opts = args.source.options()?;
     opts.quiet = args.quiet;
+    // A snapshot camera is asked for pictures at the rate that is kept.
+    opts.poll_fps = args.fps;
     let name = opts.spec.display_name();
     if args.max_frames == Some(0) {
         bail!("--max-frames must be at least 1");
@@ -197,8 +199,9 @@ async fn save_jpegs(
 ) -> anyhow::Result<ExitCode> {
     let quiet = args.quiet;
     let stats = jpegs.stats.clone();
+    let loss_stats = stats.clone();
     let worker = pipeline::spawn("camflow-jpeg", move || {
-        let mut progress = Progress::new(quiet, "frames");
+        let mut progress = Progress::new(quiet, "frames").with_source(Some(stats.clone()));
         let mut limiter = settings.fps.map(decode::RateLimiter::new);
         let mut clock = source::JpegClock::default();
         let mut written = 0u64;
@@ -250,9 +253,13 @@ async fn save_jpegs(
             Progress::summary(
                 args.quiet,
                 &format!(
-                    "saved {} to {} in {:.1} s",
+                    "saved {} to {}{} in {:.1} s",
                     count(written, "JPEG"),
                     args.frames_dir.display(),
+                    loss_stats
+                        .loss_text()
+                        .map(|l| format!(" ({l})"))
+                        .unwrap_or_default(),
                     started.elapsed().as_secs_f64()
                 ),
             );

@@ -65,14 +65,15 @@ pub async fn run(args: ProbeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode
     let (measured, received, framing) = match opened.into_input() {
         Fed::Input(input) => (Err(input), None, None),
         Fed::Jpegs(jpegs) => {
-            let framing = if rtsp.is_some() {
-                "RTP, JPEG per RFC 2435"
-            } else {
-                "raw JPEG"
+            let http = jpegs.stats.http_framing.lock().ok().and_then(|f| f.clone());
+            let framing = match http {
+                Some(http) => http,
+                None if rtsp.is_some() => "RTP, JPEG per RFC 2435".into(),
+                None => "raw JPEG".into(),
             };
             let stats = jpegs.stats.clone();
             let c = probe_jpegs(jpegs.rx).await.map_err(fail)?;
-            (Ok(c), Some(stats.bytes()), Some(framing.to_string()))
+            (Ok(c), Some(stats.bytes()), Some(framing))
         }
         Fed::Packets(packets) => {
             let stats = packets.stats.clone();

@@ -25,6 +25,8 @@ use crate::source::{self, SourceOptions};
 pub async fn run(args: TranscodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     let mut opts = args.source.options()?;
     opts.quiet = args.quiet;
+    // A snapshot camera is asked for pictures at the rate that is kept.
+    opts.poll_fps = args.encode.fps;
     let name = opts.spec.display_name();
     check_encode_args(&args.encode)?;
     if !(args.gop_seconds.is_finite() && args.gop_seconds > 0.0 && args.gop_seconds <= 3600.0) {
@@ -72,6 +74,8 @@ pub async fn run(args: TranscodeArgs, shutdown: Shutdown) -> anyhow::Result<Exit
 pub async fn run_hls(args: HlsArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     let mut opts = args.source.options()?;
     opts.quiet = args.quiet;
+    // A snapshot camera is asked for pictures at the rate that is kept.
+    opts.poll_fps = args.encode.fps;
     check_encode_args(&args.encode)?;
     let seg = args.segment_seconds;
     if !(seg.is_finite() && (0.1..=600.0).contains(&seg)) {

@@ -15,6 +15,11 @@
 //! - parts with `Content-Length` (read exactly that many bytes, then skip
 //!   whatever precedes the next delimiter) or without it (the part ends at
 //!   the next line that starts with the delimiter);
+//! - a part over the limit, by its `Content-Length` or, without one, by the
+//!   bytes before its delimiter: its bytes are dropped as they arrive and
+//!   the stream goes on with the next part ([`Splitter::skipped_parts`]
+//!   counts them), so one oversized picture costs neither memory nor the
+//!   connection;
 //! - CRLF or bare LF line ends, in headers and around delimiters;
 //! - a preamble before the first delimiter, and trailing spaces on delimiter
 //!   lines;
@@ -22,6 +27,11 @@
 //!   ([`Splitter::end_of_stream`]): a last part without `Content-Length` is
 //!   whole if it is exactly one whole JPEG, as walked by [`jpeg`] (some
 //!   cameras and scripts close after the last part, or after a single one).
+//!
+//! [`sniff`] tells a multipart body from others by its first bytes, and
+//! finds its boundary there: servers that declare another `Content-Type`
+//! (ffmpeg's and VLC's `mpjpeg` say `application/octet-stream`), another
+//! boundary, or none at all.
 //!
 //! Everything here reads untrusted bytes: part bodies are bounded by the
 //! caller's maximum, part headers by [`MAX_HEADER_BYTES`] and
@@ -82,8 +92,8 @@ fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a s
 /// trusted or would need too much memory.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// A part's body is over the limit given to [`Splitter::new`]: its
-    /// `Content-Length` says so, or no delimiter came within that many bytes.
+    /// A part's `Content-Length` is too large to represent (a part that is
+    /// merely over the limit given to [`Splitter::new`] is skipped).
     /// `pos` is where the part's headers begin.
     #[error("multipart part at byte {pos} is larger than the {max}-byte limit")]
     TooLarge { pos: u64, max: usize },
@@ -146,6 +156,103 @@ pub fn boundary_from_content_type(value: &str) -> Option<String> {
     }
 }
 
+/// Bytes [`sniff`] looks at, at most: a delimiter line and a part's first
+/// header line fit in far less.
+pub const SNIFF_BYTES: usize = 4096;
+
+/// Longest boundary [`sniff`] accepts: RFC 2046 allows 70 characters;
+/// cameras stay well within that, and a long first line is text, not a
+/// delimiter.
+const MAX_SNIFFED_BOUNDARY: usize = 200;
+
+/// What the first bytes of a body say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sniff {
+    /// Too few bytes to tell yet: feed more (or call again with `ended`).
+    NeedMore,
+    /// A multipart body: it begins with a delimiter line and a part's
+    /// headers. The boundary as its delimiter spells it, without the `--`
+    /// that starts every delimiter line (the form [`Splitter::new`] takes).
+    Multipart { boundary: String },
+    /// Not a multipart body.
+    Other,
+}
+
+/// Tells a multipart body from others by how it begins, whatever the
+/// response's `Content-Type` says: line ends or spaces (VLC starts with a
+/// CRLF), then `--boundary` alone on its line, then a part's first header
+/// line (`Name: value`), or a blank line directly followed by a JPEG's SOI.
+/// `prefix` is the body so far; `ended` says no more will come.
+///
+/// A JPEG, MPEG-TS, MP4, FLV or text body cannot begin that way, so this
+/// never takes a container libavformat should read for multipart.
+pub fn sniff(prefix: &[u8], ended: bool) -> Sniff {
+    let undecided = || {
+        if ended || prefix.len() >= SNIFF_BYTES {
+            Sniff::Other
+        } else {
+            Sniff::NeedMore
+        }
+    };
+    let start = prefix
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n' | b' ' | b'\t'));
+    let Some(start) = start else {
+        return undecided();
+    };
+    let rest = prefix.get(start..).unwrap_or_default();
+    // The delimiter line: `--`, the boundary, optional padding, a line end.
+    for (i, want) in b"--".iter().enumerate() {
+        match rest.get(i) {
+            None => return undecided(),
+            Some(b) if b != want => return Sniff::Other,
+            Some(_) => {}
+        }
+    }
+    let Some(nl) = find_byte(rest, b'\n') else {
+        return if rest.len() > MAX_SNIFFED_BOUNDARY + 4 {
+            Sniff::Other
+        } else {
+            undecided()
+        };
+    };
+    let line = rest.get(2..nl).unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let boundary = line.trim_ascii_end();
+    let printable = boundary.iter().all(|&b| (0x20..0x7f).contains(&b));
+    if boundary.is_empty() || boundary.len() > MAX_SNIFFED_BOUNDARY || !printable {
+        return Sniff::Other;
+    }
+    let multipart = || Sniff::Multipart {
+        boundary: String::from_utf8_lossy(boundary).into_owned(),
+    };
+    // The part's first line: a header, or the blank line before its body.
+    let after = rest.get(nl + 1..).unwrap_or_default();
+    if after == b"\r" {
+        return undecided();
+    }
+    let blank = after
+        .strip_prefix(b"\r\n")
+        .or_else(|| after.strip_prefix(b"\n"));
+    if let Some(body) = blank {
+        return match body.get(..2) {
+            Some([0xff, 0xd8]) => multipart(),
+            Some(_) => Sniff::Other,
+            None if body.len() == 1 && body.first() != Some(&0xff) => Sniff::Other,
+            None => undecided(),
+        };
+    }
+    // RFC 9110 §5.6.2 token characters, then a colon.
+    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let name_len = after.iter().take_while(|&&b| is_tchar(b)).count();
+    match after.get(name_len) {
+        Some(b':') if name_len > 0 => multipart(),
+        Some(_) => Sniff::Other,
+        None if name_len >= 256 => Sniff::Other,
+        None => undecided(),
+    }
+}
+
 /// The contents of a quoted string (RFC 9110 §5.6.4) whose opening quote is
 /// already consumed, and what follows its closing quote. An unterminated
 /// string runs to the end.
@@ -177,6 +284,9 @@ enum State {
     Headers,
     /// Reading the part's body: `content_length` bytes, or up to a delimiter.
     Body,
+    /// Dropping the body of a part whose `Content-Length` is over the limit:
+    /// `skip_left` bytes to go.
+    Skip,
     /// Saw the closing delimiter; the rest (the epilogue) is ignored.
     Finished,
     /// The stream ended without a closing delimiter
@@ -252,6 +362,13 @@ pub struct Splitter {
     headers: Vec<(String, String)>,
     header_bytes: usize,
     content_length: Option<usize>,
+    /// [`State::Skip`]: bytes of the oversized body still to drop.
+    skip_left: usize,
+    /// [`State::Body`] without `Content-Length`: the body is over the limit
+    /// and dropped as it comes until its delimiter.
+    skipping: bool,
+    /// Oversized parts dropped whole so far.
+    skipped: u64,
     failed: Option<Error>,
     /// [`Self::end_of_stream`] was called: no byte will follow `buf`.
     eof: bool,
@@ -279,6 +396,9 @@ impl Splitter {
             headers: Vec::new(),
             header_bytes: 0,
             content_length: None,
+            skip_left: 0,
+            skipping: false,
+            skipped: 0,
             failed: None,
             eof: false,
         }
@@ -290,6 +410,14 @@ impl Splitter {
         // After an error or the closing delimiter nothing will be consumed
         // again; keeping the bytes would only grow memory.
         if self.failed.is_none() && self.state != State::Finished && !self.eof {
+            let mut data = data;
+            if self.state == State::Skip && self.buf.is_empty() {
+                // An oversized body is dropped without being copied first.
+                let n = self.skip_left.min(data.len());
+                self.skip_left -= n;
+                self.pos += n as u64;
+                data = data.get(n..).unwrap_or_default();
+            }
             self.buf.extend_from_slice(data);
         }
     }
@@ -306,6 +434,7 @@ impl Splitter {
                 State::DelimiterLine => Ok(self.delimiter_line()),
                 State::Headers => self.read_headers(),
                 State::Body => self.read_body(),
+                State::Skip => Ok(self.skip_body()),
                 State::Finished | State::Ended => Ok(Step::NeedMore),
             };
             let step = match step {
@@ -357,9 +486,14 @@ impl Splitter {
         self.failed.is_none()
             && match self.state {
                 State::Headers => self.header_bytes > 0 || !self.buf.is_empty(),
-                State::Body => true,
+                State::Body | State::Skip => true,
                 State::Seek | State::DelimiterLine | State::Finished | State::Ended => false,
             }
+    }
+
+    /// Parts dropped whole because they are over the limit.
+    pub fn skipped_parts(&self) -> u64 {
+        self.skipped
     }
 
     /// Bytes fed but neither returned in a part nor dropped yet.
@@ -449,8 +583,16 @@ impl Splitter {
         let line = line.strip_suffix(b"\n").unwrap_or(&line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
-            self.state = State::Body;
-            self.at_line_start = true;
+            match self.content_length {
+                Some(len) if len > self.max_part => {
+                    self.state = State::Skip;
+                    self.skip_left = len;
+                }
+                _ => {
+                    self.state = State::Body;
+                    self.at_line_start = true;
+                }
+            }
             return Ok(Step::Continue);
         }
         // RFC 9112 §5: name ":" OWS value OWS. A line without a colon is not
@@ -492,9 +634,7 @@ impl Splitter {
         if self.content_length.is_some_and(|prev| prev != len) {
             return Err(bad());
         }
-        if len > self.max_part {
-            return Err(too_large);
-        }
+        // Over the limit is not an error: the body is skipped (State::Skip).
         Ok(len)
     }
 
@@ -510,15 +650,19 @@ impl Splitter {
             self.state = State::Seek;
             return Ok(Step::Part(self.finish_part(body)));
         }
-        let too_large = Error::TooLarge {
-            pos: self.part_pos,
-            max: self.max_part,
-        };
         match self.search() {
             Search::Found { line, len, close } => {
                 let end = self.body_end(line);
-                if end > self.max_part {
-                    return Err(too_large);
+                if self.skipping || end > self.max_part {
+                    // Oversized: dropped, delimiter and all, and the
+                    // stream goes on with the next part.
+                    self.consume(line);
+                    self.on_delimiter(len, close);
+                    self.skipping = false;
+                    self.skipped += 1;
+                    self.headers.clear();
+                    self.header_bytes = 0;
+                    return Ok(Step::Continue);
                 }
                 let body = self.buf.split_to(end).freeze();
                 self.pos += end as u64;
@@ -529,7 +673,7 @@ impl Splitter {
                 Ok(Step::Part(self.finish_part(body)))
             }
             Search::NotYet { undecided } => {
-                // The body is at least this long whatever comes next; failing
+                // The body is at least this long whatever comes next; deciding
                 // only then gives the same answer for any split of the input.
                 let known = match undecided {
                     Some(line) => self.body_end(line),
@@ -538,12 +682,39 @@ impl Splitter {
                         self.buf.len() - usize::from(cr)
                     }
                 };
-                if known > self.max_part {
-                    return Err(too_large);
+                if self.skipping || known > self.max_part {
+                    // Over the limit: what is surely body is dropped now, and
+                    // the search for its delimiter goes on after it, so an
+                    // oversized part costs no memory.
+                    self.skipping = true;
+                    self.consume(known);
+                    self.scan = self.scan.saturating_sub(known);
+                    if known > 0 {
+                        self.at_line_start = false;
+                    }
                 }
                 Ok(Step::NeedMore)
             }
         }
+    }
+
+    /// Drops what has arrived of an oversized body; once it is all gone,
+    /// looks for the next delimiter as after any `Content-Length` body.
+    fn skip_body(&mut self) -> Step {
+        let n = self.skip_left.min(self.buf.len());
+        self.consume(n);
+        self.skip_left -= n;
+        if self.skip_left > 0 {
+            return Step::NeedMore;
+        }
+        self.skipped += 1;
+        self.headers.clear();
+        self.header_bytes = 0;
+        self.content_length = None;
+        self.scan = 0;
+        self.at_line_start = true;
+        self.state = State::Seek;
+        Step::Continue
     }
 
     /// Where a body ends if a delimiter starts at `line`: before the `\n`
@@ -568,7 +739,9 @@ impl Splitter {
             State::Finished => return Ok(Step::NeedMore),
             State::Headers if self.header_bytes == 0 && self.buf.is_empty() => Step::NeedMore,
             State::Headers => return Err(truncated),
+            State::Body if self.skipping => return Err(truncated),
             State::Body if self.content_length.is_some() => return Err(truncated),
+            State::Skip => return Err(truncated),
             State::Body => {
                 // Where the body ends if the bytes after it are the start of
                 // a delimiter line that the close cut short.
@@ -779,6 +952,7 @@ mod tests {
         err: Option<Error>,
         finished: bool,
         in_part: bool,
+        skipped: u64,
     }
 
     fn drain(s: &mut Splitter, parts: &mut Vec<Part>) -> Option<Error> {
@@ -800,6 +974,7 @@ mod tests {
             err,
             finished: s.is_finished(),
             in_part: s.in_part(),
+            skipped: s.skipped_parts(),
         }
     }
 
@@ -1211,20 +1386,39 @@ mod tests {
     }
 
     #[test]
-    fn too_large_content_length_fails_at_the_header() {
+    fn oversized_part_with_content_length_is_skipped_and_the_stream_goes_on() {
+        // Camera bug report: one picture past --max-frame-bytes dropped the
+        // connection, and the camera started its stream again.
+        let data = b"--XYZ\r\nContent-Length: 2\r\n\r\nab\r\n\
+                     --XYZ\r\nContent-Type: image/jpeg\r\nContent-Length: 11\r\n\r\n\
+                     0123456789\n\r\n\
+                     --XYZ\r\nContent-Length: 2\r\n\r\ncd\r\n--XYZ--\r\n";
+        let got = split_every_way("XYZ", 10, data);
+        assert_eq!(got.err, None);
+        assert_eq!(bodies(&got), [&b"ab"[..], b"cd"]);
+        assert_eq!(got.skipped, 1);
+        assert!(got.finished);
+        // The skipped body is dropped as it comes, never held.
         let mut s = Splitter::new("XYZ", 100);
-        s.feed(b"--XYZ\r\nContent-Type: image/jpeg\r\nContent-Length: 101\r\n");
+        s.feed(b"--XYZ\r\nContent-Length: 1000000\r\n\r\n");
+        assert_eq!(s.next_part(), Ok(None));
+        for _ in 0..100 {
+            s.feed(&[0xff; 1000]);
+            assert_eq!(s.next_part(), Ok(None));
+            assert_eq!(s.buffered(), 0);
+            assert!(s.in_part());
+        }
+        // A close in the middle of it cuts a part short, as for any part.
+        assert_eq!(s.end_of_stream(), Err(Error::Truncated { pos: 7 }));
+    }
+
+    #[test]
+    fn too_large_content_length_values() {
         let err = Error::TooLarge { pos: 7, max: 100 };
-        assert_eq!(s.next_part(), Err(err.clone()));
-        assert_eq!(s.next_part(), Err(err.clone()));
-        s.feed(b"\r\n");
-        assert_eq!(s.next_part(), Err(err.clone()));
-        assert_eq!(s.buffered(), 0);
         assert_eq!(
             err.to_string(),
             "multipart part at byte 7 is larger than the 100-byte limit"
         );
-
         let data = b"--XYZ\r\nContent-Length: 100\r\n\r\n";
         let got = split_every_way("XYZ", 100, data);
         assert_eq!(got.err, None);
@@ -1241,17 +1435,24 @@ mod tests {
     }
 
     #[test]
-    fn too_large_boundaryless_part_fails_once_past_the_limit() {
+    fn oversized_part_without_content_length_is_skipped_up_to_its_delimiter() {
         // Exactly the limit is fine, even with the delimiter still arriving.
         let data = b"--XYZ\r\n\r\n0123456789\r\n--XYZ\r\n";
         let got = split_every_way("XYZ", 10, data);
         assert_eq!(bodies(&got), [&b"0123456789"[..]]);
-        let data = b"--XYZ\r\n\r\n0123456789a\r\n--XYZ\r\n";
+        assert_eq!(got.skipped, 0);
+        // One byte more: dropped, and the next part comes as usual, however
+        // the stream is cut (also inside the delimiter that ends it).
+        let data = b"--XYZ\r\n\r\n0123456789a\r\n--XYZ\r\n\r\nok\r\n--XYZ\r\n\r\n\
+                     0123456789abc\n--X\r\n--XYZ--\r\n";
         let got = split_every_way("XYZ", 10, data);
-        assert_eq!(got.err, Some(Error::TooLarge { pos: 7, max: 10 }));
+        assert_eq!(got.err, None);
+        assert_eq!(bodies(&got), [&b"ok"[..]]);
+        assert_eq!(got.skipped, 2);
+        assert!(got.finished);
 
-        // No delimiter at all: fails as soon as the buffered body passes the
-        // limit, not when the stream ends.
+        // Dropped as it comes: nothing of it is held beyond a line end and
+        // what may start a delimiter.
         let mut s = Splitter::new("XYZ", 10);
         s.feed(b"--XYZ\r\n\r\n0123456789\r");
         assert_eq!(s.next_part(), Ok(None));
@@ -1260,8 +1461,24 @@ mod tests {
         s.feed(b"-");
         assert_eq!(s.next_part(), Ok(None));
         s.feed(b"x");
-        assert_eq!(s.next_part(), Err(Error::TooLarge { pos: 7, max: 10 }));
-        assert_eq!(s.buffered(), 0);
+        assert_eq!(s.next_part(), Ok(None));
+        for _ in 0..1000 {
+            s.feed(&[0xab; 100]);
+            assert_eq!(s.next_part(), Ok(None));
+            assert!(s.buffered() <= 1, "{}", s.buffered());
+            assert!(s.in_part());
+        }
+        s.feed(b"\r\n--XYZ\r\n\r\nok\r\n--XYZ--");
+        assert_eq!(
+            s.next_part().map(|p| p.map(|p| p.body)),
+            Ok(Some("ok".into()))
+        );
+        assert_eq!(s.skipped_parts(), 1);
+        // The close in the middle of one cuts it short, as any part.
+        let mut s = Splitter::new("XYZ", 10);
+        s.feed(b"--XYZ\r\n\r\n0123456789abc");
+        assert_eq!(s.next_part(), Ok(None));
+        assert_eq!(s.end_of_stream(), Err(Error::Truncated { pos: 7 }));
     }
 
     #[test]
@@ -1654,5 +1871,110 @@ mod tests {
         let got = end_every_way("XYZ", 64, b"--XYZ\r\n\r\nab\r\n--XYZ--\r\nepilogue");
         assert_eq!(bodies(&got), [&b"ab"[..]]);
         assert!(got.finished);
+    }
+}
+
+#[cfg(test)]
+mod sniff_tests {
+    use super::*;
+
+    const FFMPEG_MPJPEG: &[u8] = include_bytes!("../../testdata/multipart/ffmpeg-mpjpeg.bin");
+
+    /// Sniffs every prefix of `data`: each must say NeedMore or the answer
+    /// the whole gives (TCP splits anywhere), and the whole is returned.
+    fn sniff_every_prefix(data: &[u8]) -> Sniff {
+        let whole = sniff(data, true);
+        for cut in 0..data.len() {
+            match sniff(&data[..cut], false) {
+                Sniff::NeedMore => {}
+                early => assert_eq!(early, whole, "cut at {cut}"),
+            }
+        }
+        whole
+    }
+
+    fn multipart(b: &str) -> Sniff {
+        Sniff::Multipart {
+            boundary: b.to_owned(),
+        }
+    }
+
+    #[test]
+    fn ffmpeg_mpjpeg_without_content_type_is_multipart() {
+        // ffmpeg's mpjpeg muxer says application/octet-stream unless given
+        // -content_type; its body is multipart all the same.
+        assert_eq!(
+            sniff_every_prefix(&FFMPEG_MPJPEG[..200]),
+            multipart("ffmpeg")
+        );
+    }
+
+    #[test]
+    fn vlc_mpjpeg_starting_with_a_line_end_is_multipart() {
+        // VLC 3.0's mpjpeg mux writes CRLF before its first delimiter.
+        let data = b"\r\n--7b3cc56e5f51db803f790dad720ed50a\r\nContent-Type: image/jpeg\r\n\
+                     Content-Length: 12337\r\n\r\n\xff\xd8\xff\xe0";
+        assert_eq!(
+            sniff_every_prefix(data),
+            multipart("7b3cc56e5f51db803f790dad720ed50a")
+        );
+    }
+
+    #[test]
+    fn other_spellings_of_a_first_part() {
+        for (data, want) in [
+            (
+                &b"--myboundary  \r\ncontent-type: image/jpeg\r\n"[..],
+                "myboundary",
+            ),
+            (b"----abc\nX-Timestamp: 1\n", "--abc"),
+            (b"--frame\r\n\r\n\xff\xd8\xff", "frame"),
+            (b"--frame\n\n\xff\xd8", "frame"),
+            (b" \t\r\n\r\n--b\r\nA:\r\n", "b"),
+        ] {
+            assert_eq!(sniff_every_prefix(data), multipart(want), "{data:?}");
+        }
+    }
+
+    #[test]
+    fn other_bodies_are_not_multipart() {
+        let long_line = [b"--".as_slice(), &[b'a'; 300], b"\r\nA: b\r\n"].concat();
+        for data in [
+            &b"\xff\xd8\xff\xe0\x00\x10JFIF"[..],
+            b"\x00\x00\x00\x20ftypisom",
+            b"\x47\x40\x00\x10",
+            b"FLV\x01",
+            b"<html><body>--x</body></html>",
+            b"--frame\r\n\r\nhello",
+            b"--frame\r\n\r\n\xff\x00",
+            b"--frame\r\nnot a header\r\n",
+            b"--\r\nA: b\r\n",
+            b"--a\x01b\r\nA: b\r\n",
+            b"-x",
+            b"\r\n\r\n",
+            b"",
+            &long_line,
+        ] {
+            assert_eq!(sniff_every_prefix(data), Sniff::Other, "{data:?}");
+        }
+        // Endless line ends or padding: decided at the limit.
+        assert_eq!(sniff(&[b'\n'; SNIFF_BYTES], false), Sniff::Other);
+        assert_eq!(sniff(b"--abc", false), Sniff::NeedMore);
+        assert_eq!(sniff(b"--abc", true), Sniff::Other);
+    }
+
+    #[test]
+    fn sniffed_boundary_splits_the_body() {
+        let Sniff::Multipart { boundary } = sniff(FFMPEG_MPJPEG, false) else {
+            panic!("not multipart");
+        };
+        let mut s = Splitter::new(&boundary, DEFAULT_MAX_PART);
+        s.feed(FFMPEG_MPJPEG);
+        let mut n = 0;
+        while let Some(part) = s.next_part().expect("ok") {
+            assert!(part.body.starts_with(&[0xff, 0xd8]));
+            n += 1;
+        }
+        assert_eq!(n, 10);
     }
 }

@@ -1,14 +1,27 @@
 //! HTTP cameras (`http://`, `https://`): the one place that owns the
-//! connection. A `multipart/x-mixed-replace` (or `multipart/mixed`) answer
-//! is split into JPEGs here; any other answer is left to libavformat, which
-//! opens the URL itself (a plain file or stream over HTTP).
+//! connection. How the answer is read depends on what it is, judged by its
+//! `Content-Type` and its first bytes:
+//! - multipart (`multipart/x-mixed-replace` or `multipart/mixed`, or any
+//!   body that begins like one whatever its `Content-Type`: ffmpeg's and
+//!   VLC's `mpjpeg` output says `application/octet-stream`) is split into
+//!   JPEGs here, on the boundary the body uses (cameras that declare another
+//!   boundary, or none, are common);
+//! - a single `image/jpeg` (a snapshot camera, go2rtc's `frame.jpeg`) is
+//!   asked for again and again ([`snapshots`]);
+//! - anything else goes to libavformat as it arrives (a plain file or
+//!   stream over HTTP), the bytes already looked at first.
 //!
 //! Authentication: Basic or Digest, from the URL's `user:password@` or
-//! `--user`/`--password`, answered when the camera asks (HTTP 401).
+//! `--user`/`--password`, answered when the camera asks (HTTP 401). TLS:
+//! the trust of [`super::tls`] (`--insecure`, `--ca-cert`).
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures_util::StreamExt;
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
 use tokio::sync::{mpsc, watch};
@@ -23,6 +36,14 @@ use crate::proto::{jpeg, multipart};
 
 fn err(msg: impl Into<String>) -> SourceError {
     SourceError(msg.into())
+}
+
+/// A log line about the source, unless `-q` (as the other receivers say
+/// theirs).
+fn say(opts: &SourceOptions, text: &str) {
+    if !opts.quiet {
+        eprintln!("camflow: {}: {text}", opts.spec.display_name());
+    }
 }
 
 /// What the camera answered.
@@ -161,22 +182,189 @@ impl Conn {
     }
 }
 
-/// The multipart boundary of a response, or `None` if it is not multipart.
-fn multipart_boundary(resp: &reqwest::Response) -> Option<Result<String, SourceError>> {
+type BodyStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// A response body, with the bytes already looked at in front of the rest.
+struct Body {
+    head: Option<Bytes>,
+    rest: BodyStream,
+    done: bool,
+}
+
+impl Body {
+    fn new(resp: reqwest::Response) -> Body {
+        Body {
+            head: None,
+            rest: Box::pin(resp.bytes_stream()),
+            done: false,
+        }
+    }
+
+    async fn next(&mut self) -> Option<reqwest::Result<Bytes>> {
+        if let Some(head) = self.head.take() {
+            return Some(Ok(head));
+        }
+        if self.done {
+            return None;
+        }
+        let item = self.rest.next().await;
+        self.done = item.is_none();
+        item
+    }
+}
+
+/// How an answer is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    /// Multipart JPEGs, split on this boundary (as [`multipart::Splitter`]
+    /// takes it).
+    Multipart { boundary: String },
+    /// One JPEG: the camera is asked again for each picture.
+    Snapshot,
+    /// Anything else, for libavformat.
+    Other,
+}
+
+/// An answer, looked at.
+struct Answer {
+    kind: Kind,
+    body: Body,
+    /// What differs from what the camera declares, said once.
+    note: Option<String>,
+    /// How the pictures come, as `probe` shows it.
+    framing: String,
+}
+
+/// `image/jpeg` (and the spellings cameras use for it).
+fn is_jpeg_type(content_type: &str) -> bool {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    matches!(media.as_str(), "image/jpeg" | "image/jpg" | "image/pjpeg")
+}
+
+/// Reads the start of the body, as far as [`multipart::sniff`] needs, and
+/// decides how the answer is read.
+async fn look(resp: reqwest::Response, opts: &SourceOptions) -> Result<Answer, SourceError> {
     let content_type = resp
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
+        .trim()
         .to_string();
-    if !content_type.to_ascii_lowercase().starts_with("multipart/") {
-        return None;
+    let mut body = Body::new(resp);
+    if is_jpeg_type(&content_type) {
+        return Ok(Answer {
+            kind: Kind::Snapshot,
+            body,
+            note: None,
+            framing: "one JPEG per request (polled)".into(),
+        });
     }
-    Some(
-        multipart::boundary_from_content_type(&content_type)
-            .filter(|b| !b.trim_start_matches('-').is_empty())
-            .ok_or_else(|| err(format!("{content_type:?} names no boundary"))),
-    )
+    // The declared boundary: None for a type that is not multipart,
+    // Some(None) for a multipart type that names none.
+    let declared = content_type
+        .to_ascii_lowercase()
+        .starts_with("multipart/")
+        .then(|| {
+            multipart::boundary_from_content_type(&content_type)
+                .filter(|b| !b.trim_start_matches('-').is_empty())
+        });
+    let secs = opts.timeout.as_secs_f64();
+    let deadline = Instant::now() + opts.timeout;
+    let mut seen = BytesMut::new();
+    let sniffed = loop {
+        match multipart::sniff(&seen, false) {
+            multipart::Sniff::NeedMore => {}
+            decided => break decided,
+        }
+        match timeout_at(deadline, body.next()).await {
+            Err(_) => return Err(err(format!("no data for {secs} s"))),
+            Ok(None) => break multipart::sniff(&seen, true),
+            Ok(Some(Err(e))) => {
+                return Err(err(format!("the connection failed: {}", describe(&e))))
+            }
+            Ok(Some(Ok(piece))) => seen.extend_from_slice(&piece),
+        }
+    };
+    if !seen.is_empty() {
+        body.head = Some(seen.freeze());
+    }
+    let same = |a: &str, b: &str| a.trim().trim_start_matches('-') == b.trim_start_matches('-');
+    let (kind, note) = match (sniffed, declared) {
+        (multipart::Sniff::Multipart { boundary }, Some(Some(d))) => {
+            let note = (!same(&d, &boundary)).then(|| {
+                format!(
+                    "the camera declares the multipart boundary {d:?} but its body uses \
+                     {boundary:?}; splitting on the body's"
+                )
+            });
+            (Kind::Multipart { boundary }, note)
+        }
+        (multipart::Sniff::Multipart { boundary }, Some(None)) => {
+            let note = format!(
+                "the camera's Content-Type {content_type:?} names no boundary; \
+                 splitting on its body's first delimiter, {boundary:?}"
+            );
+            (Kind::Multipart { boundary }, Some(note))
+        }
+        (multipart::Sniff::Multipart { boundary }, None) => {
+            let shown = if content_type.is_empty() {
+                "no Content-Type".to_string()
+            } else {
+                format!("Content-Type {content_type:?}")
+            };
+            let note = format!(
+                "the camera answers with {shown} but sends multipart JPEGs \
+                 (boundary {boundary:?}); reading them as such"
+            );
+            (Kind::Multipart { boundary }, Some(note))
+        }
+        // A preamble may come before the first delimiter: the declared
+        // boundary is all there is to go on.
+        (_, Some(Some(d))) => (Kind::Multipart { boundary: d }, None),
+        (_, Some(None)) => {
+            return Err(err(format!(
+                "{content_type:?} names no boundary, and the body does not begin with one"
+            )))
+        }
+        (_, None) => (Kind::Other, None),
+    };
+    let framing = match &kind {
+        Kind::Multipart { boundary } => {
+            let media = content_type.split(';').next().unwrap_or_default().trim();
+            let media = if media.to_ascii_lowercase().starts_with("multipart/") {
+                media.to_string()
+            } else {
+                format!("multipart, sent as {media:?}")
+            };
+            format!("{media}, boundary {boundary:?}")
+        }
+        _ => content_type,
+    };
+    Ok(Answer {
+        kind,
+        body,
+        note,
+        framing,
+    })
+}
+
+/// The HTTP client for `opts`: its timeout, headers and TLS trust.
+fn client(opts: &SourceOptions) -> Result<reqwest::Client, SourceError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(opts.timeout)
+        .default_headers(headers(opts)?);
+    if let Some(config) = super::tls::client_config(&opts.tls)? {
+        builder = builder.tls_backend_preconfigured(rustls::ClientConfig::clone(&config));
+    }
+    builder
+        .build()
+        .map_err(|e| err(format!("cannot start an HTTP client: {e}")))
 }
 
 /// Connects, authenticates if asked, and looks at the answer.
@@ -186,30 +374,31 @@ pub async fn open(
     shutdown: watch::Receiver<bool>,
 ) -> Result<Opened, SourceError> {
     let (clean, creds) = credentials(url, opts);
-    let client = reqwest::Client::builder()
-        .connect_timeout(opts.timeout)
-        .default_headers(headers(opts)?)
-        .build()
-        .map_err(|e| err(format!("cannot start an HTTP client: {e}")))?;
     let conn = Conn {
-        client,
+        client: client(opts)?,
         url: clean,
         creds,
     };
     let resp = conn.request(opts).await?;
-    let Some(boundary) = multipart_boundary(&resp) else {
+    let answer = look(resp, opts).await?;
+    let stats = Arc::new(SourceStats::default());
+    if answer.kind == Kind::Other {
         // Not MJPEG: the body goes to libavformat as it is.
         let (tx, rx) = mpsc::channel(super::CHUNK_QUEUE);
-        let stats = Arc::new(SourceStats::default());
-        tokio::spawn(body(resp, opts.clone(), tx, stats.clone(), shutdown));
+        tokio::spawn(body(answer.body, opts.clone(), tx, stats.clone(), shutdown));
         return Ok(Opened::Other(ChunkStream { rx, stats }));
-    };
-    let boundary = boundary?;
+    }
+    if let Some(note) = &answer.note {
+        say(opts, note);
+    }
+    stats.counts_jpegs.store(true, Ordering::Relaxed);
+    if let Ok(mut f) = stats.http_framing.lock() {
+        *f = Some(answer.framing.clone());
+    }
     let (tx, rx) = mpsc::channel(JPEG_QUEUE);
-    let stats = Arc::new(SourceStats::default());
     tokio::spawn(receive(
         conn,
-        (resp, boundary),
+        answer,
         opts.clone(),
         tx,
         stats.clone(),
@@ -219,6 +408,10 @@ pub async fn open(
 }
 
 fn describe(e: &reqwest::Error) -> String {
+    // A refused certificate in words, with what to do about it.
+    if let Some(tls) = super::tls::describe(e) {
+        return tls;
+    }
     // reqwest's own text repeats the URL; the chain below it says why.
     let mut why = String::new();
     let mut src = std::error::Error::source(e);
@@ -240,7 +433,7 @@ type Tx = mpsc::Sender<Result<JpegFrame, SourceError>>;
 /// Passes a response body on in the pieces it arrives in, until it ends,
 /// stalls for `--timeout`, or the consumer or shutdown stops it.
 async fn body(
-    resp: reqwest::Response,
+    mut body: Body,
     opts: SourceOptions,
     tx: mpsc::Sender<Result<Arrived, SourceError>>,
     stats: Arc<SourceStats>,
@@ -248,9 +441,8 @@ async fn body(
 ) {
     let secs = opts.timeout.as_secs_f64();
     let pass_on = async {
-        let mut stream = resp.bytes_stream();
         loop {
-            let piece = match timeout(opts.timeout, stream.next()).await {
+            let piece = match timeout(opts.timeout, body.next()).await {
                 Err(_) => return Err(err(format!("no data for {secs} s"))),
                 Ok(None) => return Ok(()),
                 Ok(Some(Err(e))) => {
@@ -280,7 +472,7 @@ async fn body(
 
 async fn receive(
     conn: Conn,
-    first: (reqwest::Response, String),
+    first: Answer,
     opts: SourceOptions,
     tx: Tx,
     stats: Arc<SourceStats>,
@@ -288,21 +480,26 @@ async fn receive(
 ) {
     // The first answer was already read by `open`; reconnects ask again.
     let first = std::sync::Mutex::new(Some(first));
+    let said = Said::default();
     let sessions = super::supervised(&opts, shutdown.clone(), |_, streamed| {
         let taken = first.lock().ok().and_then(|mut f| f.take());
-        let (conn, opts, tx, stats) = (&conn, &opts, &tx, &stats);
+        let (conn, opts, tx, stats, said) = (&conn, &opts, &tx, &stats, &said);
         async move {
-            let (resp, boundary) = match taken {
-                Some(f) => f,
-                None => {
-                    let resp = conn.request(opts).await?;
-                    let boundary = multipart_boundary(&resp).ok_or_else(|| {
-                        err("the camera no longer answers with multipart MJPEG")
-                    })??;
-                    (resp, boundary)
-                }
+            let answer = match taken {
+                Some(a) => a,
+                None => look(conn.request(opts).await?, opts).await?,
             };
-            parts(resp, &boundary, opts, tx, stats, streamed).await
+            match answer.kind {
+                Kind::Multipart { boundary } => {
+                    parts(answer.body, &boundary, opts, tx, stats, streamed, said).await
+                }
+                Kind::Snapshot => {
+                    snapshots(conn, answer.body, opts, tx, stats, streamed, said).await
+                }
+                Kind::Other => Err(err(
+                    "the camera no longer answers with MJPEG (multipart or a JPEG)",
+                )),
+            }
         }
     });
     let result = tokio::select! {
@@ -315,17 +512,58 @@ async fn receive(
     }
 }
 
+/// What has been said once already, across reconnects.
+#[derive(Default)]
+struct Said {
+    oversized: AtomicBool,
+    polling: AtomicBool,
+}
+
+impl Said {
+    /// True the first time only.
+    fn first(flag: &AtomicBool) -> bool {
+        !flag.swap(true, Ordering::Relaxed)
+    }
+}
+
+/// Counts and says (once) the parts the splitter skipped for their size.
+fn count_skipped(
+    splitter: &multipart::Splitter,
+    counted: &mut u64,
+    opts: &SourceOptions,
+    stats: &SourceStats,
+    said: &Said,
+) {
+    let skipped = splitter.skipped_parts();
+    if skipped > *counted {
+        stats
+            .oversized_jpegs
+            .fetch_add(skipped - *counted, Ordering::Relaxed);
+        *counted = skipped;
+        if Said::first(&said.oversized) {
+            say(
+                opts,
+                &format!(
+                    "a picture over --max-frame-bytes ({}) is skipped; the stream goes on",
+                    opts.max_frame
+                ),
+            );
+        }
+    }
+}
+
 async fn parts(
-    resp: reqwest::Response,
+    mut body: Body,
     boundary: &str,
     opts: &SourceOptions,
     tx: &Tx,
     stats: &SourceStats,
-    streamed: Arc<std::sync::atomic::AtomicBool>,
+    streamed: Arc<AtomicBool>,
+    said: &Said,
 ) -> Result<(), SourceError> {
     let secs = opts.timeout.as_secs_f64();
     let mut splitter = multipart::Splitter::new(boundary, opts.max_frame);
-    let mut body = resp.bytes_stream();
+    let mut skipped = 0;
     // Only a whole JPEG resets the deadline.
     let mut deadline = Instant::now() + opts.timeout;
     loop {
@@ -337,7 +575,7 @@ async fn parts(
                 // the splitter hands it over if it is a whole JPEG.
                 let at_unix = unix_now();
                 while let Some(part) = splitter.end_of_stream().map_err(closed_early)? {
-                    deliver(part, at_unix, opts, tx, &streamed).await;
+                    deliver(part, at_unix, opts, tx, stats, &streamed).await;
                 }
                 return Ok(());
             }
@@ -355,14 +593,134 @@ async fn parts(
         splitter.feed(&chunk);
         let at_unix = unix_now();
         while let Some(part) = splitter.next_part().map_err(|e| err(e.to_string()))? {
-            if deliver(part, at_unix, opts, tx, &streamed).await {
+            if deliver(part, at_unix, opts, tx, stats, &streamed).await {
                 deadline = Instant::now() + opts.timeout;
             }
         }
+        count_skipped(&splitter, &mut skipped, opts, stats, said);
         if splitter.is_finished() {
             return Ok(());
         }
     }
+}
+
+/// A snapshot camera: one JPEG per request, asked for again as soon as the
+/// last has arrived, but at most once a second, or at `--fps`
+/// ([`SourceOptions::poll_fps`]). Each picture is stamped on arrival, but
+/// never closer to the last than the interval (a fast answer after a slow
+/// one is stamped a little late), so that the same `--fps` kept downstream
+/// keeps every one. Ends only by an error: `--reconnect` decides what
+/// follows.
+async fn snapshots(
+    conn: &Conn,
+    first: Body,
+    opts: &SourceOptions,
+    tx: &Tx,
+    stats: &SourceStats,
+    streamed: Arc<AtomicBool>,
+    said: &Said,
+) -> Result<(), SourceError> {
+    let every = opts
+        .poll_fps
+        .map_or(Duration::from_secs(1), |f| Duration::from_secs_f64(1.0 / f));
+    if Said::first(&said.polling) {
+        let pace = match opts.poll_fps {
+            Some(f) => format!("{f} a second (--fps)"),
+            None => "as fast as it answers, at most one a second (--fps sets the rate)".into(),
+        };
+        say(
+            opts,
+            &format!("the camera answers with a single JPEG; asking for one {pace}"),
+        );
+    }
+    let mut body = Some(first);
+    let mut asked = Instant::now();
+    let mut last_stamp: Option<f64> = None;
+    loop {
+        let b = match body.take() {
+            Some(b) => b,
+            None => {
+                let answer = look(conn.request(opts).await?, opts).await?;
+                if answer.kind != Kind::Snapshot {
+                    return Err(err("the camera no longer answers with a single JPEG"));
+                }
+                answer.body
+            }
+        };
+        let picture = read_picture(b, asked + opts.timeout, opts, stats).await?;
+        let at_unix = unix_now();
+        match picture {
+            None => {
+                stats.oversized_jpegs.fetch_add(1, Ordering::Relaxed);
+                if Said::first(&said.oversized) {
+                    say(
+                        opts,
+                        &format!(
+                            "a picture over --max-frame-bytes ({}) is skipped",
+                            opts.max_frame
+                        ),
+                    );
+                }
+            }
+            Some(data) => {
+                // 0.1 ms more than the interval, so that rounding never puts
+                // two pictures in one --fps slot.
+                let stamp = match last_stamp {
+                    Some(last) => at_unix.max(last + every.as_secs_f64() + 1e-4),
+                    None => at_unix,
+                };
+                let part = multipart::Part {
+                    headers: Vec::new(),
+                    body: data,
+                    content_type: Some("image/jpeg".into()),
+                    timestamp: Some(stamp),
+                };
+                if deliver(part, at_unix, opts, tx, stats, &streamed).await {
+                    last_stamp = Some(stamp);
+                }
+            }
+        }
+        // The next request: one interval after this one was due, or now
+        // if the answer took longer than that (no burst to catch up).
+        asked = (asked + every).max(Instant::now());
+        tokio::time::sleep_until(asked).await;
+    }
+}
+
+/// A snapshot's body, whole, by `deadline`; `None` if it is over
+/// `--max-frame-bytes` (read to its end and dropped, so the size is known
+/// and the next request can reuse the connection).
+async fn read_picture(
+    mut body: Body,
+    deadline: Instant,
+    opts: &SourceOptions,
+    stats: &SourceStats,
+) -> Result<Option<Bytes>, SourceError> {
+    let secs = opts.timeout.as_secs_f64();
+    let mut buf = BytesMut::new();
+    let mut over = false;
+    loop {
+        match timeout_at(deadline, body.next()).await {
+            Err(_) => return Err(err(format!("no whole JPEG within {secs} s of asking"))),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(err(format!(
+                    "the connection failed: {} (in the middle of a JPEG)",
+                    describe(&e)
+                )))
+            }
+            Ok(Some(Ok(piece))) => {
+                stats.add_bytes(piece.len());
+                if over || buf.len() + piece.len() > opts.max_frame {
+                    over = true;
+                    buf = BytesMut::new();
+                } else {
+                    buf.extend_from_slice(&piece);
+                }
+            }
+        }
+    }
+    Ok((!over).then(|| buf.freeze()))
 }
 
 /// The splitter's error when the connection closed, in the words of the
@@ -376,19 +734,28 @@ fn closed_early(e: multipart::Error) -> SourceError {
     }
 }
 
-/// Sends a part on if it is a whole JPEG; true if it was.
+/// Sends a part on if it is a whole JPEG; true if it was. A part that
+/// should have been one (an image type, or no type) and is not a whole
+/// JPEG is counted as broken; others (cameras interleave text parts now and
+/// then) are passed over.
 async fn deliver(
     part: multipart::Part,
     at_unix: f64,
     opts: &SourceOptions,
     tx: &Tx,
-    streamed: &std::sync::atomic::AtomicBool,
+    stats: &SourceStats,
+    streamed: &AtomicBool,
 ) -> bool {
-    // Only whole JPEGs go on: cameras interleave other parts (text status)
-    // now and then, and a part cut short is no picture.
     let mut check = jpeg::Splitter::new(opts.max_frame);
     check.feed(&part.body);
     let Ok(Some(data)) = check.next_frame() else {
+        let image = part
+            .content_type
+            .as_deref()
+            .is_none_or(|t| t.trim().to_ascii_lowercase().starts_with("image/"));
+        if image {
+            stats.broken_jpegs.fetch_add(1, Ordering::Relaxed);
+        }
         return false;
     };
     let frame = JpegFrame {
@@ -400,6 +767,6 @@ async fn deliver(
         // The consumer is gone; the caller's select ends this task.
         std::future::pending::<()>().await;
     }
-    streamed.store(true, std::sync::atomic::Ordering::Relaxed);
+    streamed.store(true, Ordering::Relaxed);
     true
 }

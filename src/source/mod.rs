@@ -7,6 +7,7 @@ pub mod http;
 pub mod reconnect;
 pub mod rtsp;
 pub mod tcp;
+pub mod tls;
 pub mod ws;
 
 use std::fmt;
@@ -270,6 +271,12 @@ pub struct SourceOptions {
     pub password: Option<String>,
     pub reconnect: reconnect::ReconnectPolicy,
     pub rtsp_transport: rtsp::RtspTransport,
+    /// Which certificates https:// and wss:// sources accept.
+    pub tls: tls::TlsSettings,
+    /// HTTP cameras that serve one JPEG per request: pictures asked for per
+    /// second (a command's `--fps`); `None` asks as fast as the camera
+    /// answers, at most once a second.
+    pub poll_fps: Option<f64>,
     /// No reconnect log lines (`-q`).
     pub quiet: bool,
 }
@@ -303,6 +310,10 @@ impl SourceOptions {
         }
         let vbc_hello = unescape(&a.vbc_hello)
             .map_err(|e| anyhow::anyhow!("--vbc-hello {:?}: {e}", a.vbc_hello))?;
+        if let Some(path) = &a.ca_cert {
+            // Read now so that a bad file is one line before anything starts.
+            tls::load_ca_file(path).map_err(|e| anyhow::anyhow!(e))?;
+        }
         Ok(SourceOptions {
             spec,
             timeout,
@@ -316,6 +327,11 @@ impl SourceOptions {
             password: a.password.clone(),
             reconnect: a.reconnect,
             rtsp_transport: a.rtsp_transport,
+            tls: tls::TlsSettings {
+                insecure: a.insecure,
+                ca_cert: a.ca_cert.clone(),
+            },
+            poll_fps: None,
             quiet: false,
         })
     }
@@ -427,6 +443,17 @@ pub struct SourceStats {
     /// Frames thrown away because packets of theirs were lost (or, for
     /// H.264, because they depend on a picture that was).
     pub dropped_frames: AtomicU64,
+    /// Set by a receiver of JPEG parts or pictures over HTTP: its counts of
+    /// broken and oversized ones are shown.
+    pub counts_jpegs: std::sync::atomic::AtomicBool,
+    /// HTTP: parts or pictures that should have been a JPEG and were not a
+    /// whole one (cut short, corrupt), dropped.
+    pub broken_jpegs: AtomicU64,
+    /// HTTP: pictures over `--max-frame-bytes`, skipped.
+    pub oversized_jpegs: AtomicU64,
+    /// HTTP: how the pictures come (multipart and its boundary, or one
+    /// picture per request), as `probe` shows it.
+    pub http_framing: Mutex<Option<String>>,
 }
 
 impl SourceStats {
@@ -440,6 +467,15 @@ impl SourceStats {
     /// `N packets lost, M frames dropped` for an RTP source, else `None`.
     pub fn loss_text(&self) -> Option<String> {
         let is_rtp = self.rtsp.lock().is_ok_and(|r| r.is_some());
+        if !is_rtp && self.counts_jpegs.load(Ordering::Relaxed) {
+            let broken = self.broken_jpegs.load(Ordering::Relaxed);
+            let mut text = format!("{} dropped", crate::progress::count(broken, "broken JPEG"));
+            let big = self.oversized_jpegs.load(Ordering::Relaxed);
+            if big > 0 {
+                text.push_str(&format!(", {big} over --max-frame-bytes skipped"));
+            }
+            return Some(text);
+        }
         is_rtp.then(|| {
             format!(
                 "{} RTP packets lost, {} frames dropped",

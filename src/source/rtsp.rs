@@ -875,6 +875,8 @@ mod tests {
             password: password.map(String::from),
             rtsp_transport: RtspTransport::Tcp,
             max_frame_bytes: 1 << 20,
+            insecure: false,
+            ca_cert: None,
         };
         SourceOptions::from_args(&args).unwrap()
     }

@@ -12,6 +12,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::Connector;
 use url::Url;
 
 use super::{SourceError, SourceOptions, SourceStats, WsFraming};
@@ -52,6 +53,13 @@ fn describe(e: &tungstenite::Error, tls: bool) -> String {
     use tungstenite::error::ProtocolError;
     use tungstenite::Error as E;
     match e {
+        // A refused certificate, in words and with what to do about it.
+        E::Io(io) if tls && super::tls::describe(io).is_some() => {
+            super::tls::describe(io).unwrap_or_default()
+        }
+        E::Tls(t) if super::tls::describe(t).is_some() => {
+            super::tls::describe(t).unwrap_or_default()
+        }
         // tokio-rustls reports handshake failures as I/O errors.
         E::Io(io)
             if tls && matches!(io.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof) =>
@@ -161,9 +169,11 @@ async fn session(
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
     let secs = opts.timeout.as_secs_f64();
+    // `--insecure` / `--ca-cert`; without them tungstenite's own WebPKI roots.
+    let connector = super::tls::client_config(&opts.tls)?.map(Connector::Rustls);
     let (mut ws, _resp) = timeout(
         opts.timeout,
-        tokio_tungstenite::connect_async_tls_with_config(req, Some(config), true, None),
+        tokio_tungstenite::connect_async_tls_with_config(req, Some(config), true, connector),
     )
     .await
     .map_err(|_| err(format!("no answer within {secs} s while connecting")))?
