@@ -190,3 +190,39 @@ fn mjpeg_file_decodes_with_both_decoders_close_to_ffmpeg() {
         assert!(mad <= limit, "{decoder}: mean abs difference {mad}");
     }
 }
+
+#[test]
+fn broken_jpegs_from_a_tcp_camera_are_counted_in_the_summary() {
+    let dir = tempdir();
+    let src = dir.path().join("jpegs");
+    std::fs::create_dir(&src).unwrap();
+    ffmpeg_make(
+        &src.join("img_%03d.jpg"),
+        "-f lavfi -i testsrc2=size=160x120:rate=25 -frames:v 10 -q:v 4",
+    );
+    // The fifth picture cut short in its scan: the splitter drops it when
+    // the sixth one's SOI comes.
+    let cut = src.join("img_005.jpg");
+    let bytes = std::fs::read(&cut).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    for protocol in ["tcp-mjpeg", "vbc"] {
+        let cam = Camera::start(&[
+            "--protocol",
+            protocol,
+            "--input",
+            path_str(&src),
+            "--fps",
+            "50",
+        ]);
+        let frames = tempdir();
+        let out = camflow_run(&["decode", &cam.url, "--frames-dir", path_str(frames.path())]);
+        assert_ok(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("wrote 9 frames"), "{protocol}: {stderr}");
+        assert!(
+            stderr.contains("(1 broken JPEG dropped)"),
+            "{protocol}: {stderr}"
+        );
+        assert_eq!(assert_frames_complete(frames.path()), 9);
+    }
+}

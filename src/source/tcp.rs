@@ -35,6 +35,9 @@ pub async fn run(
     stats: Arc<SourceStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Broken JPEGs the splitter drops are counted in the progress line and
+    // the summary, as for HTTP cameras.
+    stats.counts_jpegs.store(true, Ordering::Relaxed);
     let sessions = super::supervised(&opts, shutdown.clone(), |_, streamed| {
         session(&url, hello.as_deref(), &opts, &tx, &stats, streamed)
     });
@@ -77,6 +80,8 @@ async fn session(
     }
 
     let mut splitter = jpeg::Splitter::new(opts.max_frame);
+    // The splitter's count of dropped images already added to `stats`.
+    let mut counted = 0;
     let mut buf = vec![0u8; 64 * 1024];
     // Only a whole JPEG resets the deadline: a camera that sends bytes but
     // no pictures (junk, a stuck encoder) must still time out.
@@ -111,7 +116,7 @@ async fn session(
         stats.add_bytes(n);
         splitter.feed(buf.get(..n).unwrap_or_default());
         let at_unix = unix_now();
-        while let Some(data) = splitter.next_frame().map_err(|e| err(e.to_string()))? {
+        while let Some(data) = next_frame(&mut splitter, stats, &mut counted)? {
             if tx
                 .send(Ok(JpegFrame {
                     data,
@@ -128,4 +133,22 @@ async fn session(
             deadline = Instant::now() + opts.timeout;
         }
     }
+}
+
+/// The splitter's next whole JPEG; the images it dropped on the way (cut
+/// short, corrupt) are added to `stats`' broken count.
+fn next_frame(
+    splitter: &mut jpeg::Splitter,
+    stats: &SourceStats,
+    counted: &mut u64,
+) -> Result<Option<bytes::Bytes>, SourceError> {
+    let next = splitter.next_frame().map_err(|e| err(e.to_string()));
+    let bad = splitter.stats().bad_frames;
+    if bad > *counted {
+        stats
+            .broken_jpegs
+            .fetch_add(bad - *counted, Ordering::Relaxed);
+        *counted = bad;
+    }
+    next
 }
