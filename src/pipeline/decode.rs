@@ -687,8 +687,26 @@ impl<'a> Run<'a> {
         frame: &mut Video,
         time_base: Rational,
     ) -> Result<(), PipelineError> {
-        while !self.done && decoder.receive_frame(frame).is_ok() {
-            self.handle(frame, time_base)?;
+        // A picture that fails to decode (a packet cut short at the end of
+        // a partial file, a damaged one from the network) is an error from
+        // receive_frame for that picture alone: the pictures after it, most
+        // of all those still held for reordering when the input ends, must
+        // still come out. Only "nothing yet" and "all out" end the loop.
+        let mut failed_in_a_row = 0;
+        while !self.done {
+            match decoder.receive_frame(frame) {
+                Ok(()) => {
+                    failed_in_a_row = 0;
+                    self.handle(frame, time_base)?;
+                }
+                Err(ffmpeg::Error::Eof) => break,
+                Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => {
+                    break
+                }
+                // Bounded: a decoder that only fails is not waited on.
+                Err(_) if failed_in_a_row < MAX_FAILED_PICTURES => failed_in_a_row += 1,
+                Err(_) => break,
+            }
         }
         Ok(())
     }
@@ -744,6 +762,10 @@ impl<'a> Run<'a> {
         Ok(())
     }
 }
+
+/// Decode errors in a row after which the decode loop stops asking
+/// for pictures after one packet (or in the final drain).
+const MAX_FAILED_PICTURES: u32 = 16;
 
 /// Slack after the last row for swscale's vector stores.
 const SWS_PADDING: usize = 64;

@@ -322,11 +322,14 @@ fn ffmpeg_decodes_cleanly_with(path: &Path, output_args: &[&str]) {
 /// Worst per-frame mean absolute difference between camflow's frames in
 /// `dir` and `ffmpeg -i SRC -f rawvideo -pix_fmt bgr24` (the reference);
 /// the frame counts must agree.
+/// ffmpeg's frames are its decoder's, one for one (`-fps_mode passthrough`:
+/// no picture repeated to fill a gap in the timestamps, as a constant rate
+/// output would).
 pub fn worst_mad_against_ffmpeg(src: &Path, dir: &Path, width: u32, height: u32) -> f64 {
     const SCRIPT: &str = r#"
 import sys, csv, subprocess, numpy as np
 src, d, w, h = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-raw = subprocess.run(['ffmpeg', '-v', 'error', '-i', src, '-f', 'rawvideo', '-pix_fmt', 'bgr24', '-'],
+raw = subprocess.run(['ffmpeg', '-v', 'error', '-i', src, '-fps_mode', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'bgr24', '-'],
                      check=True, capture_output=True).stdout
 ref = np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
 rows = list(csv.DictReader(open(d + '/frames.csv')))
