@@ -433,6 +433,10 @@ fn snapshot_camera_is_polled_at_fps_and_at_most_once_a_second_without() {
         1,
         "{stderr}"
     );
+    assert!(
+        stderr.contains("asking for a picture 5 times a second (--fps)"),
+        "{stderr}"
+    );
     assert_eq!(assert_frames_complete(dir.path()), 6);
     let t = times(dir.path());
     for w in t.windows(2) {

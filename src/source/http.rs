@@ -625,12 +625,12 @@ async fn snapshots(
         .map_or(Duration::from_secs(1), |f| Duration::from_secs_f64(1.0 / f));
     if Said::first(&said.polling) {
         let pace = match opts.poll_fps {
-            Some(f) => format!("{f} a second (--fps)"),
-            None => "as fast as it answers, at most one a second (--fps sets the rate)".into(),
+            Some(f) => format!("{f} times a second (--fps)"),
+            None => "as fast as it answers, at most once a second (--fps sets the rate)".into(),
         };
         say(
             opts,
-            &format!("the camera answers with a single JPEG; asking for one {pace}"),
+            &format!("the camera answers with a single JPEG; asking for a picture {pace}"),
         );
     }
     let mut body = Some(first);

@@ -256,19 +256,29 @@ pub fn describe(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         rustls::Error::InvalidCertificate(c) => c,
         other => return Some(format!("TLS failure: {other}")),
     };
+    // A certificate for another name is not fixed by trusting another CA:
+    // the URL has to name what the certificate is for.
+    if matches!(
+        cert,
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+    ) {
+        return Some(
+            "the camera's TLS certificate is for another name or address than the URL's: \
+             use the name or address it was issued for in the URL, or --insecure to skip the \
+             check"
+                .into(),
+        );
+    }
     let what = match cert {
         CertificateError::UnknownIssuer => {
-            "is not signed by an authority camflow trusts (it is self-signed, or from the \
-             camera maker's own CA)"
+            "is not signed by an authority camflow trusts (the system's, or those in \
+             --ca-cert FILE when given; it is self-signed, or from the camera maker's own CA)"
         }
         // webpki's words for a self-signed certificate: it is its own CA,
         // and a CA may not be a server's certificate. rustls passes webpki's
         // error on as an opaque `Other`, known only by its name.
         CertificateError::Other(o) if o.to_string().contains("CaUsedAsEndEntity") => {
             "is self-signed (a CA certificate used as the camera's own)"
-        }
-        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-            "is for another name or address than the URL's"
         }
         CertificateError::Expired | CertificateError::ExpiredContext { .. } => "has expired",
         CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
@@ -295,6 +305,12 @@ mod tests {
         assert!(text.contains("not signed by an authority"), "{text}");
         assert!(text.contains("--insecure") && text.contains("--ca-cert"));
         assert!(!text.contains("UnknownIssuer"), "{text}");
+        let name = rustls::Error::InvalidCertificate(CertificateError::NotValidForName);
+        let text = describe(&name).expect("a TLS failure");
+        assert!(
+            text.contains("another name") && !text.contains("--ca-cert"),
+            "{text}"
+        );
         let plain = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert_eq!(describe(&plain), None);
     }
