@@ -226,3 +226,51 @@ fn broken_jpegs_from_a_tcp_camera_are_counted_in_the_summary() {
         assert_eq!(assert_frames_complete(frames.path()), 9);
     }
 }
+
+#[test]
+fn a_jpeg_libav_cannot_decode_is_counted_in_the_summary() {
+    let dir = tempdir();
+    let src = dir.path().join("jpegs");
+    std::fs::create_dir(&src).unwrap();
+    ffmpeg_make(
+        &src.join("img_%03d.jpg"),
+        "-f lavfi -i testsrc2=size=160x120:rate=25 -frames:v 8 -q:v 4",
+    );
+    // The fourth picture arithmetic-coded (cjpeg, libjpeg-turbo's encoder):
+    // a whole, valid JPEG that libavcodec's decoder does not take.
+    let ppm = dir.path().join("p.ppm");
+    ffmpeg_make(&ppm, "-f lavfi -i testsrc2=size=160x120 -frames:v 1");
+    let arith = run_limited(
+        std::process::Command::new("cjpeg")
+            .args(["-arithmetic", "-outfile"])
+            .arg(src.join("img_004.jpg"))
+            .arg(&ppm),
+        std::time::Duration::from_secs(30),
+    );
+    assert_ok(&arith);
+    let cam = Camera::start(&[
+        "--protocol",
+        "tcp-mjpeg",
+        "--input",
+        path_str(&src),
+        "--fps",
+        "50",
+    ]);
+    let frames = tempdir();
+    let out = camflow_run(&[
+        "decode",
+        &cam.url,
+        "--frames-dir",
+        path_str(frames.path()),
+        "--jpeg-decoder",
+        "libav",
+    ]);
+    assert_ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("wrote 7 frames")
+            && stderr.contains("1 JPEG that would not decode dropped"),
+        "{stderr}"
+    );
+    assert_eq!(assert_frames_complete(frames.path()), 7);
+}

@@ -160,6 +160,12 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
             } else {
                 String::new()
             };
+            if s.undecodable_jpegs > 0 {
+                dropped.push_str(&format!(
+                    ", {} that would not decode dropped",
+                    count(s.undecodable_jpegs, "JPEG")
+                ));
+            }
             if let Some(loss) = loss_stats.as_ref().and_then(|l| l.loss_text()) {
                 dropped.push_str(&format!(" ({loss})"));
             }

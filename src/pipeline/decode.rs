@@ -50,6 +50,10 @@ pub struct BgrFrame {
 pub struct DecodeSummary {
     pub frames: u64,
     pub dropped_by_fps: u64,
+    /// Whole JPEGs the decoder refused (damage the splitter cannot see, a
+    /// coding the decoder lacks, a picture over the size limit): dropped,
+    /// and counted so that the summary says so.
+    pub undecodable_jpegs: u64,
     /// The command stopped before the stream's end (a limit, Ctrl-C, or the
     /// sink hung up).
     pub stopped_early: bool,
@@ -421,7 +425,9 @@ pub fn run_jpegs(
     let mut failure = None;
     while let Some(jpeg) = run.next(&mut rx, &mut failure) {
         let t = clock.time(&jpeg);
-        run.decode_one(&mut decoder, &jpeg.data, t, true, jpeg.at_unix, &mut frame)?;
+        if !run.decode_one(&mut decoder, &jpeg.data, t, true, jpeg.at_unix, &mut frame)? {
+            run.summary.undecodable_jpegs += 1;
+        }
     }
     if !run.done {
         let _ = decoder.send_eof();
@@ -540,7 +546,7 @@ impl<'a> Run<'a> {
 
     /// Decodes one coded picture at stream time `t` (seconds, microsecond
     /// clock) and hands on what comes out. A picture the decoder refuses
-    /// costs that picture, not the run.
+    /// costs that picture, not the run: `Ok(false)` says it was refused.
     fn decode_one(
         &mut self,
         decoder: &mut ffmpeg::decoder::Video,
@@ -549,7 +555,7 @@ impl<'a> Run<'a> {
         key: bool,
         at_unix: f64,
         frame: &mut Video,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<bool, PipelineError> {
         let pts = (t * 1e6).round() as i64;
         self.arrivals.insert(pts, at_unix);
         if self.arrivals.len() > 256 {
@@ -563,9 +569,10 @@ impl<'a> Run<'a> {
         }
         if decoder.send_packet(&packet).is_err() {
             self.arrivals.remove(&pts);
-            return Ok(());
+            return Ok(false);
         }
-        self.receive(decoder, frame, Rational::new(1, 1_000_000))
+        self.receive(decoder, frame, Rational::new(1, 1_000_000))?;
+        Ok(true)
     }
 
     /// The summary of a receiver-fed run, or the receiver's error.

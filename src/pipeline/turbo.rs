@@ -137,6 +137,7 @@ pub fn run(
             // One too big to decode is said once: unlike a corrupt one, it
             // is what a camera misconfigured or hostile sends every time.
             Ok(Err(Refused::TooBig { width, height })) => {
+                summary.undecodable_jpegs += 1;
                 if let Some(name) = settings.warn_as.as_ref().filter(|_| !too_big_said) {
                     eprintln!(
                         "camflow: {name}: a JPEG of {width}x{height} pixels is dropped: over \
@@ -145,7 +146,7 @@ pub fn run(
                 }
                 too_big_said = true;
             }
-            Ok(Err(Refused::Undecodable)) => {}
+            Ok(Err(Refused::Undecodable)) => summary.undecodable_jpegs += 1,
             Err(_) => {}
         }
         true
