@@ -301,10 +301,26 @@ async fn run_job(
         Err(e) => {
             let text = source::redact_text(&e.to_string(), &opts.spec);
             let n = written.load(Ordering::Relaxed);
-            // Nothing written, or no whole frame of it reached the file,
-            // which was then removed and left an earlier one in place.
-            if n == 0 || replaced == Some(false) {
+            if n == 0 {
                 return Err(anyhow!("{name}: {text}"));
+            }
+            // Frames went into the muxer, but no whole one reached the file
+            // (a full disk): its temporary went, and an earlier file stays.
+            if replaced == Some(false) {
+                let unit = match &target {
+                    Target::Stream {
+                        container: Container::Mp4,
+                        ..
+                    } => "fragment",
+                    _ => "frame",
+                };
+                let left = match before {
+                    Some(_) => format!("the earlier {shown} was left as it was"),
+                    None => format!("{shown} was not created"),
+                };
+                return Err(anyhow!(
+                    "{name}: {text} (no {unit} was written whole; {left})"
+                ));
             }
             // The output is closed by now. What a failed write (a full
             // disk) left part-way is cut back to the last whole segment or
