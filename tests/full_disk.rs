@@ -225,12 +225,59 @@ fn transcode_to_mp4_that_fits_no_fragment_leaves_no_file() {
     let line = assert_one_line_error(&out, "clip.mp4", "No space left on device");
     assert!(
         line.contains(&format!(
-            "no fragment was written whole; {} was removed",
+            "no fragment was written whole; {} was not created",
             path_str(&out_path)
         )),
         "{line:?}"
     );
     assert!(!out_path.exists(), "a file without a fragment is left");
+    assert_eq!(files_in(&disk.mount), Vec::<String>::new());
+}
+
+/// Names in `dir`: a temporary file left behind shows here.
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A full disk before the first whole tag or fragment: an earlier file at
+/// the output path is left as it was (it used to be truncated when the
+/// output opened, and then removed as a file holding no video).
+#[test]
+fn transcode_on_a_disk_too_full_for_one_frame_keeps_an_earlier_file() {
+    let Some(disk) = SmallDisk::new(8) else {
+        return;
+    };
+    let work = tempdir();
+    let src = clip(work.path());
+    for (to, unit) in [("flv", "frame"), ("mp4", "fragment")] {
+        let out_path = disk.path(&format!("old.{to}"));
+        let before = b"an earlier file, no video of this run".to_vec();
+        std::fs::write(&out_path, &before).expect("the earlier file");
+        let out = camflow_fails(&[
+            "transcode",
+            path_str(&src),
+            "--to",
+            to,
+            "-o",
+            path_str(&out_path),
+        ]);
+        let line = assert_one_line_error(&out, "clip.mp4", "No space left on device");
+        assert!(
+            line.contains(&format!(
+                "no {unit} was written whole; the earlier {} was left as it was",
+                path_str(&out_path)
+            )),
+            "{line:?}"
+        );
+        assert_eq!(std::fs::read(&out_path).expect("the earlier file"), before);
+        assert_eq!(files_in(&disk.mount), vec![format!("old.{to}")]);
+        std::fs::remove_file(&out_path).expect("remove");
+    }
 }
 
 /// The WebSocket camera's fMP4 is recorded as it comes; the file is cut

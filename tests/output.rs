@@ -863,3 +863,143 @@ fn mp4_file_from_an_mjpeg_file_and_no_mp4_over_rtmp() {
     let run = camflow_run(&["transcode", path_str(&src), "--to", "mp4", "-o", &url]);
     assert_one_line_error(&run, "rtmp://127.0.0.1", "use --to flv");
 }
+
+/// Bytes no output could produce, standing for an earlier file at the
+/// output path.
+fn earlier_file(path: &Path) -> Vec<u8> {
+    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    std::fs::write(path, &bytes).expect("write the earlier file");
+    bytes
+}
+
+/// Names in `dir` other than `keep`: a temporary file left behind, or a
+/// new file that should not be there.
+fn files_besides(dir: &Path, keep: &[&str]) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+        .filter(|n| !keep.contains(&n.as_str()))
+        .collect()
+}
+
+/// The camera sends its init segment, so the input opens and so does the
+/// output, then drops in the first fragment: the earlier file used to be
+/// truncated to an FLV or MP4 header. A closed port fails before that.
+#[test]
+fn a_failing_transcode_leaves_an_earlier_file_as_it_was() {
+    let cam = Camera::start(&[
+        "--size",
+        "320x240",
+        "--fault",
+        "drop-mid-fragment",
+        "--fault-after",
+        "0",
+    ]);
+    let closed = format!("ws://127.0.0.1:{}/live", closed_port());
+    let dir = tempdir();
+    for to in ["flv", "mp4"] {
+        let name = format!("old.{to}");
+        let out_path = dir.path().join(&name);
+        let before = earlier_file(&out_path);
+        for (url, what) in [(&cam.url, "dropped"), (&closed, "refused")] {
+            let out = camflow_run(&[
+                "transcode",
+                url,
+                "--to",
+                to,
+                "-o",
+                path_str(&out_path),
+                "--reconnect",
+                "never",
+            ]);
+            let line = assert_one_line_error(&out, "ws://127.0.0.1", what);
+            assert!(!line.contains("before it"), "{line}");
+            assert!(
+                std::fs::read(&out_path).expect("the earlier file") == before,
+                "{url} --to {to}: {name} changed"
+            );
+            assert_eq!(
+                files_besides(dir.path(), &["old.flv", "old.mp4"]),
+                Vec::<String>::new()
+            );
+        }
+    }
+}
+
+/// Ctrl-C while the camera sends nothing after its init segment: a clean
+/// stop (the input opens at the stop, and so did the output, which used to
+/// truncate the earlier file and say it wrote 0 frames).
+#[test]
+fn a_transcode_stopped_before_any_video_leaves_an_earlier_file_as_it_was() {
+    let cam = Camera::start(&[
+        "--size",
+        "320x240",
+        "--fault",
+        "stall",
+        "--fault-after",
+        "0",
+    ]);
+    let dir = tempdir();
+    for to in ["flv", "mp4"] {
+        let name = format!("old.{to}");
+        let out_path = dir.path().join(&name);
+        let before = earlier_file(&out_path);
+        let mut child = Command::new(camflow())
+            .args(["transcode", &cam.url, "--to", to, "-o", path_str(&out_path)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("camflow transcode");
+        std::thread::sleep(Duration::from_millis(1500));
+        let status = ctrl_c_and_wait(&mut child);
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut stderr);
+        }
+        assert!(status.success(), "--to {to}: {status:?}: {stderr}");
+        assert!(!stderr.contains("wrote"), "--to {to}: {stderr}");
+        assert!(
+            std::fs::read(&out_path).expect("the earlier file") == before,
+            "--to {to}: {name} changed"
+        );
+        assert_eq!(
+            files_besides(dir.path(), &["old.flv", "old.mp4"]),
+            Vec::<String>::new()
+        );
+    }
+}
+
+/// A run that succeeds replaces the earlier file, keeps its permissions,
+/// and leaves no temporary file.
+#[test]
+fn a_successful_transcode_replaces_an_earlier_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let src = make_h264_file(dir.path(), "in.mp4", "320x240", 2);
+    for to in ["flv", "mp4"] {
+        let name = format!("old.{to}");
+        let out_path = dir.path().join(&name);
+        earlier_file(&out_path);
+        std::fs::set_permissions(&out_path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let run = camflow_run(&[
+            "transcode",
+            path_str(&src),
+            "--to",
+            to,
+            "-o",
+            path_str(&out_path),
+        ]);
+        assert_ok(&run);
+        assert_eq!(ffprobe_frames(&out_path), 50, "--to {to}");
+        let mode = std::fs::metadata(&out_path)
+            .expect("output")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o640, "--to {to}");
+    }
+    assert_eq!(
+        files_besides(dir.path(), &["in.mp4", "old.flv", "old.mp4"]),
+        Vec::<String>::new()
+    );
+}

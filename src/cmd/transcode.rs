@@ -16,7 +16,7 @@ use crate::pipeline::encode::EncodeSettings;
 use crate::pipeline::input::InputSource;
 use crate::pipeline::mux::{self, Container, HlsSpec, Target};
 use crate::pipeline::transcode::{self, OutputJob};
-use crate::pipeline::{self};
+use crate::pipeline::{self, PipelineError};
 use crate::progress::{count, Progress};
 use crate::shutdown::Shutdown;
 use crate::sink::fmp4_file;
@@ -181,6 +181,12 @@ fn is_inside(file: &std::path::Path, dir: &std::path::Path) -> bool {
     file.ancestors().skip(1).any(|a| super::same_file(a, dir))
 }
 
+/// Which file is at `path` (through a symbolic link), if any.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 fn check_parent(name: &str, out: &std::path::Path) -> anyhow::Result<()> {
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         if !parent.is_dir() {
@@ -204,12 +210,23 @@ async fn run_job(
     // Cameras are live: no B-frames, no lookahead; files get x264's best.
     job.encode.zerolatency = !matches!(opened, Opened::Libav(InputSource::Path(_)));
     let stop = shutdown.flag();
+    let stopped = stop.clone();
     let bytes = Arc::new(AtomicU64::new(0));
     let counter = bytes.clone();
     let net = opened.stats();
     let written = Arc::new(AtomicU64::new(0));
     let written_by_worker = written.clone();
     let target = job.target.clone();
+    // A file output takes its name only once it holds video
+    // (`mux::VideoMuxer`); which file is at the path afterwards says
+    // whether this run's did, whatever way the run ended.
+    let file_out = match &target {
+        // A device or FIFO there is written in place: nothing to keep.
+        Target::Stream { to, .. } if !target.is_url() => Some(Path::new(to).to_path_buf())
+            .filter(|p| std::fs::metadata(p).map_or(true, |m| m.is_file())),
+        _ => None,
+    };
+    let before = file_out.as_deref().and_then(file_id);
     let out_shown = shown.clone();
     let worker = pipeline::spawn("camflow-transcode", move || {
         let mut progress = Progress::new(quiet, "frames").with_source(net.clone());
@@ -223,7 +240,16 @@ async fn run_job(
         };
         let r = transcode::run(opened.into_input(), &job, stop, counter, &mut on_frame);
         progress.clear();
-        if let Ok(s) = &r {
+        // No video written: stopped (Ctrl-C), a clean end with nothing to
+        // sum up; else the input ended before any, which is no success. A
+        // file output is as it was either way.
+        let r = match r {
+            Ok(s) if s.mux.frames == 0 && !stopped.load(Ordering::Relaxed) => Err(
+                PipelineError::Output("the input ended before any video arrived".into()),
+            ),
+            r => r,
+        };
+        if let Some(s) = r.as_ref().ok().filter(|s| s.mux.frames > 0) {
             let how = if s.copied {
                 "H.264 copied"
             } else {
@@ -261,9 +287,19 @@ async fn run_job(
         r
     })
     .context("cannot start the transcode thread")?;
-    match join(worker).await? {
+    let r = join(worker).await?;
+    // Whether the output file is this run's (`None`: not a file output).
+    let replaced = file_out.map(|p| {
+        let after = file_id(&p);
+        after.is_some() && after != before
+    });
+    match r {
         Ok(_) => Ok(ExitCode::SUCCESS),
-        Err(_) if shutdown.is_triggered() && written.load(Ordering::Relaxed) == 0 => {
+        // Ctrl-C before any video: a stop, and a file output is as it was.
+        Err(_)
+            if shutdown.is_triggered()
+                && (written.load(Ordering::Relaxed) == 0 || replaced == Some(false)) =>
+        {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
@@ -271,6 +307,24 @@ async fn run_job(
             let n = written.load(Ordering::Relaxed);
             if n == 0 {
                 return Err(anyhow!("{name}: {text}"));
+            }
+            // Frames went into the muxer, but no whole one reached the file
+            // (a full disk): its temporary went, and an earlier file stays.
+            if replaced == Some(false) {
+                let unit = match &target {
+                    Target::Stream {
+                        container: Container::Mp4,
+                        ..
+                    } => "fragment",
+                    _ => "frame",
+                };
+                let left = match before {
+                    Some(_) => format!("the earlier {shown} was left as it was"),
+                    None => format!("{shown} was not created"),
+                };
+                return Err(anyhow!(
+                    "{name}: {text} (no {unit} was written whole; {left})"
+                ));
             }
             // The output is closed by now. What a failed write (a full
             // disk) left part-way is cut back to the last whole segment or

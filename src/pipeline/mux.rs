@@ -20,6 +20,7 @@ use ffmpeg_next as ffmpeg;
 use super::rotation::{DisplayMatrix, InitPatch};
 use super::PipelineError;
 use crate::packet::{VideoCodec, VideoParams};
+use crate::sink::fmp4_file::{self, PendingFile};
 
 /// A container `transcode --to` writes. A new one is a variant here and a
 /// line in [`Container::muxer`].
@@ -107,6 +108,15 @@ impl Target {
             },
             Target::Stream { to, .. } => to.clone(),
             Target::Hls(h) => h.playlist().display().to_string(),
+        }
+    }
+
+    /// A file output, which is written under a temporary name until it
+    /// holds video ([`Staged`]).
+    fn staged_file(&self) -> Option<(Container, &str)> {
+        match self {
+            Target::Stream { container, to, .. } if !self.is_url() => Some((*container, to)),
+            _ => None,
         }
     }
 
@@ -224,10 +234,52 @@ impl GapCloser {
     }
 }
 
+/// A file output written as `record` writes its MP4 ([`PendingFile`]):
+/// under a temporary name beside it, renamed over the output once it holds
+/// a whole tag (FLV) or fragment (MP4) of video. A run that fails or is
+/// stopped before then leaves an earlier file at the path as it was, and no
+/// new file; from then on the file is at its name, cut back on a full disk
+/// as before.
+struct Staged {
+    file: PendingFile,
+    container: Container,
+    /// The length last read; the file is read again only once it changes.
+    seen: u64,
+}
+
+impl Staged {
+    /// Renames the file over the output if it holds a whole video frame.
+    /// More than the header on disk is not enough: a write cut short on a
+    /// full disk leaves part of a tag or fragment, which plays nothing, and
+    /// would replace the earlier file for nothing.
+    fn place_if_whole(&mut self) -> std::io::Result<()> {
+        if self.file.is_placed() {
+            return Ok(());
+        }
+        let path = self.file.path();
+        let len = std::fs::metadata(path).map_or(0, |m| m.len());
+        if len == self.seen {
+            return Ok(());
+        }
+        self.seen = len;
+        let frames = match self.container {
+            Container::Flv => count_flv_whole_tags(path)?.frames,
+            Container::Mp4 => fmp4_file::count_whole_fragments(path)?.video_samples,
+        };
+        if frames > 0 {
+            self.file.place()?;
+        }
+        Ok(())
+    }
+}
+
 /// An open muxer with one video stream.
 pub struct VideoMuxer {
     // Dropped before `interrupt`, which libav's callback reads until then.
     octx: ffmpeg::format::context::Output,
+    /// A file output not yet at its name. After `octx`: the file is closed
+    /// before an unplaced one is removed.
+    staged: Option<Staged>,
     interrupt: Box<Interrupt>,
     /// HLS of a rotated video: puts the matrix into `init.mp4`; libav's
     /// file hooks read it until `octx` is gone.
@@ -339,14 +391,26 @@ impl VideoMuxer {
         if let Target::Hls(h) = target {
             remove_earlier_hls(&h.dir).map_err(PipelineError::Output)?;
         }
-        let created = target.local_file().filter(|p| !p.exists());
+        let staged = target.staged_file().map(|(container, to)| Staged {
+            file: PendingFile::new(Path::new(to)),
+            container,
+            seen: 0,
+        });
+        // A staged file's temporary goes with it when the open fails.
+        let created = match staged {
+            Some(_) => None,
+            None => target.local_file().filter(|p| !p.exists()),
+        };
         let discard = |e: PipelineError| {
             if let Some(p) = &created {
                 let _ = std::fs::remove_file(p);
             }
             e
         };
-        let (fmt, to, opts) = target.open_spec();
+        let (fmt, mut to, opts) = target.open_spec();
+        if let Some(s) = &staged {
+            to = s.file.path().to_string_lossy().into_owned();
+        }
         // Declared before the context, so that it is dropped after it.
         let mut init_patch = None;
         let interrupt = Box::new(Interrupt {
@@ -391,6 +455,7 @@ impl VideoMuxer {
         let out_tb = octx.stream(0).map(|s| s.time_base()).unwrap_or(time_base);
         Ok(VideoMuxer {
             octx,
+            staged,
             interrupt,
             _init_patch: init_patch,
             out_tb,
@@ -451,7 +516,15 @@ impl VideoMuxer {
             return Err(self.write_error(e));
         }
         self.summary.frames += 1;
-        Ok(())
+        self.place()
+    }
+
+    /// A staged file takes its name once it holds a whole video frame.
+    fn place(&mut self) -> Result<(), PipelineError> {
+        match self.staged.as_mut().map(Staged::place_if_whole) {
+            Some(Err(e)) => Err(PipelineError::Output(format!("{}: {e}", self.name))),
+            _ => Ok(()),
+        }
     }
 
     /// Whether `e` is libav giving up on a push at Ctrl-C.
@@ -474,12 +547,17 @@ impl VideoMuxer {
     pub fn finish(mut self) -> Result<MuxSummary, PipelineError> {
         self.finished = true;
         match self.octx.write_trailer().and_then(|()| self.io_result()) {
-            Ok(()) => Ok(self.summary),
+            // The trailer writes out what the muxer held (an MP4's last
+            // fragment), which may be the first whole video.
+            Ok(()) => self.place().map(|()| self.summary),
             Err(_) if self.interrupt.network && self.interrupt.stop.load(Ordering::Relaxed) => {
                 Ok(self.summary)
             }
             Err(e) => {
                 self.interrupt.failed.store(true, Ordering::Relaxed);
+                // Whole video written before the failure is kept (and cut
+                // back to by the caller).
+                let _ = self.place();
                 Err(self.write_error(e))
             }
         }
@@ -510,6 +588,9 @@ impl Drop for VideoMuxer {
         // to here, a final playlist), ignoring what fails now.
         if !self.finished {
             let _ = self.octx.write_trailer();
+            // What it wrote out may hold the first whole video; if not, the
+            // temporary file goes and an earlier output stays.
+            let _ = self.place();
         }
     }
 }
@@ -796,12 +877,30 @@ pub fn repair_hls(spec: &HlsSpec) -> Result<WholeOutput, String> {
 /// end-of-sequence tags carry none). Reads only the 11-byte tag headers
 /// and one byte of each video tag.
 pub fn cut_flv_to_whole_tags(path: &Path) -> std::io::Result<WholeOutput> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)?;
     let len = file.metadata()?.len();
+    let (good, left) = whole_flv_tags(&file, len)?;
+    if good < len {
+        file.set_len(good)?;
+    }
+    Ok(left)
+}
+
+/// What [`cut_flv_to_whole_tags`] would leave, without cutting: for a file
+/// still being written, whether it holds a whole video frame yet.
+fn count_flv_whole_tags(path: &Path) -> std::io::Result<WholeOutput> {
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    Ok(whole_flv_tags(&file, len)?.1)
+}
+
+/// The length of the whole tags among an FLV file's first `len` bytes, and
+/// the video frames in them.
+fn whole_flv_tags(mut file: &std::fs::File, len: u64) -> std::io::Result<(u64, WholeOutput)> {
+    use std::io::{Read, Seek, SeekFrom};
     let mut head = [0u8; 13];
     let mut left = WholeOutput::default();
     // The file header (9 bytes, its length at 5..9) and the first,
@@ -839,10 +938,7 @@ pub fn cut_flv_to_whole_tags(path: &Path) -> std::io::Result<WholeOutput> {
             good = end;
         }
     }
-    if good < len {
-        file.set_len(good.min(len))?;
-    }
-    Ok(left)
+    Ok((good.min(len), left))
 }
 
 #[cfg(test)]

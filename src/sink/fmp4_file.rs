@@ -320,12 +320,29 @@ pub struct WholeFragments {
 /// it. Reads the box headers and the `moov`/`moof` boxes, seeking past
 /// media data.
 pub fn cut_to_whole_fragments(path: &Path) -> io::Result<WholeFragments> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)?;
     let file_len = file.metadata()?.len();
+    let whole = whole_fragments(&file, file_len)?;
+    if whole.len < file_len {
+        file.set_len(whole.len)?;
+    }
+    Ok(whole)
+}
+
+/// What [`cut_to_whole_fragments`] would leave, without cutting: for a
+/// file still being written, whether it holds a whole fragment yet.
+pub fn count_whole_fragments(path: &Path) -> io::Result<WholeFragments> {
+    let file = File::open(path)?;
+    let file_len = file.metadata()?.len();
+    whole_fragments(&file, file_len)
+}
+
+/// The whole boxes of a fragmented MP4 among its first `file_len` bytes.
+fn whole_fragments(mut file: &File, file_len: u64) -> io::Result<WholeFragments> {
+    use std::io::{Read, Seek, SeekFrom};
     let mut whole = WholeFragments::default();
     let mut init = InitInfo::default();
     let mut init_bytes: Vec<u8> = Vec::new();
@@ -382,9 +399,6 @@ pub fn cut_to_whole_fragments(path: &Path) -> io::Result<WholeFragments> {
             _ => {}
         }
         pos = end;
-    }
-    if whole.len < file_len {
-        file.set_len(whole.len)?;
     }
     Ok(whole)
 }
