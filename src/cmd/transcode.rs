@@ -211,6 +211,11 @@ async fn run_job(
     let written_by_worker = written.clone();
     let target = job.target.clone();
     let out_shown = shown.clone();
+    let file = match &opts.spec {
+        source::SourceSpec::File(path) => Some(path.clone()),
+        _ => None,
+    };
+    let source_name = name.clone();
     let worker = pipeline::spawn("camflow-transcode", move || {
         let mut progress = Progress::new(quiet, "frames").with_source(net.clone());
         let mut on_frame = |s: &mux::MuxSummary| {
@@ -224,6 +229,13 @@ async fn run_job(
         let r = transcode::run(opened.into_input(), &job, stop, counter, &mut on_frame);
         progress.clear();
         if let Ok(s) = &r {
+            // What came before the cut was written, and is what is counted.
+            if let Some(what) = file
+                .as_deref()
+                .and_then(crate::pipeline::input::partial_file)
+            {
+                Progress::summary(quiet, &format!("warning: {source_name}: {what}"));
+            }
             let how = if s.copied {
                 "H.264 copied"
             } else {

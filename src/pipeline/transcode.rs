@@ -284,7 +284,7 @@ fn copy_input(
             if count_bytes {
                 bytes_read.fetch_add(pkt.size() as u64, Ordering::Relaxed);
             }
-            if pkt.stream() != index {
+            if pkt.stream() != index || input::cut_off(src, &pkt) {
                 continue;
             }
             if pkt.dts().is_none() && pkt.pts().is_none() {
