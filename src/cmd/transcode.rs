@@ -228,6 +228,11 @@ async fn run_job(
     };
     let before = file_out.as_deref().and_then(file_id);
     let out_shown = shown.clone();
+    let file = match &opts.spec {
+        source::SourceSpec::File(path) => Some(path.clone()),
+        _ => None,
+    };
+    let source_name = name.clone();
     let worker = pipeline::spawn("camflow-transcode", move || {
         let mut progress = Progress::new(quiet, "frames").with_source(net.clone());
         let mut on_frame = |s: &mux::MuxSummary| {
@@ -250,6 +255,13 @@ async fn run_job(
             r => r,
         };
         if let Some(s) = r.as_ref().ok().filter(|s| s.mux.frames > 0) {
+            // What came before the cut was written, and is what is counted.
+            if let Some(what) = file
+                .as_deref()
+                .and_then(crate::pipeline::input::partial_file)
+            {
+                Progress::summary(quiet, &format!("warning: {source_name}: {what}"));
+            }
             let how = if s.copied {
                 "H.264 copied"
             } else {

@@ -12,8 +12,8 @@ use ffmpeg::{codec, encoder, Dictionary, Rational};
 use ffmpeg_next as ffmpeg;
 
 use super::decode::{PictureInfo, Pictures};
-use super::mux::{GapCloser, MuxSummary, Target, VideoMuxer};
-use super::rotation::DisplayMatrix;
+use super::mux::{Container, GapCloser, MuxSummary, Target, VideoMuxer};
+use super::rotation::{DisplayMatrix, Turn};
 use super::PipelineError;
 
 /// How pictures are encoded.
@@ -76,6 +76,13 @@ struct Open {
     scaler: Option<(scaling::Context, Pixel, u32, u32)>,
     scaled: Video,
     packet: ffmpeg::Packet,
+    /// How pictures are turned upright before encoding: for outputs that
+    /// cannot carry a display matrix (FLV), as the ffmpeg CLI's autorotate
+    /// turns them. Identity otherwise.
+    turn: Turn,
+    /// To 4:2:0 at the stored size, for pictures to be turned in another
+    /// format or of an odd size.
+    to_420: Option<(scaling::Context, Pixel, u32, u32)>,
 }
 
 /// A [`Pictures`] consumer that encodes to H.264 and writes to `target`.
@@ -200,9 +207,27 @@ impl<'a> H264Out<'a> {
     /// `matrix`: the pictures' display matrix, which the output keeps (they
     /// are encoded as stored).
     fn open(&mut self, frame: &Video, matrix: Option<DisplayMatrix>) -> Result<(), PipelineError> {
+        // FLV has no place for the matrix: a player would show the picture
+        // as stored (sideways, for a phone's portrait video), so it is
+        // encoded upright, with the size that implies (`--size` is of the
+        // upright picture, as the ffmpeg CLI's `-s` after autorotate).
+        // A turn that is not a quarter turn is left as stored.
+        let flv = matches!(
+            self.target,
+            Target::Stream {
+                container: Container::Flv,
+                ..
+            }
+        );
+        let turn = matrix
+            .filter(|_| flv)
+            .and_then(|m| m.turn())
+            .unwrap_or_default();
+        let matrix = if turn.is_identity() { matrix } else { None };
+        let (shown_w, shown_h) = turn.size(frame.width(), frame.height());
         let (width, height) = match self.settings.size {
             Some(s) => s,
-            None => ((frame.width() & !1).max(2), (frame.height() & !1).max(2)),
+            None => ((shown_w & !1).max(2), (shown_h & !1).max(2)),
         };
         // 4:2:0 as it comes (full-range JPEG pictures stay full range, as
         // the ffmpeg CLI keeps them); anything else is converted.
@@ -223,6 +248,8 @@ impl<'a> H264Out<'a> {
             scaler: None,
             scaled: Video::empty(),
             packet: ffmpeg::Packet::empty(),
+            turn,
+            to_420: None,
         });
         Ok(())
     }
@@ -235,6 +262,15 @@ impl Pictures for H264Out<'_> {
         }
         let Some(open) = self.open.as_mut() else {
             return Ok(false);
+        };
+        let mut turned = if open.turn.is_identity() {
+            None
+        } else {
+            Some(upright(open, frame)?)
+        };
+        let frame = match turned.as_mut() {
+            Some(t) => t,
+            None => frame,
         };
         if let Some(p) = self.pacer.as_mut() {
             p.wait(info.t);
@@ -300,6 +336,93 @@ impl Pictures for H264Out<'_> {
             return Ok(false);
         }
         Ok(true)
+    }
+}
+
+/// `frame` turned by `open.turn`, as 4:2:0 (full-range JPEG pictures stay
+/// full range): converted first at the stored size where it is in another
+/// format or of an odd size, then each plane turned on its own (a 4:2:0
+/// picture turned is 4:2:0 again, its chroma turned with it).
+fn upright(open: &mut Open, frame: &Video) -> Result<Video, PipelineError> {
+    let (fmt, w, h) = (frame.format(), frame.width(), frame.height());
+    let (ew, eh) = ((w & !1).max(2), (h & !1).max(2));
+    let out_fmt = match fmt {
+        Pixel::YUVJ420P => Pixel::YUVJ420P,
+        _ => Pixel::YUV420P,
+    };
+    let mut converted = Video::empty();
+    let stored = if fmt == out_fmt && w == ew && h == eh {
+        frame
+    } else {
+        let rebuild =
+            !matches!(&open.to_420, Some((_, f, sw, sh)) if *f == fmt && *sw == w && *sh == h);
+        if rebuild {
+            let sc = scaling::Context::get(fmt, w, h, out_fmt, ew, eh, scaling::Flags::BILINEAR)
+                .map_err(|e| PipelineError::Decoder(format!("no converter from {fmt:?}: {e}")))?;
+            open.to_420 = Some((sc, fmt, w, h));
+        }
+        let Some((sc, ..)) = open.to_420.as_mut() else {
+            return Err(PipelineError::Decoder("no converter".into()));
+        };
+        sc.run(frame, &mut converted)
+            .map_err(|e| PipelineError::Decoder(format!("pixel conversion failed: {e}")))?;
+        &converted
+    };
+    let (ow, oh) = open.turn.size(ew, eh);
+    let mut out = Video::new(out_fmt, ow, oh);
+    for plane in 0..3 {
+        // Luma at full size, chroma at half in each direction.
+        let (pw, ph) = if plane == 0 {
+            (ew, eh)
+        } else {
+            (ew / 2, eh / 2)
+        };
+        let (src_stride, dst_stride) = (stored.stride(plane), out.stride(plane));
+        turn_plane(
+            open.turn,
+            stored.data(plane),
+            src_stride,
+            (pw as usize, ph as usize),
+            out.data_mut(plane),
+            dst_stride,
+        );
+    }
+    // SAFETY: plain field copies between two live frames.
+    unsafe {
+        let (src, dst) = (stored.as_ptr(), out.as_mut_ptr());
+        (*dst).color_range = (*src).color_range;
+        (*dst).colorspace = (*src).colorspace;
+        (*dst).color_primaries = (*src).color_primaries;
+        (*dst).color_trc = (*src).color_trc;
+    }
+    Ok(out)
+}
+
+/// Turns one plane of one-byte samples (`w` x `h` stored, rows `src_stride`
+/// apart) into `dst` (the turned size, rows `dst_stride` apart): output
+/// (x, y) is mirrored first, then read from the stored picture with rows and
+/// columns swapped if transposed, as [`Turn::apply`] does for BGR.
+fn turn_plane(
+    turn: Turn,
+    src: &[u8],
+    src_stride: usize,
+    (w, h): (usize, usize),
+    dst: &mut [u8],
+    dst_stride: usize,
+) {
+    let (ow, oh) = if turn.transpose { (h, w) } else { (w, h) };
+    for y in 0..oh {
+        let yy = if turn.flip_y { oh - 1 - y } else { y };
+        let Some(row) = dst.get_mut(y * dst_stride..y * dst_stride + ow) else {
+            return;
+        };
+        for (x, px) in row.iter_mut().enumerate() {
+            let xx = if turn.flip_x { ow - 1 - x } else { x };
+            let (col, line) = if turn.transpose { (yy, xx) } else { (xx, yy) };
+            if let Some(v) = src.get(line * src_stride + col) {
+                *px = *v;
+            }
+        }
     }
 }
 

@@ -336,6 +336,26 @@ pub fn partial_file(path: &std::path::Path) -> Option<String> {
     None
 }
 
+/// Whether `pkt`, read from a file, is the sample a cut-short file ends
+/// in the middle of. libavformat hands it over short, with only the bytes
+/// the file has, and flags it corrupt; copied, it is a picture no decoder
+/// can read ("Invalid NAL unit size"), and counted, a picture too many.
+/// Only files: a network stream's corrupt packets (lost RTP, a broken
+/// TS packet) still hold what can be shown, and are copied as the ffmpeg
+/// CLI copies them.
+pub fn cut_off(src: &InputSource, pkt: &ffmpeg::Packet) -> bool {
+    let (InputSource::Path(p) | InputSource::Untrusted(p)) = src else {
+        return false;
+    };
+    if !pkt.is_corrupt() {
+        return false;
+    }
+    let Ok(pos) = u64::try_from(pkt.position()) else {
+        return false;
+    };
+    std::fs::metadata(p).is_ok_and(|m| pos + pkt.size() as u64 >= m.len())
+}
+
 /// AVIO buffer: large enough for few callbacks per 1080p frame.
 const AVIO_BUFFER: usize = 256 * 1024;
 

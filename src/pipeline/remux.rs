@@ -191,6 +191,9 @@ pub fn run(
         let Some(Some(o)) = map.get(i).copied() else {
             continue;
         };
+        if input::cut_off(src, &pkt) {
+            continue;
+        }
         if matches!(src, InputSource::Path(_)) {
             bytes_read.fetch_add(pkt.size() as u64, Ordering::Relaxed);
         }

@@ -149,6 +149,32 @@ pub fn run(
     }
 }
 
+/// A copy into FLV loses a display matrix (FLV has no place for it), and
+/// the picture then plays as stored: said once, with the way out. A copy
+/// stays a copy (lossless, and fast); re-encoding turns it upright.
+fn warn_if_sideways(target: &Target, matrix: Option<DisplayMatrix>) {
+    let flv = matches!(
+        target,
+        Target::Stream {
+            container: mux::Container::Flv,
+            ..
+        }
+    );
+    let Some(angle) = matrix.filter(|_| flv).and_then(|m| m.rotation()) else {
+        return;
+    };
+    if angle.abs() >= 1.0 {
+        crate::progress::Progress::summary(
+            false,
+            &format!(
+                "warning: the video is rotated {angle:.0}° clockwise for display, which FLV cannot \
+                 record: players will show it as stored; --bitrate or --size re-encodes \
+                 it upright"
+            ),
+        );
+    }
+}
+
 /// Whether H.264 copied as it is plays in browsers and RTMP players: 8-bit
 /// 4:2:0 (Baseline, Main, Extended, High), with timestamps to time it.
 fn copyable(ictx: &ffmpeg::format::context::Input, par: &codec::Parameters) -> bool {
@@ -240,6 +266,7 @@ fn copy_input(
         match &mux {
             None => {
                 let matrix = DisplayMatrix::of_stream(&ist);
+                warn_if_sideways(&job.target, matrix);
                 let rate = rate_ok.then_some(rate);
                 let m = VideoMuxer::open_rotated(&job.target, &par, TB, rate, matrix, stop)?;
                 mux = Some((m, extradata));
@@ -284,7 +311,7 @@ fn copy_input(
             if count_bytes {
                 bytes_read.fetch_add(pkt.size() as u64, Ordering::Relaxed);
             }
-            if pkt.stream() != index {
+            if pkt.stream() != index || input::cut_off(src, &pkt) {
                 continue;
             }
             if pkt.dts().is_none() && pkt.pts().is_none() {
