@@ -74,10 +74,8 @@ pub fn client_config(
     // The provider is named rather than taken from the process default, so
     // that the library works for callers that installed none.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier: Arc<dyn ServerCertVerifier> = if settings.insecure {
-        Arc::new(AcceptAny {
-            provider: provider.clone(),
-        })
+    let trust = if settings.insecure {
+        Trust::Any
     } else {
         let path = settings.ca_cert.as_deref().unwrap_or(Path::new(""));
         let certs = load_ca_file(path).map_err(SourceError)?;
@@ -89,12 +87,15 @@ pub fn client_config(
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .map_err(|e| SourceError(format!("--ca-cert {}: {e}", path.display())))?;
-        Arc::new(Pinned {
+        Trust::Pinned {
             pinned: certs,
             webpki,
-            provider: provider.clone(),
-        })
+        }
     };
+    let verifier = Arc::new(Verifier {
+        trust,
+        provider: provider.clone(),
+    });
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| SourceError(format!("cannot set up TLS: {e}")))?
@@ -104,71 +105,28 @@ pub fn client_config(
     Ok(Some(Arc::new(config)))
 }
 
-/// `--insecure`: every certificate passes; the handshake's signatures are
-/// still checked, so the session is encrypted to whoever holds the key.
+/// Which server certificates pass. Either way the handshake's signatures
+/// are checked, so the session is encrypted to whoever holds the key.
 #[derive(Debug)]
-struct AcceptAny {
+enum Trust {
+    /// `--insecure`: every certificate.
+    Any,
+    /// `--ca-cert`: a server presenting one of the file's certificates
+    /// itself (the camera's self-signed certificate, pinned); any other is
+    /// checked by the WebPKI rules against the file's certificates as roots.
+    Pinned {
+        pinned: Vec<CertificateDer<'static>>,
+        webpki: Arc<WebPkiServerVerifier>,
+    },
+}
+
+#[derive(Debug)]
+struct Verifier {
+    trust: Trust,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// `--ca-cert`: a server presenting one of the file's certificates itself
-/// is trusted (the camera's self-signed certificate, pinned); any other is
-/// checked by the WebPKI rules against the file's certificates as roots.
-#[derive(Debug)]
-struct Pinned {
-    pinned: Vec<CertificateDer<'static>>,
-    webpki: Arc<WebPkiServerVerifier>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -177,15 +135,17 @@ impl ServerCertVerifier for Pinned {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if self
-            .pinned
-            .iter()
-            .any(|c| c.as_ref() == end_entity.as_ref())
-        {
-            return Ok(ServerCertVerified::assertion());
+        match &self.trust {
+            Trust::Any => Ok(ServerCertVerified::assertion()),
+            Trust::Pinned { pinned, .. }
+                if pinned.iter().any(|c| c.as_ref() == end_entity.as_ref()) =>
+            {
+                Ok(ServerCertVerified::assertion())
+            }
+            Trust::Pinned { webpki, .. } => {
+                webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            }
         }
-        self.webpki
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
     }
 
     fn verify_tls12_signature(
