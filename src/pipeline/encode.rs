@@ -12,7 +12,7 @@ use ffmpeg::{codec, encoder, Dictionary, Rational};
 use ffmpeg_next as ffmpeg;
 
 use super::decode::{PictureInfo, Pictures};
-use super::mux::{Container, GapCloser, MuxSummary, Target, VideoMuxer};
+use super::mux::{GapCloser, MuxSummary, Target, VideoMuxer};
 use super::rotation::{DisplayMatrix, Turn};
 use super::PipelineError;
 
@@ -212,15 +212,8 @@ impl<'a> H264Out<'a> {
         // encoded upright, with the size that implies (`--size` is of the
         // upright picture, as the ffmpeg CLI's `-s` after autorotate).
         // A turn that is not a quarter turn is left as stored.
-        let flv = matches!(
-            self.target,
-            Target::Stream {
-                container: Container::Flv,
-                ..
-            }
-        );
         let turn = matrix
-            .filter(|_| flv)
+            .filter(|_| !self.target.keeps_display_matrix())
             .and_then(|m| m.turn())
             .unwrap_or_default();
         let matrix = if turn.is_identity() { matrix } else { None };
@@ -378,8 +371,7 @@ fn upright(open: &mut Open, frame: &Video) -> Result<Video, PipelineError> {
             (ew / 2, eh / 2)
         };
         let (src_stride, dst_stride) = (stored.stride(plane), out.stride(plane));
-        turn_plane(
-            open.turn,
+        open.turn.apply_samples::<1>(
             stored.data(plane),
             src_stride,
             (pw as usize, ph as usize),
@@ -396,34 +388,6 @@ fn upright(open: &mut Open, frame: &Video) -> Result<Video, PipelineError> {
         (*dst).color_trc = (*src).color_trc;
     }
     Ok(out)
-}
-
-/// Turns one plane of one-byte samples (`w` x `h` stored, rows `src_stride`
-/// apart) into `dst` (the turned size, rows `dst_stride` apart): output
-/// (x, y) is mirrored first, then read from the stored picture with rows and
-/// columns swapped if transposed, as [`Turn::apply`] does for BGR.
-fn turn_plane(
-    turn: Turn,
-    src: &[u8],
-    src_stride: usize,
-    (w, h): (usize, usize),
-    dst: &mut [u8],
-    dst_stride: usize,
-) {
-    let (ow, oh) = if turn.transpose { (h, w) } else { (w, h) };
-    for y in 0..oh {
-        let yy = if turn.flip_y { oh - 1 - y } else { y };
-        let Some(row) = dst.get_mut(y * dst_stride..y * dst_stride + ow) else {
-            return;
-        };
-        for (x, px) in row.iter_mut().enumerate() {
-            let xx = if turn.flip_x { ow - 1 - x } else { x };
-            let (col, line) = if turn.transpose { (yy, xx) } else { (xx, yy) };
-            if let Some(v) = src.get(line * src_stride + col) {
-                *px = *v;
-            }
-        }
-    }
 }
 
 /// What [`overlapped`] builds its [`H264Out`] from, on the encoder thread.

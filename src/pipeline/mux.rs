@@ -89,6 +89,18 @@ impl HlsSpec {
 }
 
 impl Target {
+    /// Whether the output can keep a display matrix. FLV has no place for
+    /// one: a rotated picture plays as stored there.
+    pub fn keeps_display_matrix(&self) -> bool {
+        !matches!(
+            self,
+            Target::Stream {
+                container: Container::Flv,
+                ..
+            }
+        )
+    }
+
     /// Whether this goes over the network (an RTMP push).
     pub fn is_url(&self) -> bool {
         matches!(self, Target::Stream { to, .. } if to.contains("://"))

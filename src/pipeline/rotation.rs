@@ -242,22 +242,47 @@ impl Turn {
     }
 
     /// Turns packed BGR `src` (`w` x `h`, rows of `w * 3` bytes) into
-    /// `dst` (the turned size, packed), in tiles so that a transpose reads
-    /// and writes within the cache.
+    /// `dst` (the turned size, packed).
     pub fn apply(&self, src: &[u8], w: usize, h: usize, dst: &mut [u8]) {
+        let (ow, _) = if self.transpose { (h, w) } else { (w, h) };
+        self.apply_samples::<3>(src, w * 3, (w, h), dst, ow * 3);
+    }
+
+    /// Turns a picture of `N`-byte samples (`w` x `h` stored, rows
+    /// `src_stride` bytes apart) into `dst` (the turned size, rows
+    /// `dst_stride` apart): BGR pixels (`N` = 3) or one plane of a YUV
+    /// picture (`N` = 1). In tiles, so that a transpose reads and writes
+    /// within the cache. Nothing is written if a buffer is too small.
+    pub fn apply_samples<const N: usize>(
+        &self,
+        src: &[u8],
+        src_stride: usize,
+        (w, h): (usize, usize),
+        dst: &mut [u8],
+        dst_stride: usize,
+    ) {
         const TILE: usize = 32;
         let (ow, oh) = if self.transpose { (h, w) } else { (w, h) };
-        // Whole pixels: one copy of 3 bytes each, not three.
-        let (src, _) = src.as_chunks::<3>();
-        let (dst, _) = dst.as_chunks_mut::<3>();
-        if w == 0 || h == 0 || src.len() < w * h || dst.len() < ow * oh {
+        let fits = |len: usize, stride: usize, cols: usize, rows: usize| {
+            stride >= cols * N && len >= (rows - 1) * stride + cols * N
+        };
+        if w == 0
+            || h == 0
+            || !fits(src.len(), src_stride, w, h)
+            || !fits(dst.len(), dst_stride, ow, oh)
+        {
             return;
         }
-        // A turn is linear: output (x, y) shows stored pixel number
+        // A turn is linear: output (x, y) shows the stored sample at byte
         // `first + x * step_x + y * step_y`. Transposed, the output's x
         // walks down the stored rows; a flip walks backwards from the end.
-        let (wi, owi, ohi) = (w as isize, ow as isize, oh as isize);
-        let (along_x, along_y) = if self.transpose { (wi, 1) } else { (1, wi) };
+        let (n, stride) = (N as isize, src_stride as isize);
+        let (owi, ohi) = (ow as isize, oh as isize);
+        let (along_x, along_y) = if self.transpose {
+            (stride, n)
+        } else {
+            (n, stride)
+        };
         let (x0, dir_x) = if self.flip_x { (owi - 1, -1) } else { (0, 1) };
         let (y0, dir_y) = if self.flip_y { (ohi - 1, -1) } else { (0, 1) };
         let first = x0 * along_x + y0 * along_y;
@@ -267,8 +292,12 @@ impl Turn {
                 let x_end = (tx + TILE).min(ow);
                 for y in ty..(ty + TILE).min(oh) {
                     let mut s = first + tx as isize * step_x + y as isize * step_y;
-                    for px in &mut dst[y * ow + tx..y * ow + x_end] {
-                        *px = src[s as usize];
+                    let row = &mut dst[y * dst_stride + tx * N..y * dst_stride + x_end * N];
+                    // Whole samples: one copy of N bytes each.
+                    let (row, _) = row.as_chunks_mut::<N>();
+                    for px in row {
+                        let at = s as usize;
+                        px.copy_from_slice(&src[at..at + N]);
                         s += step_x;
                     }
                 }
@@ -463,5 +492,24 @@ mod tests {
         //            6 3
         let want: Vec<u8> = [4, 1, 5, 2, 6, 3].iter().flat_map(|v| px(*v)).collect();
         assert_eq!(dst, want);
+    }
+
+    #[test]
+    fn turning_a_plane_with_padded_rows() {
+        // 3x2 one-byte samples in rows of 4 (as libav pads them), turned
+        // counter-clockwise into rows of 3; the padding is never read or
+        // written.
+        let src = [1, 2, 3, 99, 4, 5, 6, 99];
+        let counter = matrix(90.0).turn().unwrap();
+        let mut dst = [0u8; 9];
+        counter.apply_samples::<1>(&src, 4, (3, 2), &mut dst, 3);
+        // 1 2 3      3 6 .
+        // 4 5 6  ->  2 5 .
+        //            1 4 .
+        assert_eq!(dst, [3, 6, 0, 2, 5, 0, 1, 4, 0]);
+        // A buffer too small for the stride: nothing written.
+        let mut short = [0u8; 5];
+        counter.apply_samples::<1>(&src, 4, (3, 2), &mut short, 3);
+        assert_eq!(short, [0; 5]);
     }
 }

@@ -153,14 +153,10 @@ pub fn run(
 /// the picture then plays as stored: said once, with the way out. A copy
 /// stays a copy (lossless, and fast); re-encoding turns it upright.
 fn warn_if_sideways(target: &Target, matrix: Option<DisplayMatrix>) {
-    let flv = matches!(
-        target,
-        Target::Stream {
-            container: mux::Container::Flv,
-            ..
-        }
-    );
-    let Some(angle) = matrix.filter(|_| flv).and_then(|m| m.rotation()) else {
+    let Some(angle) = matrix
+        .filter(|_| !target.keeps_display_matrix())
+        .and_then(|m| m.rotation())
+    else {
         return;
     };
     if angle.abs() >= 1.0 {
