@@ -137,11 +137,7 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     };
     match decoded {
         Ok(s) => {
-            if let source::SourceSpec::File(path) = &opts.spec {
-                if let Some(what) = pipeline::input::partial_file(path) {
-                    Progress::summary(args.quiet, &format!("warning: {name}: {what}"));
-                }
-            }
+            super::PartialCheck::new(&opts, args.quiet).warn();
             let indexed = writer
                 .finish(shutdown.is_triggered())
                 .map_err(|e| anyhow!("{name}: cannot write frames: {e}"))?;

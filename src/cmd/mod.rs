@@ -117,9 +117,48 @@ pub async fn open_or_stop(
 
 /// Whether two paths name one file (device and inode), both existing.
 pub(crate) fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    matches!((file_id(a), file_id(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// Which file is at `path` (through a symbolic link), if any: its device
+/// and inode.
+pub(crate) fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => false,
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// The one warning for a source file cut short, as the ffmpeg CLI warns
+/// "partial file": made before a run, said once the run has read what the
+/// file holds.
+pub(crate) struct PartialCheck {
+    file: Option<std::path::PathBuf>,
+    name: String,
+    quiet: bool,
+}
+
+impl PartialCheck {
+    pub fn new(opts: &SourceOptions, quiet: bool) -> Self {
+        let file = match &opts.spec {
+            source::SourceSpec::File(path) => Some(path.clone()),
+            _ => None,
+        };
+        PartialCheck {
+            file,
+            name: opts.spec.display_name(),
+            quiet,
+        }
+    }
+
+    pub fn warn(&self) {
+        if let Some(what) = self
+            .file
+            .as_deref()
+            .and_then(crate::pipeline::input::partial_file)
+        {
+            crate::progress::Progress::summary(
+                self.quiet,
+                &format!("warning: {}: {what}", self.name),
+            );
+        }
     }
 }

@@ -152,11 +152,7 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     // holds video; before that an earlier file there is left alone).
     let placed = Arc::new(AtomicBool::new(false));
     let placed_by_worker = placed.clone();
-    let file = match &opts.spec {
-        source::SourceSpec::File(path) => Some(path.clone()),
-        _ => None,
-    };
-    let source_name = name.clone();
+    let partial = super::PartialCheck::new(&opts, quiet);
     let worker = pipeline::spawn("camflow-remux", move || {
         let mut progress = Progress::new(quiet, "frames").with_source(loss_stats.clone());
         let received = loss_stats.clone();
@@ -182,9 +178,7 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         if let Ok(s) = &r {
             // The copy holds the pictures before the cut, and the count is
             // of those; the one the cut runs through is left out.
-            if let Some(what) = file.as_deref().and_then(pipeline::input::partial_file) {
-                Progress::summary(quiet, &format!("warning: {source_name}: {what}"));
-            }
+            partial.warn();
             if s.audio_dropped {
                 Progress::summary(
                     quiet,

@@ -181,12 +181,6 @@ fn is_inside(file: &std::path::Path, dir: &std::path::Path) -> bool {
     file.ancestors().skip(1).any(|a| super::same_file(a, dir))
 }
 
-/// Which file is at `path` (through a symbolic link), if any.
-fn file_id(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
 fn check_parent(name: &str, out: &std::path::Path) -> anyhow::Result<()> {
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         if !parent.is_dir() {
@@ -226,13 +220,9 @@ async fn run_job(
             .filter(|p| std::fs::metadata(p).map_or(true, |m| m.is_file())),
         _ => None,
     };
-    let before = file_out.as_deref().and_then(file_id);
+    let before = file_out.as_deref().and_then(super::file_id);
     let out_shown = shown.clone();
-    let file = match &opts.spec {
-        source::SourceSpec::File(path) => Some(path.clone()),
-        _ => None,
-    };
-    let source_name = name.clone();
+    let partial = super::PartialCheck::new(&opts, quiet);
     let worker = pipeline::spawn("camflow-transcode", move || {
         let mut progress = Progress::new(quiet, "frames").with_source(net.clone());
         let mut on_frame = |s: &mux::MuxSummary| {
@@ -256,12 +246,7 @@ async fn run_job(
         };
         if let Some(s) = r.as_ref().ok().filter(|s| s.mux.frames > 0) {
             // What came before the cut was written, and is what is counted.
-            if let Some(what) = file
-                .as_deref()
-                .and_then(crate::pipeline::input::partial_file)
-            {
-                Progress::summary(quiet, &format!("warning: {source_name}: {what}"));
-            }
+            partial.warn();
             let how = if s.copied {
                 "H.264 copied"
             } else {
@@ -302,7 +287,7 @@ async fn run_job(
     let r = join(worker).await?;
     // Whether the output file is this run's (`None`: not a file output).
     let replaced = file_out.map(|p| {
-        let after = file_id(&p);
+        let after = super::file_id(&p);
         after.is_some() && after != before
     });
     match r {
