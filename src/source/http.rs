@@ -38,14 +38,6 @@ fn err(msg: impl Into<String>) -> SourceError {
     SourceError(msg.into())
 }
 
-/// A log line about the source, unless `-q` (as the other receivers say
-/// theirs).
-fn say(opts: &SourceOptions, text: &str) {
-    if !opts.quiet {
-        eprintln!("camflow: {}: {text}", opts.spec.display_name());
-    }
-}
-
 /// What the camera answered.
 pub enum Opened {
     /// Multipart JPEGs, being received.
@@ -389,7 +381,7 @@ pub async fn open(
         return Ok(Opened::Other(ChunkStream { rx, stats }));
     }
     if let Some(note) = &answer.note {
-        say(opts, note);
+        opts.say(note);
     }
     stats.counts_jpegs.store(true, Ordering::Relaxed);
     if let Ok(mut f) = stats.http_framing.lock() {
@@ -541,13 +533,10 @@ fn count_skipped(
             .fetch_add(skipped - *counted, Ordering::Relaxed);
         *counted = skipped;
         if Said::first(&said.oversized) {
-            say(
-                opts,
-                &format!(
-                    "a picture over --max-frame-bytes ({}) is skipped; the stream goes on",
-                    opts.max_frame
-                ),
-            );
+            opts.say(&format!(
+                "a picture over --max-frame-bytes ({}) is skipped; the stream goes on",
+                opts.max_frame
+            ));
         }
     }
 }
@@ -628,10 +617,9 @@ async fn snapshots(
             Some(f) => format!("{f} times a second (--fps)"),
             None => "as fast as it answers, at most once a second (--fps sets the rate)".into(),
         };
-        say(
-            opts,
-            &format!("the camera answers with a single JPEG; asking for a picture {pace}"),
-        );
+        opts.say(&format!(
+            "the camera answers with a single JPEG; asking for a picture {pace}"
+        ));
     }
     let mut body = Some(first);
     let mut asked = Instant::now();
@@ -653,13 +641,10 @@ async fn snapshots(
             None => {
                 stats.oversized_jpegs.fetch_add(1, Ordering::Relaxed);
                 if Said::first(&said.oversized) {
-                    say(
-                        opts,
-                        &format!(
-                            "a picture over --max-frame-bytes ({}) is skipped",
-                            opts.max_frame
-                        ),
-                    );
+                    opts.say(&format!(
+                        "a picture over --max-frame-bytes ({}) is skipped",
+                        opts.max_frame
+                    ));
                 }
             }
             Some(data) => {

@@ -282,6 +282,15 @@ pub struct SourceOptions {
 }
 
 impl SourceOptions {
+    /// One line about the source on stderr (what a receiver noticed and
+    /// dealt with), unless `-q`. The one place receivers speak from, until
+    /// the library logs through a facade.
+    pub fn say(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("camflow: {}: {text}", self.spec.display_name());
+        }
+    }
+
     pub fn from_args(a: &SourceArgs) -> anyhow::Result<SourceOptions> {
         let spec = SourceSpec::parse(&a.source)
             .map_err(|e| anyhow::anyhow!("{}: {e}", redact_arg(&a.source)))?;

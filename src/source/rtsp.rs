@@ -745,13 +745,12 @@ async fn h264(
             // until it ends and has no limit of its own; --timeout ends a
             // session that brings no picture at all.)
             ctx.stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
-            if !oversize_said && !ctx.opts.quiet {
-                eprintln!(
-                    "camflow: {}: a picture of {} bytes, over --max-frame-bytes ({}), is dropped",
-                    ctx.opts.spec.display_name(),
+            if !oversize_said {
+                ctx.opts.say(&format!(
+                    "a picture of {} bytes, over --max-frame-bytes ({}), is dropped",
                     frame.data().len(),
                     ctx.opts.max_frame
-                );
+                ));
             }
             oversize_said = true;
             need_key = true;
@@ -844,12 +843,7 @@ async fn h264(
 
 /// Says why a run stops early: the camera itself ended the stream.
 fn say_bye(ctx: &Ctx) {
-    if !ctx.opts.quiet {
-        eprintln!(
-            "camflow: {}: the camera ended the stream (RTCP BYE)",
-            ctx.opts.spec.display_name()
-        );
-    }
+    ctx.opts.say("the camera ended the stream (RTCP BYE)");
 }
 
 /// RTCP BYE (RFC 3550 §6.6): the camera ends the stream.
