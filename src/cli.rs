@@ -39,6 +39,20 @@ pub enum Command {
     Camera(CameraArgs),
 }
 
+impl Command {
+    /// `-q`: no progress and no log lines, errors only.
+    pub fn quiet(&self) -> bool {
+        match self {
+            Command::Decode(a) => a.quiet,
+            Command::Record(a) => a.quiet,
+            Command::Transcode(a) => a.quiet,
+            Command::Hls(a) => a.quiet,
+            Command::Package(a) => a.quiet,
+            Command::Probe(_) | Command::Packager(_) | Command::Camera(_) => false,
+        }
+    }
+}
+
 /// Options shared by every command that reads a source.
 #[derive(Debug, Args, Clone)]
 pub struct SourceArgs {

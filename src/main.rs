@@ -11,6 +11,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return argument_error(e),
     };
+    cmd::log::install(cli.command.quiet());
     // wss:// needs a process-wide crypto provider; ring is the one built in.
     let _ = rustls::crypto::ring::default_provider().install_default();
     if let Err(e) = pipeline::init() {

@@ -23,7 +23,6 @@ const FRAME_QUEUE: usize = 3;
 
 pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     let mut opts = args.source.options()?;
-    opts.quiet = args.quiet;
     // A snapshot camera is asked for pictures at the rate that is kept.
     opts.poll_fps = args.fps;
     let name = opts.spec.display_name();

@@ -2,6 +2,7 @@
 
 pub mod camera;
 pub mod decode;
+pub mod log;
 pub mod package;
 pub mod packager;
 pub mod probe;

@@ -17,8 +17,7 @@ use crate::sink::fmp4_file::{Fmp4FileWriter, RecordError};
 use crate::source;
 
 pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
-    let mut opts = args.source.options()?;
-    opts.quiet = args.quiet;
+    let opts = args.source.options()?;
     let name = opts.spec.display_name();
     if let Some(d) = args.duration {
         if !(d.is_finite() && d > 0.0) {

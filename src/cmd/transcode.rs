@@ -24,7 +24,6 @@ use crate::source::{self, SourceOptions};
 
 pub async fn run(args: TranscodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     let mut opts = args.source.options()?;
-    opts.quiet = args.quiet;
     // A snapshot camera is asked for pictures at the rate that is kept.
     opts.poll_fps = args.encode.fps;
     let name = opts.spec.display_name();
@@ -73,7 +72,6 @@ pub async fn run(args: TranscodeArgs, shutdown: Shutdown) -> anyhow::Result<Exit
 
 pub async fn run_hls(args: HlsArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     let mut opts = args.source.options()?;
-    opts.quiet = args.quiet;
     // A snapshot camera is asked for pictures at the rate that is kept.
     opts.poll_fps = args.encode.fps;
     check_encode_args(&args.encode)?;

@@ -130,12 +130,9 @@ impl BgrOut {
             None => {
                 if let Some(name) = self.warn_as.as_ref().filter(|_| !self.odd_angle_said) {
                     let angle = m.rotation().unwrap_or_default();
-                    crate::progress::Progress::summary(
-                        false,
-                        &format!(
-                            "{name}: the display matrix turns pictures by {angle:.0}°, not a \
-                             quarter turn; frames keep their stored orientation"
-                        ),
+                    log::warn!(
+                        "{name}: the display matrix turns pictures by {angle:.0}°, not a \
+                         quarter turn; frames keep their stored orientation"
                     );
                 }
                 self.odd_angle_said = true;

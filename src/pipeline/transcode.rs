@@ -160,13 +160,9 @@ fn warn_if_sideways(target: &Target, matrix: Option<DisplayMatrix>) {
         return;
     };
     if angle.abs() >= 1.0 {
-        crate::progress::Progress::summary(
-            false,
-            &format!(
-                "warning: the video is rotated {angle:.0}° clockwise for display, which FLV cannot \
-                 record: players will show it as stored; --bitrate or --size re-encodes \
-                 it upright"
-            ),
+        log::warn!(
+            "warning: the video is rotated {angle:.0}° clockwise for display, which FLV cannot \
+             record: players will show it as stored; --bitrate or --size re-encodes it upright"
         );
     }
 }

@@ -139,8 +139,8 @@ pub fn run(
             Ok(Err(Refused::TooBig { width, height })) => {
                 summary.undecodable_jpegs += 1;
                 if let Some(name) = settings.warn_as.as_ref().filter(|_| !too_big_said) {
-                    eprintln!(
-                        "camflow: {name}: a JPEG of {width}x{height} pixels is dropped: over \
+                    log::warn!(
+                        "{name}: a JPEG of {width}x{height} pixels is dropped: over \
                          the {MAX_PIXELS}-pixel (8192x8192) limit"
                     );
                 }

@@ -277,18 +277,13 @@ pub struct SourceOptions {
     /// second (a command's `--fps`); `None` asks as fast as the camera
     /// answers, at most once a second.
     pub poll_fps: Option<f64>,
-    /// No reconnect log lines (`-q`).
-    pub quiet: bool,
 }
 
 impl SourceOptions {
-    /// One line about the source on stderr (what a receiver noticed and
-    /// dealt with), unless `-q`. The one place receivers speak from, until
-    /// the library logs through a facade.
+    /// A warning about the source (what a receiver noticed and dealt
+    /// with), logged with the source's name in front.
     pub fn say(&self, text: &str) {
-        if !self.quiet {
-            eprintln!("camflow: {}: {text}", self.spec.display_name());
-        }
+        log::warn!("{}: {text}", self.spec.display_name());
     }
 
     pub fn from_args(a: &SourceArgs) -> anyhow::Result<SourceOptions> {
@@ -341,7 +336,6 @@ impl SourceOptions {
                 ca_cert: a.ca_cert.clone(),
             },
             poll_fps: None,
-            quiet: false,
         })
     }
 }
@@ -405,7 +399,6 @@ where
     use reconnect::SessionEnd;
     let streamed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let name = opts.spec.display_name();
-    let quiet = opts.quiet;
     let seed = std::process::id() as u64 ^ (crate::packet::unix_now() * 1e6) as u64;
     reconnect::supervise(
         opts.reconnect,
@@ -427,11 +420,7 @@ where
                 }
             }
         },
-        |line| {
-            if !quiet {
-                eprintln!("camflow: {name}: {line}");
-            }
-        },
+        |line| log::warn!("{name}: {line}"),
     )
     .await
 }
