@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::source::{SourceOptions, WsFraming};
+use crate::source::{SourceConfig, SourceOptions, WsFraming};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -136,8 +136,29 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
+    /// The flags as the library's settings, checked.
     pub fn options(&self) -> anyhow::Result<SourceOptions> {
-        SourceOptions::from_args(self)
+        Ok(SourceOptions::try_from(self.config())?)
+    }
+
+    /// The flags as the library's unchecked settings, field for field.
+    pub fn config(&self) -> SourceConfig {
+        SourceConfig {
+            source: self.source.clone(),
+            timeout: self.timeout,
+            headers: self.headers.clone(),
+            ws_send: self.ws_send.clone(),
+            ws_framing: self.ws_framing,
+            max_message_bytes: self.max_message_bytes,
+            vbc_hello: self.vbc_hello.clone(),
+            reconnect: self.reconnect,
+            user: self.user.clone(),
+            password: self.password.clone(),
+            rtsp_transport: self.rtsp_transport,
+            max_frame_bytes: self.max_frame_bytes,
+            insecure: self.insecure,
+            ca_cert: self.ca_cert.clone(),
+        }
     }
 }
 

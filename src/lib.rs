@@ -13,6 +13,7 @@ pub mod packet;
 pub mod pipeline;
 pub mod progress;
 pub mod proto;
+pub mod redact;
 pub mod service;
 pub mod shutdown;
 pub mod sink;

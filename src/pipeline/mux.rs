@@ -112,7 +112,7 @@ impl Target {
     pub fn name(&self) -> String {
         match self {
             Target::Stream { to, .. } if self.is_url() => match url::Url::parse(to) {
-                Ok(u) => crate::source::redact(&without_stream_key(u)),
+                Ok(u) => crate::redact::redact(&without_stream_key(u)),
                 Err(_) => match to.split_once("://") {
                     Some((scheme, _)) => format!("{scheme}://***"),
                     None => "***".into(),

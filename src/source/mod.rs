@@ -4,6 +4,7 @@
 
 pub mod file;
 pub mod http;
+pub mod options;
 pub mod reconnect;
 pub mod rtsp;
 pub mod tcp;
@@ -15,18 +16,14 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use url::Url;
 
-use crate::cli::SourceArgs;
 use crate::packet::Arrived;
 use crate::proto::evostream;
-
-/// Default bound on one network message or fragment. A 1080p H.264 keyframe
-/// is rarely over 1 MiB; EvoStream's 3-byte length field tops out at 16 MiB.
-pub const DEFAULT_MAX_MESSAGE: usize = 8 << 20;
+pub use crate::redact::redact;
+pub use options::{OptionError, SourceConfig, SourceOptions, DEFAULT_MAX_MESSAGE};
 
 /// Chunks in flight between a receiver and the libav thread: enough to ride
 /// out a slow disk for a moment, small enough that memory stays bounded.
@@ -183,204 +180,10 @@ impl SourceSpec {
     }
 }
 
-/// The URL as text with any password replaced.
-pub fn redact(url: &Url) -> String {
-    let mut u = url.clone();
-    if u.password().is_some() {
-        let _ = u.set_password(Some("***"));
-        return u.to_string();
-    }
-    // `ws://admin:123/secret@host/` parses as host "admin", port 123: the
-    // password hides in the path. Any `@` after the scheme is masked.
-    let s = u.to_string();
-    mask_userinfo(&s).unwrap_or(s)
-}
-
-/// `scheme://***@rest` when `s` has an `@` after its scheme: everything up
-/// to the last `@` is masked (masking too much is harmless).
-fn mask_userinfo(s: &str) -> Option<String> {
-    let start = s.find("://")? + 3;
-    let at = s.get(start..)?.rfind('@')? + start;
-    Some(format!("{}***{}", s.get(..start)?, s.get(at..)?))
-}
-
-/// Masks the password of every URL quoted in `text` (`scheme://user:***@…`),
-/// and nothing else. Error texts from lower layers (HTTP and WebSocket
-/// clients) sometimes quote the URL they were given. Only the credential
-/// part of a URL is touched: replacing the password's text wherever it
-/// occurs would mangle the message (a password `e` would star every `e`) and
-/// the pattern of stars would give the password away.
+/// Masks the password of every URL quoted in `text`, and the source's own
+/// URL however it is written: for error texts from lower layers.
 pub fn redact_text(text: &str, spec: &SourceSpec) -> String {
-    let mut t = text.to_string();
-    // A URL whose password hides in what parsed as its path
-    // (`ws://admin:123/secret@host/`) is masked whole, as `redact` shows it.
-    if let Some(u) = spec.url() {
-        let raw = u.as_str();
-        if raw.contains('@') {
-            let shown = redact(u);
-            if shown != raw {
-                t = t.replace(raw, &shown);
-            }
-        }
-    }
-    mask_url_passwords(&t)
-}
-
-/// `scheme://user:pass@host` → `scheme://user:***@host` for every URL in
-/// `text`. A URL's authority ends at `/`, `?`, `#`, white space or a quote;
-/// its userinfo is everything before the authority's last `@`.
-fn mask_url_passwords(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| c.is_whitespace() || "/?#\"'<>`()".contains(c))
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match authority.rfind('@') {
-            Some(at) => match authority[..at].split_once(':') {
-                Some((user, _password)) => {
-                    out.push_str(user);
-                    out.push_str(":***");
-                    out.push_str(&authority[at..]);
-                }
-                None => out.push_str(authority),
-            },
-            None => out.push_str(authority),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Source settings, checked.
-#[derive(Debug, Clone)]
-pub struct SourceOptions {
-    pub spec: SourceSpec,
-    pub timeout: Duration,
-    pub headers: Vec<(String, String)>,
-    pub ws_send: Vec<String>,
-    pub ws_framing: WsFraming,
-    pub max_message: usize,
-    pub vbc_hello: Vec<u8>,
-    pub max_frame: usize,
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub reconnect: reconnect::ReconnectPolicy,
-    pub rtsp_transport: rtsp::RtspTransport,
-    /// Which certificates https:// and wss:// sources accept.
-    pub tls: tls::TlsSettings,
-    /// HTTP cameras that serve one JPEG per request: pictures asked for per
-    /// second (a command's `--fps`); `None` asks as fast as the camera
-    /// answers, at most once a second.
-    pub poll_fps: Option<f64>,
-}
-
-impl SourceOptions {
-    /// A warning about the source (what a receiver noticed and dealt
-    /// with), logged with the source's name in front.
-    pub fn say(&self, text: &str) {
-        log::warn!("{}: {text}", self.spec.display_name());
-    }
-
-    pub fn from_args(a: &SourceArgs) -> anyhow::Result<SourceOptions> {
-        let spec = SourceSpec::parse(&a.source)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", redact_arg(&a.source)))?;
-        let timeout = Duration::try_from_secs_f64(a.timeout)
-            .ok()
-            .filter(|t| !t.is_zero() && t.as_secs() <= 86_400)
-            .ok_or_else(|| {
-                anyhow::anyhow!("--timeout must be more than 0 and at most 86400 seconds")
-            })?;
-        let mut headers = Vec::new();
-        for h in &a.headers {
-            let (name, value) = h
-                .split_once(':')
-                .ok_or_else(|| anyhow::anyhow!("header {h:?} is not `Name: value`"))?;
-            let name = name.trim();
-            if name.is_empty() {
-                anyhow::bail!("header {h:?} has no name");
-            }
-            headers.push((name.to_string(), value.trim().to_string()));
-        }
-        if a.max_message_bytes < 1024 {
-            anyhow::bail!("--max-message-bytes must be at least 1024");
-        }
-        if a.max_frame_bytes < 1024 {
-            anyhow::bail!("--max-frame-bytes must be at least 1024");
-        }
-        let vbc_hello = unescape(&a.vbc_hello)
-            .map_err(|e| anyhow::anyhow!("--vbc-hello {:?}: {e}", a.vbc_hello))?;
-        if let Some(path) = &a.ca_cert {
-            // Read now so that a bad file is one line before anything starts.
-            tls::load_ca_file(path).map_err(|e| anyhow::anyhow!(e))?;
-        }
-        Ok(SourceOptions {
-            spec,
-            timeout,
-            headers,
-            ws_send: a.ws_send.clone(),
-            ws_framing: a.ws_framing,
-            max_message: a.max_message_bytes,
-            vbc_hello,
-            max_frame: a.max_frame_bytes,
-            user: a.user.clone(),
-            password: a.password.clone(),
-            reconnect: a.reconnect,
-            rtsp_transport: a.rtsp_transport,
-            tls: tls::TlsSettings {
-                insecure: a.insecure,
-                ca_cert: a.ca_cert.clone(),
-            },
-            poll_fps: None,
-        })
-    }
-}
-
-/// Bytes from text with C-style escapes: `\n`, `\r`, `\t`, `\0`, `\\` and
-/// `\xNN`.
-pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    let mut it = s.bytes();
-    while let Some(b) = it.next() {
-        if b != b'\\' {
-            out.push(b);
-            continue;
-        }
-        match it.next() {
-            Some(b'n') => out.push(b'\n'),
-            Some(b'r') => out.push(b'\r'),
-            Some(b't') => out.push(b'\t'),
-            Some(b'0') => out.push(0),
-            Some(b'\\') => out.push(b'\\'),
-            Some(b'x') => {
-                let hex: Vec<u8> = it.by_ref().take(2).collect();
-                let v = std::str::from_utf8(&hex)
-                    .ok()
-                    .filter(|h| h.len() == 2)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or("\\x needs two hex digits")?;
-                out.push(v);
-            }
-            _ => return Err(r"unknown escape (use \n \r \t \0 \\ \xNN)".into()),
-        }
-    }
-    if out.is_empty() {
-        return Err("empty".into());
-    }
-    Ok(out)
-}
-
-/// Password removal for a source argument that may not parse as a URL:
-/// anything between `://` and the `@` of the authority is masked.
-fn redact_arg(s: &str) -> String {
-    if let Ok(u) = Url::parse(s) {
-        return redact(&u);
-    }
-    mask_userinfo(s).unwrap_or_else(|| s.to_string())
+    crate::redact::redact_text(text, spec.url())
 }
 
 /// Runs a live source's sessions under its reconnect policy: `session`
@@ -628,57 +431,6 @@ mod tests {
     }
 
     #[test]
-    fn password_is_redacted() {
-        let u = Url::parse("wss://me:s3cret@example.com:8420/x.vod?progressive").unwrap();
-        let s = redact(&u);
-        assert!(!s.contains("s3cret"), "{s}");
-        assert!(s.contains("me:***@example.com"), "{s}");
-    }
-
-    #[test]
-    fn password_is_redacted_even_in_a_url_that_does_not_parse() {
-        let s = redact_arg("ws://admin:hunter2@cam.example:99999/live");
-        assert_eq!(s, "ws://***@cam.example:99999/live");
-        for weird in [
-            "ws://admin:se/cret@cam.example:99999/live",
-            "ws://admin:se?cret@cam.example:99999/live",
-            "ws://admin:se#cret@cam.example/live",
-            "ws://admin:123/secret@127.0.0.1:1/live",
-        ] {
-            let s = redact_arg(weird);
-            assert!(!s.contains("cret"), "{weird} → {s}");
-        }
-    }
-
-    #[test]
-    fn only_the_url_password_is_masked_in_a_message() {
-        let spec = SourceSpec::parse("rtsp://admin:e@127.0.0.1:554/live").unwrap();
-        let msg = "rtsp://admin:e@127.0.0.1:554/live: Unable to connect to RTSP server: \
-                   Connection refused";
-        assert_eq!(
-            redact_text(msg, &spec),
-            "rtsp://admin:***@127.0.0.1:554/live: Unable to connect to RTSP server: \
-             Connection refused"
-        );
-        // Any URL quoted by a lower layer, in parentheses or at the end.
-        assert_eq!(
-            mask_url_passwords(
-                "error sending request for url (http://u:p%40ss@h:1/x) or ws://a:b@c"
-            ),
-            "error sending request for url (http://u:***@h:1/x) or ws://a:***@c"
-        );
-        // A user name alone is no secret; text without URLs is untouched.
-        assert_eq!(mask_url_passwords("http://u@h/ fine"), "http://u@h/ fine");
-        assert_eq!(mask_url_passwords("a :// b @ c"), "a :// b @ c");
-        // A password that parsed as a path is masked with the whole URL.
-        let odd = "ws://admin:123/secret@127.0.0.1:1/live";
-        let spec = SourceSpec::parse(odd).unwrap();
-        let s = redact_text(&format!("{odd}: refused"), &spec);
-        assert!(!s.contains("secret"), "{s}");
-        assert!(s.ends_with(": refused"), "{s}");
-    }
-
-    #[test]
     fn jpeg_clock_never_goes_back() {
         let f = |pts: f64| JpegFrame {
             data: bytes::Bytes::new(),
@@ -691,15 +443,6 @@ mod tests {
             .map(|p| c.time(&f(*p)))
             .collect();
         assert_eq!(times, vec![0.0, 0.1, 0.2, 0.3, 0.4, 0.5]);
-    }
-
-    #[test]
-    fn hello_escapes() {
-        assert_eq!(unescape(r"\n\n\n\n").unwrap(), b"\n\n\n\n");
-        assert_eq!(unescape(r"a\x0Ab\0").unwrap(), b"a\nb\0");
-        assert!(unescape(r"\q").is_err());
-        assert!(unescape(r"\x4").is_err());
-        assert!(unescape("").is_err());
     }
 
     #[test]

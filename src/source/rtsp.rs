@@ -856,23 +856,10 @@ mod tests {
     use super::*;
 
     fn opts(user: Option<&str>, password: Option<&str>) -> SourceOptions {
-        let args = crate::cli::SourceArgs {
-            source: "rtsp://cam/x".into(),
-            timeout: 10.0,
-            headers: vec![],
-            ws_send: vec![],
-            ws_framing: Default::default(),
-            max_message_bytes: 1 << 20,
-            vbc_hello: r"\n".into(),
-            reconnect: Default::default(),
-            user: user.map(String::from),
-            password: password.map(String::from),
-            rtsp_transport: RtspTransport::Tcp,
-            max_frame_bytes: 1 << 20,
-            insecure: false,
-            ca_cert: None,
-        };
-        SourceOptions::from_args(&args).unwrap()
+        let mut o = SourceOptions::new(crate::source::SourceSpec::parse("rtsp://cam/x").unwrap());
+        o.user = user.map(String::from);
+        o.password = password.map(String::from);
+        o
     }
 
     #[test]
