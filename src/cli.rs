@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::pipeline::decode::JpegDecoder;
 use crate::source::{SourceConfig, SourceOptions, WsFraming};
 
 #[derive(Debug, Parser)]
@@ -190,7 +192,12 @@ pub struct DecodeArgs {
 
     /// MJPEG sources: decode with libjpeg-turbo (straight to BGR, JPEGs in
     /// parallel) or with libavcodec's mjpeg decoder and swscale.
-    #[arg(long = "jpeg-decoder", value_enum, default_value_t = JpegDecoder::Turbojpeg)]
+    #[arg(
+        long = "jpeg-decoder",
+        default_value_t = JpegDecoder::Turbojpeg,
+        value_parser = clap::builder::PossibleValuesParser::new(["turbojpeg", "libav"])
+            .map(|s| s.parse::<JpegDecoder>().unwrap_or_default())
+    )]
     pub jpeg_decoder: JpegDecoder,
 
     /// Keep pictures as stored, ignoring the stream's display matrix (by
@@ -202,12 +209,6 @@ pub struct DecodeArgs {
     /// No progress display or log lines; errors only.
     #[arg(short, long)]
     pub quiet: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum JpegDecoder {
-    Turbojpeg,
-    Libav,
 }
 
 #[derive(Debug, Args)]

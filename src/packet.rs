@@ -6,9 +6,58 @@
 //!
 //! Receivers that depacketize themselves (RTSP H.264) hand over coded
 //! frames instead: [`VideoPacket`]s, with the [`VideoParams`] a decoder or a
-//! muxer needs.
+//! muxer needs; MJPEG receivers hand over whole [`JpegFrame`]s.
+//!
+//! An opened source is an [`Input`]: one of those item channels, or a path
+//! or stdin that libavformat reads itself. Out of the pipeline come
+//! [`BgrFrame`]s. Which frames a command keeps is decided by one [`Limits`].
+//! `source` produces these types and `pipeline` and `sink` consume them;
+//! neither of those two imports `source`.
+
+use std::path::PathBuf;
 
 use bytes::Bytes;
+
+pub use crate::source::SourceError;
+
+/// What a receiver sends: an item, or, last, the error it ended with.
+pub type Item<T> = Result<T, SourceError>;
+
+/// The receiving end of a receiver's channel. The channel closes after the
+/// last item; a failed receiver sends its error first.
+pub type Items<T> = tokio::sync::mpsc::Receiver<Item<T>>;
+
+/// An opened source, as the pipeline reads it.
+pub enum Input {
+    /// Whole JPEGs (tcp://, vbc://, multipart MJPEG over HTTP, RTSP MJPEG,
+    /// a file of JPEGs back to back).
+    Jpegs(Items<JpegFrame>),
+    /// Coded pictures with their parameters (RTSP H.264).
+    Packets(Items<VideoPacket>),
+    /// Clean fMP4: [`Chunk::Init`] and [`Chunk::Fragment`]s (ws://, wss://).
+    Fmp4(Items<Arrived>),
+    /// A container camflow does not look into ([`Chunk::Data`]), for
+    /// libavformat to recognise (an HTTP body that is not MJPEG).
+    Bytes(Items<Arrived>),
+    /// A file libavformat opens itself.
+    Path(PathBuf),
+    /// Standard input, read by libavformat.
+    Stdin,
+}
+
+impl Input {
+    /// What the source delivers, as messages name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Input::Jpegs(_) => "JPEG frames",
+            Input::Packets(_) => "coded video packets",
+            Input::Fmp4(_) => "fragmented MP4",
+            Input::Bytes(_) => "a container stream",
+            Input::Path(_) => "a file",
+            Input::Stdin => "standard input",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Chunk {
@@ -78,4 +127,259 @@ pub struct VideoPacket {
     pub at_unix: f64,
     /// Set on the first packet and whenever the parameters change.
     pub params: Option<std::sync::Arc<VideoParams>>,
+}
+
+/// A JPEG frame from a raw-MJPEG receiver and when its last byte arrived.
+#[derive(Debug, Clone)]
+pub struct JpegFrame {
+    pub data: bytes::Bytes,
+    pub at_unix: f64,
+    /// The camera's own time for the frame (an `X-Timestamp` header), seconds.
+    pub pts: Option<f64>,
+}
+
+impl JpegFrame {
+    /// The frame's time: the camera's when it gives one, else its arrival.
+    pub fn clock(&self) -> f64 {
+        self.pts.unwrap_or(self.at_unix)
+    }
+}
+
+/// Stream time for JPEG frames, in seconds from the first one, always
+/// increasing: frames that arrive in one read share an arrival time, and a
+/// camera that restarts sends its timestamps again from a lower value. Such
+/// a frame is placed one frame interval after the previous one, and the
+/// clock goes on from there.
+#[derive(Debug, Default)]
+pub struct JpegClock {
+    /// Raw clock value that maps to stream time 0.
+    origin: Option<f64>,
+    last: Option<f64>,
+    /// The last positive gap between frames: the guess for a bad one.
+    step: Option<f64>,
+}
+
+impl JpegClock {
+    pub fn time(&mut self, frame: &JpegFrame) -> f64 {
+        let raw = frame.clock();
+        let origin = *self.origin.get_or_insert(raw);
+        // Microseconds, so that a camera's round timestamps stay round.
+        let t = ((raw - origin) * 1e6).round() / 1e6;
+        let Some(last) = self.last else {
+            self.last = Some(t);
+            return t;
+        };
+        if t > last {
+            self.step = Some(t - last);
+            self.last = Some(t);
+            return t;
+        }
+        let step = self.step.unwrap_or(0.04).max(1e-6);
+        let placed = ((last + step) * 1e6).round() / 1e6;
+        // A jump back (a restart) moves the origin, so later frames follow
+        // on; a repeated time keeps it.
+        if t < last {
+            self.origin = Some(raw - placed);
+        }
+        self.last = Some(placed);
+        placed
+    }
+}
+
+/// One decoded frame, packed BGR (`width * 3` bytes per row, no padding
+/// between rows). `data` may be longer: the frame is its first
+/// `width * height * 3` bytes.
+pub struct BgrFrame {
+    /// The frame's number among those kept, from 0.
+    pub index: u64,
+    /// Presentation time in seconds, when the stream has timestamps.
+    pub pts_seconds: Option<f64>,
+    /// When the frame's last byte arrived (or, for a file, when it was
+    /// decoded), Unix seconds.
+    pub received_unix: f64,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Whether the frame was a keyframe (an IDR, or any JPEG).
+    pub keyframe: bool,
+    /// The pixels; its buffer may be reused for later frames.
+    pub data: Vec<u8>,
+}
+
+impl BgrFrame {
+    /// The frame's bytes, `height` rows of `width * 3`.
+    pub fn pixels(&self) -> &[u8] {
+        let n = self.width as usize * self.height as usize * 3;
+        self.data.get(..n).unwrap_or(&self.data)
+    }
+}
+
+/// Which frames a command keeps: `--max-frames`, `--duration` and `--fps`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    /// Stop after this many frames kept.
+    pub max_frames: Option<u64>,
+    /// Stop at this much stream time, in seconds from the first frame.
+    pub duration: Option<f64>,
+    /// Keep at most this many frames per second of stream time (drops,
+    /// never duplicates).
+    pub fps: Option<f64>,
+}
+
+/// What [`Gate::admit`] decides about a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Hand it on.
+    Keep,
+    /// Leave it out (`--fps`), and go on.
+    Skip,
+    /// Leave it out and stop: a limit is reached.
+    Stop,
+}
+
+impl Limits {
+    /// The one-line complaint about a limit that cannot be met, naming it
+    /// as the flag.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_frames == Some(0) {
+            return Err("--max-frames must be at least 1".into());
+        }
+        if self.duration.is_some_and(|d| !(d.is_finite() && d > 0.0)) {
+            return Err("--duration must be a positive number of seconds".into());
+        }
+        if self
+            .fps
+            .is_some_and(|f| !(f.is_finite() && f > 0.0 && f <= 1000.0))
+        {
+            return Err("--fps must be more than 0 and at most 1000".into());
+        }
+        Ok(())
+    }
+
+    /// A gate applying these limits to one stream of frames.
+    pub fn gate(&self) -> Gate {
+        Gate {
+            limits: *self,
+            last_slot: None,
+            kept: 0,
+            skipped: 0,
+        }
+    }
+}
+
+/// Applies [`Limits`] to frames in stream order: [`Gate::admit`] with each
+/// frame's time, then [`Gate::kept`] for each frame actually handed on.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    limits: Limits,
+    /// The last kept frame's 1/fps slot.
+    last_slot: Option<i64>,
+    kept: u64,
+    skipped: u64,
+}
+
+impl Gate {
+    /// Whether `--max-frames` frames were kept: nothing more is wanted.
+    pub fn full(&self) -> bool {
+        self.limits.max_frames.is_some_and(|m| self.kept >= m)
+    }
+
+    /// The decision for a frame at `t` seconds of stream time (from the
+    /// first frame). With `--fps`, a frame is kept when it falls into a
+    /// later 1/fps slot than the last kept one.
+    pub fn admit(&mut self, t: f64) -> Admit {
+        if self.full() || self.limits.duration.is_some_and(|d| t >= d) {
+            return Admit::Stop;
+        }
+        if let Some(fps) = self.limits.fps {
+            // The small bias keeps a 25 fps stream at exactly 5 of every 5
+            // slots when asked for 5 fps despite rounding in the timestamps.
+            let slot = (t * fps + 1e-6).floor() as i64;
+            if self.last_slot.is_some_and(|last| slot <= last) {
+                self.skipped += 1;
+                return Admit::Skip;
+            }
+            self.last_slot = Some(slot);
+        }
+        Admit::Keep
+    }
+
+    /// Counts a frame handed on; true when that was the last one wanted.
+    pub fn kept(&mut self) -> bool {
+        self.kept += 1;
+        self.full()
+    }
+
+    /// Frames kept so far.
+    pub fn kept_count(&self) -> u64 {
+        self.kept
+    }
+
+    /// Frames left out by `--fps`.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jpeg_clock_never_goes_back() {
+        let f = |pts: f64| JpegFrame {
+            data: bytes::Bytes::new(),
+            at_unix: 0.0,
+            pts: Some(pts),
+        };
+        let mut c = JpegClock::default();
+        let times: Vec<f64> = [5000.0, 5000.1, 5000.1, 5000.3, 10.0, 10.1]
+            .iter()
+            .map(|p| c.time(&f(*p)))
+            .collect();
+        assert_eq!(times, vec![0.0, 0.1, 0.2, 0.3, 0.4, 0.5]);
+    }
+
+    #[test]
+    fn fps_keeps_one_frame_per_slot() {
+        let mut g = Limits {
+            fps: Some(5.0),
+            ..Default::default()
+        }
+        .gate();
+        let kept = (0..50)
+            .filter(|i| g.admit(f64::from(*i) / 25.0) == Admit::Keep)
+            .count();
+        assert_eq!(kept, 10);
+        assert_eq!(g.skipped(), 40);
+        let mut g = Limits {
+            fps: Some(30.0),
+            ..Default::default()
+        }
+        .gate();
+        assert!((0..25).all(|i| g.admit(f64::from(i) / 25.0) == Admit::Keep));
+    }
+
+    #[test]
+    fn duration_and_max_frames_stop() {
+        let mut g = Limits {
+            max_frames: Some(2),
+            duration: Some(1.0),
+            fps: None,
+        }
+        .gate();
+        assert_eq!(g.admit(0.0), Admit::Keep);
+        assert!(!g.kept());
+        assert_eq!(g.admit(1.0), Admit::Stop);
+        assert_eq!(g.admit(0.5), Admit::Keep);
+        assert!(g.kept());
+        assert_eq!(g.admit(0.6), Admit::Stop);
+        assert!(Limits {
+            max_frames: Some(0),
+            ..Default::default()
+        }
+        .check()
+        .is_err());
+    }
 }

@@ -11,8 +11,10 @@ use serde::Serialize;
 
 use crate::cli::ProbeArgs;
 use crate::cmd::decode::join;
-use crate::cmd::{open_or_stop, Fed};
+use crate::cmd::open_or_stop;
+use crate::packet::{Items, JpegClock, JpegFrame, VideoPacket};
 use crate::pipeline::probe::{ContainerReport, StreamReport};
+use crate::pipeline::Fed;
 use crate::pipeline::{self, input::InputSource, PipelineError};
 use crate::proto::evostream;
 use crate::proto::jpeg;
@@ -56,30 +58,33 @@ pub async fn run(args: ProbeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode
     let Some(opened) = open_or_stop(&opts, &shutdown).await? else {
         return Ok(ExitCode::SUCCESS);
     };
-    let stats = opened.stats();
+    let stats = opened.stats.clone();
+    let net_stats = opened.stats.unwrap_or_default();
     let rtsp = stats
         .as_ref()
         .and_then(|s| s.rtsp.lock().ok().and_then(|r| r.clone()));
-    let fail =
-        |e: source::SourceError| anyhow!("{name}: {}", source::redact_text(&e.0, &opts.spec));
-    let (measured, received, framing) = match opened.into_input() {
+    let fail = |e: source::SourceError| {
+        anyhow!(
+            "{name}: {}",
+            source::redact_text(&e.to_string(), &opts.spec)
+        )
+    };
+    let (measured, received, framing) = match Fed::from(opened.input) {
         Fed::Input(input) => (Err(input), None, None),
         Fed::Jpegs(jpegs) => {
-            let http = jpegs.stats.http_framing.lock().ok().and_then(|f| f.clone());
+            let http = net_stats.http_framing.lock().ok().and_then(|f| f.clone());
             let framing = match http {
                 Some(http) => http,
                 None if rtsp.is_some() => "RTP, JPEG per RFC 2435".into(),
                 None => "raw JPEG".into(),
             };
-            let stats = jpegs.stats.clone();
-            let c = probe_jpegs(jpegs.rx).await.map_err(fail)?;
-            (Ok(c), Some(stats.bytes()), Some(framing))
+            let c = probe_jpegs(jpegs).await.map_err(fail)?;
+            (Ok(c), Some(net_stats.bytes()), Some(framing))
         }
         Fed::Packets(packets) => {
-            let stats = packets.stats.clone();
-            let c = probe_packets(packets.rx).await.map_err(fail)?;
+            let c = probe_packets(packets).await.map_err(fail)?;
             let framing = "RTP, H.264 per RFC 6184".to_string();
-            (Ok(c), Some(stats.bytes()), Some(framing))
+            (Ok(c), Some(net_stats.bytes()), Some(framing))
         }
     };
     let input = match measured {
@@ -166,11 +171,9 @@ const PROBE_FRAMES: usize = 10;
 
 /// An MJPEG camera sends no container: the size comes from the first
 /// JPEG's frame header, the rate from when the first frames arrived.
-async fn probe_jpegs(
-    mut rx: tokio::sync::mpsc::Receiver<Result<source::JpegFrame, source::SourceError>>,
-) -> Result<ContainerReport, source::SourceError> {
+async fn probe_jpegs(mut rx: Items<JpegFrame>) -> Result<ContainerReport, source::SourceError> {
     let mut times = Vec::new();
-    let mut clock = source::JpegClock::default();
+    let mut clock = JpegClock::default();
     let mut size = None;
     let window = tokio::time::sleep(std::time::Duration::from_secs(2));
     tokio::pin!(window);
@@ -221,9 +224,7 @@ async fn probe_jpegs(
 
 /// An H.264 camera's size comes with its parameters, its rate from the
 /// first pictures' timestamps.
-async fn probe_packets(
-    mut rx: tokio::sync::mpsc::Receiver<Result<crate::packet::VideoPacket, source::SourceError>>,
-) -> Result<ContainerReport, source::SourceError> {
+async fn probe_packets(mut rx: Items<VideoPacket>) -> Result<ContainerReport, source::SourceError> {
     let mut times = Vec::new();
     let mut params = None;
     let window = tokio::time::sleep(std::time::Duration::from_secs(2));

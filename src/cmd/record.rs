@@ -8,12 +8,12 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::cli::RecordArgs;
 use crate::cmd::decode::join;
-use crate::cmd::{open_or_stop, Fed, Opened};
-use crate::packet::{Arrived, Chunk};
-use crate::pipeline::{self, remux};
+use crate::cmd::open_or_stop;
+use crate::packet::Input;
+use crate::pipeline::{self, remux, Fed};
 use crate::progress::{count, Progress};
 use crate::shutdown::Shutdown;
-use crate::sink::fmp4_file::{Fmp4FileWriter, RecordError};
+use crate::sink::fmp4_file::{self, Fmp4FileWriter, RecordEnd, RecordError};
 use crate::source;
 
 pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
@@ -47,10 +47,12 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     let Some(opened) = open_or_stop(&opts, &shutdown).await? else {
         return Ok(ExitCode::SUCCESS);
     };
-    if let Opened::Chunks(mut chunks) = opened {
+    if let (Input::Fmp4(_), Some(stats)) = (&opened.input, &opened.stats) {
+        let (Input::Fmp4(mut chunks), stats) = (opened.input, stats.clone()) else {
+            bail!("{name}: internal error: the fMP4 input went away");
+        };
         // fMP4 from the network: written exactly as received, on a thread of
         // its own because file writes block.
-        let stats = chunks.stats.clone();
         // Whether this run put video at the output (an earlier recording
         // there is left alone until it does).
         let wrote = Arc::new(AtomicBool::new(false));
@@ -58,50 +60,27 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         let worker = pipeline::spawn("camflow-record", move || {
             let mut w = Fmp4FileWriter::new(&out);
             let mut progress = Progress::new(quiet, "frames");
-            let mut source_err = None;
-            while let Some(item) = chunks.rx.blocking_recv() {
-                let res = match item {
-                    Ok(Arrived {
-                        chunk: Chunk::Init(b),
-                        ..
-                    }) => w.init(b).map(|_| true),
-                    Ok(Arrived {
-                        chunk: Chunk::Fragment(b),
-                        ..
-                    }) => w.fragment(&b, duration),
-                    // Only WebSocket receivers come here, and they send fMP4.
-                    Ok(Arrived {
-                        chunk: Chunk::Data(_),
-                        ..
-                    }) => Err(RecordError::NoInit),
-                    Err(e) => {
-                        source_err = Some(e);
-                        break;
-                    }
-                };
+            let end = fmp4_file::record(&mut chunks, &mut w, duration, &mut |w| {
                 wrote_by_worker.store(w.has_output(), Ordering::Relaxed);
-                match res {
-                    Ok(true) => progress.update(w.frames, stats.bytes()),
-                    Ok(false) => break,
-                    // A failed write (a full disk) was cut back to the last
-                    // whole fragment: the count is of the frames in those,
-                    // which is what players read from the file.
-                    Err(e @ RecordError::Io { .. }) if w.has_output() => {
-                        progress.clear();
-                        return Err(anyhow!(
-                            "{e} ({} before it in {})",
-                            count(w.frames, "frame"),
-                            out.display()
-                        ));
-                    }
-                    Err(e) => {
-                        progress.clear();
-                        return Err(anyhow!("{e}"));
-                    }
-                }
-            }
-            chunks.rx.close();
+                progress.update(w.frames, stats.bytes());
+            });
+            wrote_by_worker.store(w.has_output(), Ordering::Relaxed);
             progress.clear();
+            let source_err = match end {
+                Ok(RecordEnd::Done) => None,
+                Ok(RecordEnd::Source(e)) => Some(e),
+                // A failed write (a full disk) was cut back to the last
+                // whole fragment: the count is of the frames in those,
+                // which is what players read from the file.
+                Err(e @ RecordError::Io { .. }) if w.has_output() => {
+                    return Err(anyhow!(
+                        "{e} ({} before it in {})",
+                        count(w.frames, "frame"),
+                        out.display()
+                    ));
+                }
+                Err(e) => return Err(anyhow!("{e}")),
+            };
             w.finish().map_err(|e| anyhow!("{e}"))?;
             if w.has_output() && source_err.is_none() {
                 Progress::summary(
@@ -144,7 +123,7 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
     let stop = shutdown.flag();
     let bytes = Arc::new(AtomicU64::new(0));
     let counter = bytes.clone();
-    let loss_stats = opened.stats();
+    let loss_stats = opened.stats.clone();
     let kept = Arc::new(AtomicU64::new(0));
     let kept_by_worker = kept.clone();
     // Whether this run's file has replaced the output (it does once it
@@ -166,10 +145,10 @@ pub async fn run(args: RecordArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         };
         // Cameras' JPEGs and H.264 pictures go into MP4 as they are;
         // anything libavformat reads is stream-copied.
-        let r = match opened.into_input() {
-            Fed::Jpegs(jpegs) => remux::record_jpegs(jpegs.rx, &out, duration, stop, &mut on_frame),
+        let r = match Fed::from(opened.input) {
+            Fed::Jpegs(jpegs) => remux::record_jpegs(jpegs, &out, duration, stop, &mut on_frame),
             Fed::Packets(packets) => {
-                remux::record_packets(packets.rx, &out, duration, stop, &mut on_frame)
+                remux::record_packets(packets, &out, duration, stop, &mut on_frame)
             }
             Fed::Input(input) => remux::run(&input, &out, duration, stop, counter, &mut on_frame),
         };

@@ -11,9 +11,9 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::cli::{EncodeArgs, HlsArgs, TranscodeArgs};
 use crate::cmd::decode::join;
-use crate::cmd::{open_or_stop, Opened};
+use crate::cmd::open_or_stop;
+use crate::packet::Input;
 use crate::pipeline::encode::EncodeSettings;
-use crate::pipeline::input::InputSource;
 use crate::pipeline::mux::{self, Container, HlsSpec, Target};
 use crate::pipeline::transcode::{self, OutputJob};
 use crate::pipeline::{self, PipelineError};
@@ -200,12 +200,12 @@ async fn run_job(
         return Ok(ExitCode::SUCCESS);
     };
     // Cameras are live: no B-frames, no lookahead; files get x264's best.
-    job.encode.zerolatency = !matches!(opened, Opened::Libav(InputSource::Path(_)));
+    job.encode.zerolatency = !matches!(opened.input, Input::Path(_));
     let stop = shutdown.flag();
     let stopped = stop.clone();
     let bytes = Arc::new(AtomicU64::new(0));
     let counter = bytes.clone();
-    let net = opened.stats();
+    let net = opened.stats.clone();
     let written = Arc::new(AtomicU64::new(0));
     let written_by_worker = written.clone();
     let target = job.target.clone();
@@ -231,7 +231,7 @@ async fn run_job(
             };
             progress.update(s.frames, b);
         };
-        let r = transcode::run(opened.into_input(), &job, stop, counter, &mut on_frame);
+        let r = transcode::run(opened.input.into(), &job, stop, counter, &mut on_frame);
         progress.clear();
         // No video written: stopped (Ctrl-C), a clean end with nothing to
         // sum up; else the input ended before any, which is no success. A

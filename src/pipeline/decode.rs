@@ -19,31 +19,163 @@ use ffmpeg_next as ffmpeg;
 use super::input::{self, InputSource};
 use super::rotation::{DisplayMatrix, Turn};
 use super::PipelineError;
-use crate::packet::{unix_now, VideoCodec, VideoPacket, VideoParams};
-use crate::source::{JpegClock, JpegFrame, SourceError};
-use tokio::sync::mpsc;
+use crate::packet::{
+    unix_now, Admit, BgrFrame, Gate, Input, Items, JpegClock, JpegFrame, Limits, VideoCodec,
+    VideoPacket, VideoParams,
+};
 
-#[derive(Debug, Clone, Default)]
+/// How a decode runs: which frames are kept, how, and the name its
+/// warnings are logged under.
+#[derive(Debug, Clone)]
 pub struct DecodeSettings {
-    pub max_frames: Option<u64>,
-    pub duration: Option<f64>,
-    pub fps: Option<f64>,
-    /// The source's name (password masked) that warnings are printed
-    /// under; `None` prints none (`--quiet`).
-    pub warn_as: Option<String>,
+    /// `--max-frames`, `--duration`, `--fps`.
+    pub limits: Limits,
+    /// The source's name (password masked) that warnings are logged under.
+    pub name: String,
+    /// Which decoder whole JPEGs go through.
+    pub jpeg_decoder: JpegDecoder,
+    /// Turn pictures upright as players show them (the display matrix),
+    /// as the ffmpeg CLI does unless given `-noautorotate`.
+    pub autorotate: bool,
 }
 
-/// One decoded frame, packed BGR (`width * 3` bytes per row, no padding
-/// between rows). `data` may be longer: the frame is its first
-/// `width * height * 3` bytes.
-pub struct BgrFrame {
-    pub index: u64,
-    pub pts_seconds: Option<f64>,
-    pub received_unix: f64,
-    pub width: u32,
-    pub height: u32,
-    pub keyframe: bool,
-    pub data: Vec<u8>,
+impl Default for DecodeSettings {
+    fn default() -> Self {
+        DecodeSettings {
+            limits: Limits::default(),
+            name: String::new(),
+            jpeg_decoder: JpegDecoder::default(),
+            autorotate: true,
+        }
+    }
+}
+
+/// Which decoder MJPEG goes through (`--jpeg-decoder`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JpegDecoder {
+    /// libjpeg-turbo straight to BGR, JPEGs decoded in parallel: the
+    /// fastest, and what `djpeg` gives.
+    #[default]
+    Turbojpeg,
+    /// libavcodec's mjpeg decoder and swscale, as the ffmpeg CLI decodes.
+    Libav,
+}
+
+impl std::fmt::Display for JpegDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JpegDecoder::Turbojpeg => "turbojpeg",
+            JpegDecoder::Libav => "libav",
+        })
+    }
+}
+
+impl std::str::FromStr for JpegDecoder {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "turbojpeg" => Ok(JpegDecoder::Turbojpeg),
+            "libav" => Ok(JpegDecoder::Libav),
+            _ => Err(format!(
+                "unknown JPEG decoder {s:?} (expected turbojpeg or libav)"
+            )),
+        }
+    }
+}
+
+/// Frames in flight between the decoder and the consumer of [`frames`]:
+/// two or three let the consumer's work (file writes) overlap with
+/// decoding; more would only hold memory (6 MB each at 1080p).
+pub const FRAME_QUEUE: usize = 3;
+
+/// Decoded BGR frames from a running decode, in order: an iterator that
+/// ends when the decode does. [`Frames::finish`] then says how it ended.
+pub struct Frames {
+    rx: std::sync::mpsc::Receiver<BgrFrame>,
+    pool: std::sync::mpsc::Sender<Vec<u8>>,
+    thread: std::thread::JoinHandle<Result<DecodeSummary, PipelineError>>,
+    bytes_read: Arc<AtomicU64>,
+}
+
+impl Iterator for Frames {
+    type Item = BgrFrame;
+    fn next(&mut self) -> Option<BgrFrame> {
+        self.rx.recv().ok()
+    }
+}
+
+impl Frames {
+    /// Gives a frame's buffer back, to be filled again: no allocation per
+    /// frame once a few buffers circulate.
+    pub fn recycle(&self, data: Vec<u8>) {
+        let _ = self.pool.send(data);
+    }
+
+    /// Bytes libavformat has read (files, stdin, a container over HTTP);
+    /// network receivers count theirs in their stats.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
+    }
+
+    /// The frames wanted are all taken (or none is wanted any more): the
+    /// decode stops at its next frame, and its summary or error is
+    /// returned. Blocks until the decode thread has ended.
+    pub fn finish(self) -> Result<DecodeSummary, PipelineError> {
+        drop(self.rx);
+        self.thread
+            .join()
+            .map_err(|_| PipelineError::Decoder("the decode thread panicked".into()))?
+    }
+}
+
+/// Starts decoding `input` to BGR frames on an OS thread of its own (JPEGs
+/// with libjpeg-turbo: on a thread per core). The decode ends at the
+/// source's end, a limit, `stop`, or when the [`Frames`] are finished.
+pub fn frames(
+    input: Input,
+    settings: DecodeSettings,
+    stop: Arc<AtomicBool>,
+) -> Result<Frames, PipelineError> {
+    let (frame_tx, rx) = std::sync::mpsc::sync_channel::<BgrFrame>(FRAME_QUEUE);
+    let (pool, pool_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let counter = bytes_read.clone();
+    let bgr_out = {
+        let (autorotate, name) = (settings.autorotate, settings.name.clone());
+        move |tx, pool| BgrOut::new(tx, pool).with_orientation(autorotate, name)
+    };
+    let work = move || match super::Fed::from(input) {
+        super::Fed::Jpegs(jpegs) if settings.jpeg_decoder == JpegDecoder::Libav => {
+            run_jpegs(jpegs, &settings, stop, &mut bgr_out(frame_tx, pool_rx))
+        }
+        super::Fed::Jpegs(jpegs) => {
+            let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+            super::turbo::run(jpegs, &settings, stop, frame_tx, pool_rx, workers)
+        }
+        super::Fed::Packets(packets) => run_packets(
+            packets,
+            None,
+            &settings,
+            stop,
+            &mut bgr_out(frame_tx, pool_rx),
+        ),
+        super::Fed::Input(src) => run(
+            src,
+            None,
+            &settings,
+            stop,
+            counter,
+            &mut bgr_out(frame_tx, pool_rx),
+        ),
+    };
+    let thread = super::spawn("camflow-decode", work)
+        .map_err(|e| PipelineError::Decoder(format!("cannot start the decode thread: {e}")))?;
+    Ok(Frames {
+        rx,
+        pool,
+        thread,
+        bytes_read,
+    })
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -93,9 +225,9 @@ pub struct BgrOut {
     autorotate: bool,
     /// Where a picture to be turned is converted first (reused).
     unturned: Vec<u8>,
-    /// The name warnings are printed under (`None`: quiet), and whether an
-    /// angle that cannot be followed was already reported.
-    warn_as: Option<String>,
+    /// The name warnings are logged under, and whether an angle that
+    /// cannot be followed was already reported.
+    name: String,
     odd_angle_said: bool,
 }
 
@@ -108,16 +240,16 @@ impl BgrOut {
             scaler: None,
             autorotate: true,
             unturned: Vec::new(),
-            warn_as: None,
+            name: String::new(),
             odd_angle_said: false,
         }
     }
 
     /// `autorotate: false` keeps pictures in their stored orientation
-    /// (`ffmpeg -noautorotate`); `warn_as` names the source in warnings.
-    pub fn with_orientation(mut self, autorotate: bool, warn_as: Option<String>) -> Self {
+    /// (`ffmpeg -noautorotate`); `name` names the source in warnings.
+    pub fn with_orientation(mut self, autorotate: bool, name: String) -> Self {
         self.autorotate = autorotate;
-        self.warn_as = warn_as;
+        self.name = name;
         self
     }
 
@@ -128,7 +260,8 @@ impl BgrOut {
         match m.turn() {
             Some(t) => t,
             None => {
-                if let Some(name) = self.warn_as.as_ref().filter(|_| !self.odd_angle_said) {
+                if !self.odd_angle_said {
+                    let name = &self.name;
                     let angle = m.rotation().unwrap_or_default();
                     log::warn!(
                         "{name}: the display matrix turns pictures by {angle:.0}°, not a \
@@ -296,42 +429,11 @@ fn compact_rows(buf: &mut [u8], row: usize, stride: usize, rows: usize) {
     }
 }
 
-/// Keeps at most `fps` frames per second of stream time: a frame is kept
-/// when it falls into a later 1/fps slot than the last kept one. Drops,
-/// never duplicates.
-pub struct RateLimiter {
-    fps: f64,
-    last_slot: Option<i64>,
-}
-
-impl RateLimiter {
-    pub fn new(fps: f64) -> Self {
-        RateLimiter {
-            fps,
-            last_slot: None,
-        }
-    }
-
-    /// `t` is seconds since the first frame.
-    pub fn keep(&mut self, t: f64) -> bool {
-        // The small bias keeps a 25 fps stream at exactly 5 of every 5 slots
-        // when asked for 5 fps despite rounding in the timestamps.
-        let slot = (t * self.fps + 1e-6).floor() as i64;
-        match self.last_slot {
-            Some(last) if slot <= last => false,
-            _ => {
-                self.last_slot = Some(slot);
-                true
-            }
-        }
-    }
-}
-
 struct Run<'a> {
-    settings: &'a DecodeSettings,
     sink: &'a mut dyn Pictures,
     stop: &'a AtomicBool,
-    limiter: Option<RateLimiter>,
+    /// `--max-frames`, `--duration`, `--fps`.
+    gate: Gate,
     /// Stream time: `first_pts` is this session's first timestamp, and
     /// earlier sessions (a new init segment restarts timestamps) add
     /// `elapsed_before`, so --duration and --fps run on across them.
@@ -403,7 +505,7 @@ pub fn run(
 /// decoder. The camera sends no timestamps: a frame's stream time is when
 /// it arrived, counted from the first one.
 pub fn run_jpegs(
-    mut rx: mpsc::Receiver<Result<JpegFrame, SourceError>>,
+    mut rx: Items<JpegFrame>,
     settings: &DecodeSettings,
     stop: Arc<AtomicBool>,
     sink: &mut dyn Pictures,
@@ -439,7 +541,7 @@ pub fn run_jpegs(
 /// a packet with new parameters gets a new decoder. Times are the
 /// receiver's (RTP time, continued across reconnects).
 pub fn run_packets(
-    mut rx: mpsc::Receiver<Result<VideoPacket, SourceError>>,
+    mut rx: Items<VideoPacket>,
     first: Option<VideoPacket>,
     settings: &DecodeSettings,
     stop: Arc<AtomicBool>,
@@ -508,10 +610,9 @@ fn open_decoder(params: &VideoParams) -> Result<ffmpeg::decoder::Video, Pipeline
 impl<'a> Run<'a> {
     fn new(settings: &'a DecodeSettings, sink: &'a mut dyn Pictures, stop: &'a AtomicBool) -> Self {
         Run {
-            settings,
             sink,
             stop,
-            limiter: settings.fps.map(RateLimiter::new),
+            gate: settings.limits.gate(),
             first_pts: None,
             elapsed_before: 0.0,
             last_t: None,
@@ -526,11 +627,7 @@ impl<'a> Run<'a> {
 
     /// The next item from a receiver, or `None` at its end, on Ctrl-C, or
     /// when the run is done; a receiver's error goes to `failure`.
-    fn next<T>(
-        &mut self,
-        rx: &mut mpsc::Receiver<Result<T, SourceError>>,
-        failure: &mut Option<PipelineError>,
-    ) -> Option<T> {
+    fn next<T>(&mut self, rx: &mut Items<T>, failure: &mut Option<PipelineError>) -> Option<T> {
         if self.done {
             return None;
         }
@@ -729,15 +826,14 @@ impl<'a> Run<'a> {
             };
         self.session_frames += 1;
         self.last_t = Some(t);
-        if let Some(d) = self.settings.duration {
-            if t >= d {
-                self.done = true;
+        match self.gate.admit(t) {
+            Admit::Keep => {}
+            Admit::Skip => {
+                self.summary.dropped_by_fps += 1;
                 return Ok(());
             }
-        }
-        if let Some(l) = self.limiter.as_mut() {
-            if !l.keep(t) {
-                self.summary.dropped_by_fps += 1;
+            Admit::Stop => {
+                self.done = true;
                 return Ok(());
             }
         }
@@ -756,11 +852,7 @@ impl<'a> Run<'a> {
             return Ok(());
         }
         self.summary.frames += 1;
-        if self
-            .settings
-            .max_frames
-            .is_some_and(|m| self.summary.frames >= m)
-        {
+        if self.gate.kept() {
             self.done = true;
         }
         Ok(())
@@ -860,19 +952,5 @@ mod tests {
                 "{w}x{h}: not every column written"
             );
         }
-    }
-
-    #[test]
-    fn rate_limiter_keeps_five_of_twenty_five() {
-        let mut l = RateLimiter::new(5.0);
-        let kept = (0..250).filter(|i| l.keep(*i as f64 / 25.0)).count();
-        assert_eq!(kept, 50);
-    }
-
-    #[test]
-    fn rate_limiter_never_duplicates_a_slow_stream() {
-        let mut l = RateLimiter::new(30.0);
-        let kept = (0..100).filter(|i| l.keep(*i as f64 / 10.0)).count();
-        assert_eq!(kept, 100);
     }
 }

@@ -21,10 +21,9 @@ use std::sync::{Arc, Mutex};
 use bytes::{Buf, Bytes};
 use ffmpeg::format::context::{Input, StreamIo};
 use ffmpeg_next as ffmpeg;
-use tokio::sync::mpsc;
 
 use crate::packet::{Arrived, Chunk};
-use crate::source::SourceError;
+use crate::packet::{Items, SourceError};
 
 /// What the libav thread reads from.
 pub enum InputSource {
@@ -49,7 +48,7 @@ pub struct ChunkFeed {
 }
 
 struct FeedState {
-    rx: mpsc::Receiver<Result<Arrived, SourceError>>,
+    rx: Items<Arrived>,
     cur: Bytes,
     /// Bytes handed to libav in this session: libav's packet positions.
     offset: u64,
@@ -73,16 +72,16 @@ enum FeedKind {
 
 impl ChunkFeed {
     /// A feed of fMP4 chunks.
-    pub fn new(rx: mpsc::Receiver<Result<Arrived, SourceError>>) -> Self {
+    pub fn new(rx: Items<Arrived>) -> Self {
         Self::with_kind(rx, FeedKind::Fmp4)
     }
 
     /// A feed of bytes in a format libavformat has to find.
-    pub fn opaque(rx: mpsc::Receiver<Result<Arrived, SourceError>>) -> Self {
+    pub fn opaque(rx: Items<Arrived>) -> Self {
         Self::with_kind(rx, FeedKind::Unknown)
     }
 
-    fn with_kind(rx: mpsc::Receiver<Result<Arrived, SourceError>>, kind: FeedKind) -> Self {
+    fn with_kind(rx: Items<Arrived>, kind: FeedKind) -> Self {
         ChunkFeed {
             kind,
             inner: Arc::new(Mutex::new(FeedState {

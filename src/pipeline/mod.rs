@@ -13,14 +13,34 @@ pub mod synth;
 pub mod transcode;
 pub mod turbo;
 
-use crate::source::{JpegStream, PacketStream, SourceError};
+use crate::packet::{Input, Items, JpegFrame, SourceError, VideoPacket};
 
 /// What the libav stage reads: a container through libavformat, whole
 /// JPEGs, or coded packets.
 pub enum Fed {
+    /// A container, read by libavformat (a file, stdin, or a receiver's
+    /// bytes through custom I/O).
     Input(input::InputSource),
-    Jpegs(JpegStream),
-    Packets(PacketStream),
+    /// Whole JPEGs.
+    Jpegs(Items<JpegFrame>),
+    /// Coded pictures with their parameters.
+    Packets(Items<VideoPacket>),
+}
+
+impl From<Input> for Fed {
+    /// An opened source as the libav stage reads it: fMP4 and other bytes
+    /// become a custom-I/O input; JPEGs and packets are handed on as they
+    /// are.
+    fn from(input: Input) -> Fed {
+        match input {
+            Input::Jpegs(j) => Fed::Jpegs(j),
+            Input::Packets(p) => Fed::Packets(p),
+            Input::Fmp4(c) => Fed::Input(input::InputSource::Chunks(input::ChunkFeed::new(c))),
+            Input::Bytes(b) => Fed::Input(input::InputSource::Chunks(input::ChunkFeed::opaque(b))),
+            Input::Path(p) => Fed::Input(input::InputSource::Path(p)),
+            Input::Stdin => Fed::Input(input::InputSource::Stdin),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +79,7 @@ pub fn init() -> Result<(), ffmpeg_next::Error> {
 /// at the receiver's end or once `stop` is set (Ctrl-C); a receiver's
 /// error goes to `failure` and ends the items too.
 pub(crate) fn next_item<T>(
-    rx: &mut tokio::sync::mpsc::Receiver<Result<T, SourceError>>,
+    rx: &mut Items<T>,
     stop: &std::sync::atomic::AtomicBool,
     failure: &mut Option<PipelineError>,
 ) -> Option<T> {

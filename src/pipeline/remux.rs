@@ -18,15 +18,14 @@ use std::sync::Arc;
 use ffmpeg::{codec, encoder, media, Rational};
 use ffmpeg_next as ffmpeg;
 
-use tokio::sync::mpsc;
-
 use super::input::{self, InputSource};
 use super::rotation::DisplayMatrix;
 use super::PipelineError;
-use crate::packet::{VideoCodec, VideoPacket, VideoParams};
+use crate::packet::{
+    Admit, Items, JpegClock, JpegFrame, Limits, VideoCodec, VideoPacket, VideoParams,
+};
 use crate::proto::jpeg;
 use crate::sink::fmp4_file::PendingFile;
-use crate::source::{JpegClock, JpegFrame, SourceError};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RemuxSummary {
@@ -172,6 +171,7 @@ pub fn run(
     let out_tb: Vec<Rational> = octx.streams().map(|s| s.time_base()).collect();
 
     let mut first: Option<f64> = None;
+    let mut gate = duration_gate(duration);
     let mut pkt = ffmpeg::Packet::empty();
     let mut failure = None;
     loop {
@@ -216,7 +216,7 @@ pub fn run(
             if let Some(ts) = pkt.pts().or(pkt.dts()) {
                 let t = ts as f64 * f64::from(in_tb[i]);
                 let f = *first.get_or_insert(t);
-                if duration.is_some_and(|d| t - f >= d) {
+                if gate.admit(t - f) == Admit::Stop {
                     break;
                 }
                 // Up to the end of the picture, as players and ffprobe
@@ -321,11 +321,21 @@ fn open_output(
     Ok((octx, map))
 }
 
+/// `--duration` for a recording (nothing is skipped, and every picture
+/// is kept until the stop).
+fn duration_gate(duration: Option<f64>) -> crate::packet::Gate {
+    Limits {
+        duration,
+        ..Limits::default()
+    }
+    .gate()
+}
+
 /// Records whole JPEGs from an MJPEG receiver into MP4 as they are (codec
 /// mjpeg), timed by arrival (or the camera's timestamps), fragmented at
 /// every frame so a recording cut short still plays.
 pub fn record_jpegs(
-    mut rx: mpsc::Receiver<Result<JpegFrame, SourceError>>,
+    mut rx: Items<JpegFrame>,
     out_path: &Path,
     duration: Option<f64>,
     stop: Arc<AtomicBool>,
@@ -333,6 +343,7 @@ pub fn record_jpegs(
 ) -> Result<RemuxSummary, PipelineError> {
     let out_err = |e: ffmpeg::Error| PipelineError::Output(format!("{}: {e}", out_path.display()));
     let mut clock = JpegClock::default();
+    let mut gate = duration_gate(duration);
     // Arrival times come in bursts when a read was held up; evened out, as
     // for encoding, so that players and the ffmpeg CLI (which round to a
     // guessed frame rate) do not see two pictures at one instant. A
@@ -343,7 +354,7 @@ pub fn record_jpegs(
     while let Some(jpeg) = super::next_item(&mut rx, &stop, &mut failure) {
         let t = clock.time(&jpeg);
         let t = if jpeg.pts.is_none() { even.time(t) } else { t };
-        if duration.is_some_and(|d| t >= d) {
+        if gate.admit(t) == Admit::Stop {
             break;
         }
         if mp4.is_none() {
@@ -374,7 +385,7 @@ pub fn record_jpegs(
 /// stream's parameters become the sample entry (`avcC`), the packets its
 /// samples, from the first IDR on, fragmented at each IDR.
 pub fn record_packets(
-    mut rx: mpsc::Receiver<Result<VideoPacket, SourceError>>,
+    mut rx: Items<VideoPacket>,
     out_path: &Path,
     duration: Option<f64>,
     stop: Arc<AtomicBool>,
@@ -384,6 +395,7 @@ pub fn record_packets(
     let mut mp4: Option<(TimedMp4, Arc<VideoParams>)> = None;
     let mut params: Option<Arc<VideoParams>> = None;
     let mut first_pts = None;
+    let mut gate = duration_gate(duration);
     let mut dts = DtsMaker::default();
     let mut failure = None;
     while let Some(pkt) = super::next_item(&mut rx, &stop, &mut failure) {
@@ -421,7 +433,7 @@ pub fn record_packets(
             break;
         }
         let t = pkt.pts - *first_pts.get_or_insert(pkt.pts);
-        if duration.is_some_and(|d| t >= d) {
+        if gate.admit(t) == Admit::Stop {
             break;
         }
         let pts = m.ticks(t);

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use ffmpeg::{codec, media, Rational};
 use ffmpeg_next as ffmpeg;
-use tokio::sync::mpsc;
 
 use super::decode::{self, DecodeSettings};
 use super::encode::{self, EncodeSettings, EncoderSpec, Pacer};
@@ -17,7 +16,7 @@ use super::remux::DtsMaker;
 use super::rotation::DisplayMatrix;
 use super::{Fed, PipelineError};
 use crate::packet::VideoPacket;
-use crate::source::SourceError;
+use crate::packet::{Items, Limits};
 
 /// Everything about the output but the source.
 #[derive(Debug, Clone)]
@@ -53,10 +52,12 @@ pub fn run(
     on_frame: &mut (dyn FnMut(&MuxSummary) + Send),
 ) -> Result<OutputSummary, PipelineError> {
     let settings = DecodeSettings {
-        max_frames: None,
-        duration: job.duration,
-        fps: job.fps,
-        warn_as: None,
+        limits: Limits {
+            max_frames: None,
+            duration: job.duration,
+            fps: job.fps,
+        },
+        ..DecodeSettings::default()
     };
     let pacer = || job.realtime.then(|| Pacer::new(stop.clone()));
     match fed {
@@ -69,14 +70,14 @@ pub fn run(
                 on_frame,
             };
             encoded(encode::overlapped(out, |p| {
-                decode::run_jpegs(jpegs.rx, &settings, stop.clone(), p)
+                decode::run_jpegs(jpegs, &settings, stop.clone(), p)
             }))
         }
         Fed::Packets(mut packets) => {
             // The first picture's parameters say whether a copy would play.
             let mut failure = None;
             let first = loop {
-                match super::next_item(&mut packets.rx, &stop, &mut failure) {
+                match super::next_item(&mut packets, &stop, &mut failure) {
                     Some(p) if p.params.is_some() => break Some(p),
                     Some(_) => continue,
                     None => break None,
@@ -93,7 +94,7 @@ pub fn run(
                         plays_everywhere(p.extradata.get(1).copied().map(i32::from), None)
                     });
             if copy {
-                return copy_packets(packets.rx, first, job, &stop, on_frame);
+                return copy_packets(packets, first, job, &stop, on_frame);
             }
             let out = EncoderSpec {
                 settings: job.encode.clone(),
@@ -103,7 +104,7 @@ pub fn run(
                 on_frame,
             };
             encoded(encode::overlapped(out, |p| {
-                decode::run_packets(packets.rx, first, &settings, stop.clone(), p)
+                decode::run_packets(packets, first, &settings, stop.clone(), p)
             }))
         }
         Fed::Input(src) => {
@@ -395,7 +396,7 @@ fn extradata_of(par: &codec::Parameters) -> Vec<u8> {
 /// Stream copy of coded packets from a receiver (RTSP H.264): from the
 /// first IDR on, decode times made up as `record` does (RTP has none).
 fn copy_packets(
-    mut rx: mpsc::Receiver<Result<VideoPacket, SourceError>>,
+    mut rx: Items<VideoPacket>,
     first: Option<VideoPacket>,
     job: &OutputJob,
     stop: &Arc<AtomicBool>,

@@ -8,11 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
-use super::decode::{BgrFrame, DecodeSettings, DecodeSummary, RateLimiter};
+use super::decode::{DecodeSettings, DecodeSummary};
 use super::PipelineError;
-use crate::source::{JpegClock, JpegFrame, SourceError};
+use crate::packet::{Admit, BgrFrame, Items, JpegClock, JpegFrame};
 
 /// The largest picture decoded: 8192x8192. libavcodec refuses pictures
 /// past about 16384x16384 itself, but a packed BGR buffer of 64 Mpix is
@@ -91,7 +89,7 @@ fn worker(jobs: Receiver<Job>, done: SyncSender<Done>) {
 /// Decodes whole JPEGs until the source ends, a limit is hit, `stop` is
 /// set, or the sink hangs up. `workers` threads decode in parallel.
 pub fn run(
-    mut rx: mpsc::Receiver<Result<JpegFrame, SourceError>>,
+    mut rx: Items<JpegFrame>,
     settings: &DecodeSettings,
     stop: Arc<AtomicBool>,
     out: SyncSender<BgrFrame>,
@@ -110,12 +108,11 @@ pub fn run(
         lanes.push((job_tx, done_rx));
     }
     let mut summary = DecodeSummary::default();
-    let mut limiter = settings.fps.map(RateLimiter::new);
+    let mut gate = settings.limits.gate();
     let mut clock = JpegClock::default();
     // Lanes holding a job, oldest first: results are taken in this order.
     let mut in_flight: VecDeque<usize> = VecDeque::new();
     let mut next_lane = 0usize;
-    let mut submitted = 0u64;
     let mut failure = None;
     let mut sink_gone = false;
     let mut too_big_said = false;
@@ -138,7 +135,8 @@ pub fn run(
             // is what a camera misconfigured or hostile sends every time.
             Ok(Err(Refused::TooBig { width, height })) => {
                 summary.undecodable_jpegs += 1;
-                if let Some(name) = settings.warn_as.as_ref().filter(|_| !too_big_said) {
+                if !too_big_said {
+                    let name = &settings.name;
                     log::warn!(
                         "{name}: a JPEG of {width}x{height} pixels is dropped: over \
                          the {MAX_PIXELS}-pixel (8192x8192) limit"
@@ -153,7 +151,7 @@ pub fn run(
     };
 
     loop {
-        if stop.load(Ordering::Relaxed) || settings.max_frames.is_some_and(|m| submitted >= m) {
+        if stop.load(Ordering::Relaxed) || gate.full() {
             summary.stopped_early = true;
             break;
         }
@@ -161,13 +159,16 @@ pub fn run(
             break;
         };
         let t = clock.time(&jpeg);
-        if settings.duration.is_some_and(|d| t >= d) {
-            summary.stopped_early = true;
-            break;
-        }
-        if limiter.as_mut().is_some_and(|l| !l.keep(t)) {
-            summary.dropped_by_fps += 1;
-            continue;
+        match gate.admit(t) {
+            Admit::Keep => {}
+            Admit::Skip => {
+                summary.dropped_by_fps += 1;
+                continue;
+            }
+            Admit::Stop => {
+                summary.stopped_early = true;
+                break;
+            }
         }
         if in_flight.len() == workers {
             let Some(lane) = in_flight.pop_front() else {
@@ -188,7 +189,7 @@ pub fn run(
             return Err(PipelineError::Decoder("a decode thread stopped".into()));
         }
         in_flight.push_back(lane);
-        submitted += 1;
+        gate.kept();
     }
     rx.close();
     while let Some(lane) = in_flight.pop_front() {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
+use crate::packet::{Arrived, Chunk, Items, SourceError};
 use crate::proto::bmff::{self, InitInfo};
 
 #[derive(Debug, thiserror::Error)]
@@ -301,6 +302,55 @@ impl Fmp4FileWriter {
     pub fn has_output(&self) -> bool {
         self.fragments > 0
     }
+}
+
+/// How [`record`] ended, when nothing failed to be written.
+#[derive(Debug)]
+pub enum RecordEnd {
+    /// The stream ended, `--duration` was reached, or Ctrl-C.
+    Done,
+    /// The receiver failed; the file holds what arrived before.
+    Source(SourceError),
+}
+
+/// Writes a receiver's clean fMP4 chunks into `w` exactly as received,
+/// until the stream ends, `duration` seconds are written, or the receiver
+/// fails. `on_chunk` sees the writer after each chunk (progress). A write
+/// that fails ends it with the writer's error; the file was cut back to its
+/// last whole fragment. The caller finishes the writer.
+pub fn record(
+    rx: &mut Items<Arrived>,
+    w: &mut Fmp4FileWriter,
+    duration: Option<f64>,
+    on_chunk: &mut dyn FnMut(&Fmp4FileWriter),
+) -> Result<RecordEnd, RecordError> {
+    let end = loop {
+        let Some(item) = rx.blocking_recv() else {
+            break RecordEnd::Done;
+        };
+        let more = match item {
+            Ok(Arrived {
+                chunk: Chunk::Init(b),
+                ..
+            }) => w.init(b).map(|_| true)?,
+            Ok(Arrived {
+                chunk: Chunk::Fragment(b),
+                ..
+            }) => w.fragment(&b, duration)?,
+            // fMP4 receivers send no unparsed bytes.
+            Ok(Arrived {
+                chunk: Chunk::Data(_),
+                ..
+            }) => return Err(RecordError::NoInit),
+            Err(e) => break RecordEnd::Source(e),
+        };
+        on_chunk(w);
+        if !more {
+            break RecordEnd::Done;
+        }
+    };
+    rx.close();
+    Ok(end)
 }
 
 /// What a fragmented MP4 holds up to its last whole fragment.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use ndarray::ArrayView3;
 use ndarray_npy::WriteNpyExt;
 
-use crate::pipeline::decode::BgrFrame;
+use crate::packet::BgrFrame;
 
 pub const CSV_NAME: &str = "frames.csv";
 pub const CSV_HEADER: &str = "frame,file,pts_seconds,received_unix_seconds,width,height,keyframe";

@@ -4,6 +4,7 @@
 
 pub mod file;
 pub mod http;
+pub mod open;
 pub mod options;
 pub mod reconnect;
 pub mod rtsp;
@@ -21,8 +22,10 @@ use tokio::sync::{mpsc, watch};
 use url::Url;
 
 use crate::packet::Arrived;
+pub use crate::packet::{JpegClock, JpegFrame};
 use crate::proto::evostream;
 pub use crate::redact::redact;
+pub use open::{open, Opened, STOPPED};
 pub use options::{OptionError, SourceConfig, SourceOptions, DEFAULT_MAX_MESSAGE};
 
 /// Chunks in flight between a receiver and the libav thread: enough to ride
@@ -323,63 +326,6 @@ pub fn spawn_receiver(
     }
 }
 
-/// A JPEG frame from a raw-MJPEG receiver and when its last byte arrived.
-#[derive(Debug, Clone)]
-pub struct JpegFrame {
-    pub data: bytes::Bytes,
-    pub at_unix: f64,
-    /// The camera's own time for the frame (an `X-Timestamp` header), seconds.
-    pub pts: Option<f64>,
-}
-
-impl JpegFrame {
-    /// The frame's time: the camera's when it gives one, else its arrival.
-    pub fn clock(&self) -> f64 {
-        self.pts.unwrap_or(self.at_unix)
-    }
-}
-
-/// Stream time for JPEG frames, in seconds from the first one, always
-/// increasing: frames that arrive in one read share an arrival time, and a
-/// camera that restarts sends its timestamps again from a lower value. Such
-/// a frame is placed one frame interval after the previous one, and the
-/// clock goes on from there.
-#[derive(Debug, Default)]
-pub struct JpegClock {
-    /// Raw clock value that maps to stream time 0.
-    origin: Option<f64>,
-    last: Option<f64>,
-    /// The last positive gap between frames: the guess for a bad one.
-    step: Option<f64>,
-}
-
-impl JpegClock {
-    pub fn time(&mut self, frame: &JpegFrame) -> f64 {
-        let raw = frame.clock();
-        let origin = *self.origin.get_or_insert(raw);
-        // Microseconds, so that a camera's round timestamps stay round.
-        let t = ((raw - origin) * 1e6).round() / 1e6;
-        let Some(last) = self.last else {
-            self.last = Some(t);
-            return t;
-        };
-        if t > last {
-            self.step = Some(t - last);
-            self.last = Some(t);
-            return t;
-        }
-        let step = self.step.unwrap_or(0.04).max(1e-6);
-        let placed = ((last + step) * 1e6).round() / 1e6;
-        // A jump back (a restart) moves the origin, so later frames follow
-        // on; a repeated time keeps it.
-        if t < last {
-            self.origin = Some(raw - placed);
-        }
-        self.last = Some(placed);
-        placed
-    }
-}
-
 /// A running MJPEG receiver: whole JPEGs arrive on `rx`; an `Err` item
 /// comes last if it failed.
 pub struct JpegStream {
@@ -428,21 +374,6 @@ mod tests {
     fn unknown_scheme_is_named() {
         let e = SourceSpec::parse("foo://bar/x").unwrap_err();
         assert!(e.contains("unknown scheme \"foo\""), "{e}");
-    }
-
-    #[test]
-    fn jpeg_clock_never_goes_back() {
-        let f = |pts: f64| JpegFrame {
-            data: bytes::Bytes::new(),
-            at_unix: 0.0,
-            pts: Some(pts),
-        };
-        let mut c = JpegClock::default();
-        let times: Vec<f64> = [5000.0, 5000.1, 5000.1, 5000.3, 10.0, 10.1]
-            .iter()
-            .map(|p| c.time(&f(*p)))
-            .collect();
-        assert_eq!(times, vec![0.0, 0.1, 0.2, 0.3, 0.4, 0.5]);
     }
 
     #[test]
