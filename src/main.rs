@@ -3,8 +3,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use camflow::cli::{Cli, Command};
+use camflow::cmd;
 use camflow::shutdown::Shutdown;
-use camflow::{cmd, pipeline};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -12,10 +12,8 @@ fn main() -> ExitCode {
         Err(e) => return argument_error(e),
     };
     cmd::log::install(cli.command.quiet());
-    // wss:// needs a process-wide crypto provider; ring is the one built in.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    if let Err(e) = pipeline::init() {
-        eprintln!("camflow: cannot initialise FFmpeg: {e}");
+    if let Err(e) = camflow::init() {
+        eprintln!("camflow: {e}");
         return ExitCode::FAILURE;
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -60,10 +60,15 @@ pub enum PipelineError {
     Output(String),
 }
 
-/// Sets libav's own logging: quiet unless asked for, because camflow reports
-/// problems itself, in one line.
-pub fn init() -> Result<(), ffmpeg_next::Error> {
-    ffmpeg_next::init()?;
+/// libav could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot initialise FFmpeg: {0}")]
+pub struct InitError(ffmpeg_next::Error);
+
+/// Sets libav up, with its own logging quiet unless asked for, because
+/// camflow reports problems itself, in one line.
+pub fn init() -> Result<(), InitError> {
+    ffmpeg_next::init().map_err(InitError)?;
     let level = match std::env::var("CAMFLOW_AV_LOG").as_deref() {
         Ok("debug") => ffmpeg_next::util::log::Level::Debug,
         Ok("info") => ffmpeg_next::util::log::Level::Info,
