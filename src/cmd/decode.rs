@@ -177,7 +177,7 @@ pub async fn run(args: DecodeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCod
         }
         Err(PipelineError::Source(e)) => Err(anyhow!(
             "{name}: {}{before}",
-            source::redact_text(&e.0, &opts.spec)
+            source::redact_text(&e.to_string(), &opts.spec)
         )),
         Err(e) => Err(anyhow!(
             "{name}: {}{before}",
@@ -212,7 +212,7 @@ async fn save_jpegs(
             }
             let jpeg = match jpegs.rx.blocking_recv() {
                 None => break Ok(()),
-                Some(Err(e)) => break Err(anyhow!("{}", e.0)),
+                Some(Err(e)) => break Err(anyhow!("{e}")),
                 Some(Ok(j)) => j,
             };
             let t = clock.time(&jpeg);

@@ -53,18 +53,15 @@ impl Opened {
 pub use crate::pipeline::Fed;
 
 /// Starts the receiver a source needs (HTTP first looks at the answer).
-/// Ctrl-C while connecting ends it with [`STOPPED`]; commands check
+/// Ctrl-C while connecting ends it with [`SourceError::Stopped`]; commands check
 /// `shutdown.is_triggered()` and end cleanly.
 pub async fn open_source(opts: &SourceOptions, shutdown: &Shutdown) -> Result<Opened, SourceError> {
     let mut stop = shutdown.subscribe();
     tokio::select! {
         r = open_source_inner(opts, shutdown) => r,
-        _ = stop.wait_for(|s| *s) => Err(SourceError(STOPPED.into())),
+        _ = stop.wait_for(|s| *s) => Err(SourceError::Stopped),
     }
 }
-
-/// The error text of an open cut short by Ctrl-C.
-pub const STOPPED: &str = "stopped before the source opened";
 
 async fn open_source_inner(
     opts: &SourceOptions,
@@ -94,7 +91,7 @@ async fn open_source_inner(
         ),
         SourceSpec::File(p) => Opened::Libav(InputSource::Path(p.clone())),
         SourceSpec::WebSocket(_) | SourceSpec::Tcp(_) | SourceSpec::Vbc(_) => {
-            return Err(SourceError("no receiver for this source".into()))
+            return Err(SourceError::Local("no receiver for this source".into()))
         }
     })
 }
@@ -111,7 +108,7 @@ pub async fn open_or_stop(
         Err(e) => Err(anyhow::anyhow!(
             "{}: {}",
             opts.spec.display_name(),
-            source::redact_text(&e.0, &opts.spec)
+            source::redact_text(&e.to_string(), &opts.spec)
         )),
     }
 }

@@ -60,8 +60,12 @@ pub async fn run(args: ProbeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode
     let rtsp = stats
         .as_ref()
         .and_then(|s| s.rtsp.lock().ok().and_then(|r| r.clone()));
-    let fail =
-        |e: source::SourceError| anyhow!("{name}: {}", source::redact_text(&e.0, &opts.spec));
+    let fail = |e: source::SourceError| {
+        anyhow!(
+            "{name}: {}",
+            source::redact_text(&e.to_string(), &opts.spec)
+        )
+    };
     let (measured, received, framing) = match opened.into_input() {
         Fed::Input(input) => (Err(input), None, None),
         Fed::Jpegs(jpegs) => {
@@ -192,7 +196,7 @@ async fn probe_jpegs(
     }
     rx.close();
     if times.is_empty() {
-        return Err(source::SourceError(
+        return Err(source::SourceError::Ended(
             "the camera sent no JPEG before closing".into(),
         ));
     }
@@ -246,7 +250,7 @@ async fn probe_packets(
     }
     rx.close();
     let Some(params) = params else {
-        return Err(source::SourceError(
+        return Err(source::SourceError::Ended(
             "the camera sent no H.264 picture before closing".into(),
         ));
     };

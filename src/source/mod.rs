@@ -2,6 +2,8 @@
 //! stream for the pipeline. Files and stdin need no receiver: libavformat
 //! reads them itself.
 
+pub mod deadline;
+mod error;
 pub mod file;
 pub mod http;
 pub mod reconnect;
@@ -411,9 +413,9 @@ where
                 match fut.await {
                     // A source that ends before it ever sent video did not
                     // work: say so, and do not come back for more of it.
-                    Ok(()) if !streamed.load(Ordering::Relaxed) => SessionEnd::Fatal(SourceError(
-                        "the stream ended before any video arrived".into(),
-                    )),
+                    Ok(()) if !streamed.load(Ordering::Relaxed) => SessionEnd::Fatal(
+                        SourceError::Ended("the stream ended before any video arrived".into()),
+                    ),
                     Ok(()) => SessionEnd::Clean,
                     Err(e) if streamed.load(Ordering::Relaxed) => SessionEnd::Failed(e),
                     Err(e) => SessionEnd::Fatal(e),
@@ -484,11 +486,9 @@ impl SourceStats {
     }
 }
 
-/// Error a receiver ends with. The message names the problem; the command
-/// adds the source's (redacted) name in front.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct SourceError(pub String);
+/// Error a receiver ends with, by kind. The message names the problem; the
+/// command adds the source's (redacted) name in front.
+pub use crate::packet::SourceError;
 
 /// A running network receiver: clean chunks arrive on `rx`; the channel
 /// closes after the last one, an `Err` item first if the receiver failed.
