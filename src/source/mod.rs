@@ -385,43 +385,27 @@ fn redact_arg(s: &str) -> String {
     mask_userinfo(s).unwrap_or_else(|| s.to_string())
 }
 
-/// Runs a live source's sessions under its reconnect policy: `session`
-/// gets the attempt number and a flag to set once it has delivered
-/// something. A failure before anything was ever delivered is fatal: the
-/// source never worked, and retrying would only hide why.
+/// Runs a live source's sessions under its reconnect policy
+/// ([`reconnect::run_sessions`]): `session` gets the attempt number and a
+/// flag to set once it has delivered something. A failure before anything
+/// was ever delivered is fatal; after that, [`SourceError::is_fatal`]
+/// decides. Reconnect attempts are logged with the source's name.
 pub async fn supervised<F, Fut>(
     opts: &SourceOptions,
     shutdown: watch::Receiver<bool>,
-    mut session: F,
+    session: F,
 ) -> Result<(), SourceError>
 where
     F: FnMut(u64, Arc<std::sync::atomic::AtomicBool>) -> Fut,
     Fut: std::future::Future<Output = Result<(), SourceError>>,
 {
-    use reconnect::SessionEnd;
-    let streamed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let name = opts.spec.display_name();
     let seed = std::process::id() as u64 ^ (crate::packet::unix_now() * 1e6) as u64;
-    reconnect::supervise(
+    reconnect::run_sessions(
         opts.reconnect,
         reconnect::Backoff::new(seed),
         shutdown,
-        |attempt| {
-            let fut = session(attempt, streamed.clone());
-            let streamed = streamed.clone();
-            async move {
-                match fut.await {
-                    // A source that ends before it ever sent video did not
-                    // work: say so, and do not come back for more of it.
-                    Ok(()) if !streamed.load(Ordering::Relaxed) => SessionEnd::Fatal(
-                        SourceError::Ended("the stream ended before any video arrived".into()),
-                    ),
-                    Ok(()) => SessionEnd::Clean,
-                    Err(e) if streamed.load(Ordering::Relaxed) => SessionEnd::Failed(e),
-                    Err(e) => SessionEnd::Fatal(e),
-                }
-            }
-        },
+        session,
         |line| log::warn!("{name}: {line}"),
     )
     .await
