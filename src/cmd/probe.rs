@@ -195,7 +195,7 @@ async fn probe_jpegs(mut rx: Items<JpegFrame>) -> Result<ContainerReport, source
     }
     rx.close();
     if times.is_empty() {
-        return Err(source::SourceError(
+        return Err(source::SourceError::Ended(
             "the camera sent no JPEG before closing".into(),
         ));
     }
@@ -247,7 +247,7 @@ async fn probe_packets(mut rx: Items<VideoPacket>) -> Result<ContainerReport, so
     }
     rx.close();
     let Some(params) = params else {
-        return Err(source::SourceError(
+        return Err(source::SourceError::Ended(
             "the camera sent no H.264 picture before closing".into(),
         ));
     };

@@ -188,7 +188,7 @@ impl Read for ChunkReader {
                     return Ok(0);
                 }
                 Some(Err(e)) => {
-                    let msg = e.0.clone();
+                    let msg = e.to_string();
                     s.error = Some(e);
                     s.ended = true;
                     return Err(io::Error::other(msg));

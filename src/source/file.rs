@@ -45,7 +45,7 @@ pub fn spawn_jpeg_file(
     if let Err(e) = spawned {
         // The receiver sees the error as the stream's only item.
         let (tx, rx) = mpsc::channel(1);
-        let _ = tx.try_send(Err(SourceError(format!(
+        let _ = tx.try_send(Err(SourceError::Local(format!(
             "cannot start a reader thread: {e}"
         ))));
         return JpegStream { rx, stats };
@@ -60,7 +60,8 @@ fn read(
     stats: &SourceStats,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<(), SourceError> {
-    let mut file = std::fs::File::open(path).map_err(|e| SourceError(e.to_string()))?;
+    let local = |e: std::io::Error| SourceError::Local(e.to_string());
+    let mut file = std::fs::File::open(path).map_err(local)?;
     let mut splitter = jpeg::Splitter::new(max);
     let mut buf = vec![0u8; 1 << 20];
     let mut index = 0u64;
@@ -68,18 +69,13 @@ fn read(
         if *shutdown.borrow() {
             return Ok(());
         }
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| SourceError(e.to_string()))?;
+        let n = file.read(&mut buf).map_err(local)?;
         if n == 0 {
             return Ok(());
         }
         stats.add_bytes(n);
         splitter.feed(buf.get(..n).unwrap_or_default());
-        while let Some(data) = splitter
-            .next_frame()
-            .map_err(|e| SourceError(e.to_string()))?
-        {
+        while let Some(data) = splitter.next_frame()? {
             let frame = JpegFrame {
                 data,
                 at_unix: unix_now(),

@@ -25,18 +25,16 @@ use futures_util::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
 use tokio::sync::{mpsc, watch};
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::time::Instant;
 use url::Url;
 
+use super::deadline::{within, ItemDeadline};
+use super::error::{connect_failed, find_io};
 use super::{
     ChunkStream, JpegFrame, JpegStream, SourceError, SourceOptions, SourceStats, JPEG_QUEUE,
 };
 use crate::packet::{unix_now, Arrived, Chunk};
 use crate::proto::{jpeg, multipart};
-
-fn err(msg: impl Into<String>) -> SourceError {
-    SourceError(msg.into())
-}
 
 /// What the camera answered.
 pub enum Opened {
@@ -72,13 +70,19 @@ fn credentials(url: &Url, opts: &SourceOptions) -> (Url, Option<(String, String)
     (clean, from_opts.or(from_url))
 }
 
+/// One `-H` header, checked (for HTTP and WebSocket requests).
+pub(crate) fn header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), SourceError> {
+    let n = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| SourceError::Settings(format!("bad header name {name:?}")))?;
+    let v = HeaderValue::from_str(value)
+        .map_err(|_| SourceError::Settings(format!("bad value for header {name}")))?;
+    Ok((n, v))
+}
+
 fn headers(opts: &SourceOptions) -> Result<HeaderMap, SourceError> {
     let mut h = HeaderMap::new();
     for (name, value) in &opts.headers {
-        let n = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| err(format!("bad header name {name:?}")))?;
-        let v = HeaderValue::from_str(value)
-            .map_err(|_| err(format!("bad value for header {name}")))?;
+        let (n, v) = header(name, value)?;
         h.insert(n, v);
     }
     Ok(h)
@@ -100,14 +104,18 @@ fn answer(challenge: &str, url: &Url, user: &str, pass: &str) -> Result<String, 
             uri.push_str(q);
         }
         let ctx = digest_auth::AuthContext::new(user, pass, uri.as_str());
-        let mut prompt = digest_auth::parse(challenge)
-            .map_err(|e| err(format!("cannot read the camera's Digest challenge: {e}")))?;
-        let answer = prompt
-            .respond(&ctx)
-            .map_err(|e| err(format!("cannot answer the camera's Digest challenge: {e}")))?;
+        let digest = |e: digest_auth::Error, verb: &str| {
+            SourceError::protocol(
+                "HTTP Digest challenge",
+                None,
+                format!("cannot {verb} the camera's Digest challenge: {e}"),
+            )
+        };
+        let mut prompt = digest_auth::parse(challenge).map_err(|e| digest(e, "read"))?;
+        let answer = prompt.respond(&ctx).map_err(|e| digest(e, "answer"))?;
         return Ok(answer.to_header_string());
     }
-    Err(err(format!(
+    Err(SourceError::AuthWanted(format!(
         "HTTP 401 Unauthorized: the camera asks for {scheme:?} authentication, which camflow does not speak"
     )))
 }
@@ -130,18 +138,20 @@ impl Conn {
                 req = req.header(AUTHORIZATION, a);
             }
             async move {
-                timeout(opts.timeout, req.send())
-                    .await
-                    .map_err(|_| err(format!("no answer within {secs} s")))?
-                    .map_err(|e| err(describe(&e)))
+                within(opts.timeout, req.send(), || {
+                    format!("no answer within {secs} s")
+                })
+                .await?
+                .map_err(|e| failure(&e))
             }
         };
         let mut resp = get(None).await?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             let Some((user, pass)) = &self.creds else {
-                return Err(err(
+                return Err(SourceError::AuthWanted(
                     "HTTP 401 Unauthorized: the camera wants a user name and password \
-                     (--user/--password, or user:password@ in the URL)",
+                     (--user/--password, or user:password@ in the URL)"
+                        .into(),
                 ));
             };
             let challenge = resp
@@ -155,20 +165,22 @@ impl Conn {
                 .to_string();
             resp = get(Some(answer(&challenge, &self.url, user, pass)?)).await?;
             if resp.status() == StatusCode::UNAUTHORIZED {
-                return Err(err(
-                    "HTTP 401 Unauthorized: the camera refused the user name or password",
+                return Err(SourceError::AuthRefused(
+                    "HTTP 401 Unauthorized: the camera refused the user name or password".into(),
                 ));
             }
         }
         let status = resp.status();
         if !status.is_success() {
-            return Err(err(format!(
-                "HTTP {} {}",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or("")
-            )
-            .trim_end()
-            .to_string()));
+            return Err(SourceError::Refused(
+                format!(
+                    "HTTP {} {}",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("")
+                )
+                .trim_end()
+                .to_string(),
+            ));
         }
         Ok(resp)
     }
@@ -267,20 +279,19 @@ async fn look(resp: reqwest::Response, opts: &SourceOptions) -> Result<Answer, S
                 .filter(|b| !b.trim_start_matches('-').is_empty())
         });
     let secs = opts.timeout.as_secs_f64();
-    let deadline = Instant::now() + opts.timeout;
+    // One deadline for the whole look: the first bytes are one item.
+    let deadline = ItemDeadline::new(opts.timeout);
     let mut seen = BytesMut::new();
     let sniffed = loop {
         match multipart::sniff(&seen, false) {
             multipart::Sniff::NeedMore => {}
             decided => break decided,
         }
-        match timeout_at(deadline, body.next()).await {
-            Err(_) => return Err(err(format!("no data for {secs} s"))),
-            Ok(None) => break multipart::sniff(&seen, true),
-            Ok(Some(Err(e))) => {
-                return Err(err(format!("the connection failed: {}", describe(&e))))
-            }
-            Ok(Some(Ok(piece))) => seen.extend_from_slice(&piece),
+        let read = deadline.read(body.next(), || format!("no data for {secs} s"));
+        match read.await? {
+            None => break multipart::sniff(&seen, true),
+            Some(Err(e)) => return Err(connection_failed(&e, "")),
+            Some(Ok(piece)) => seen.extend_from_slice(&piece),
         }
     };
     if !seen.is_empty() {
@@ -320,9 +331,11 @@ async fn look(resp: reqwest::Response, opts: &SourceOptions) -> Result<Answer, S
         // boundary is all there is to go on.
         (_, Some(Some(d))) => (Kind::Multipart { boundary: d }, None),
         (_, Some(None)) => {
-            return Err(err(format!(
-                "{content_type:?} names no boundary, and the body does not begin with one"
-            )))
+            return Err(SourceError::protocol(
+                "multipart",
+                None,
+                format!("{content_type:?} names no boundary, and the body does not begin with one"),
+            ))
         }
         (_, None) => (Kind::Other, None),
     };
@@ -356,7 +369,7 @@ fn client(opts: &SourceOptions) -> Result<reqwest::Client, SourceError> {
     }
     builder
         .build()
-        .map_err(|e| err(format!("cannot start an HTTP client: {e}")))
+        .map_err(|e| SourceError::Local(format!("cannot start an HTTP client: {e}")))
 }
 
 /// Connects, authenticates if asked, and looks at the answer.
@@ -399,6 +412,27 @@ pub async fn open(
     Ok(Opened::Mjpeg(JpegStream { rx, stats }))
 }
 
+/// A failed request as a kind: a refused certificate, a connect that
+/// failed, or a connection lost on the way.
+fn failure(e: &reqwest::Error) -> SourceError {
+    if super::tls::describe(e).is_some() {
+        return SourceError::Untrusted(describe(e));
+    }
+    if e.is_connect() {
+        return match find_io(e) {
+            Some(io) => connect_failed(io, describe(e)),
+            None => SourceError::Unreachable(describe(e)),
+        };
+    }
+    SourceError::Ended(describe(e))
+}
+
+/// A body that failed while being read: the connection was lost (`mid`
+/// says what it was in the middle of).
+fn connection_failed(e: &reqwest::Error, mid: &str) -> SourceError {
+    SourceError::Ended(format!("the connection failed: {}{mid}", describe(e)))
+}
+
 fn describe(e: &reqwest::Error) -> String {
     // A refused certificate in words, with what to do about it.
     if let Some(tls) = super::tls::describe(e) {
@@ -433,14 +467,14 @@ async fn body(
 ) {
     let secs = opts.timeout.as_secs_f64();
     let pass_on = async {
+        // Any piece of a body camflow does not look into is a whole item.
+        let mut deadline = ItemDeadline::new(opts.timeout);
         loop {
-            let piece = match timeout(opts.timeout, body.next()).await {
-                Err(_) => return Err(err(format!("no data for {secs} s"))),
-                Ok(None) => return Ok(()),
-                Ok(Some(Err(e))) => {
-                    return Err(err(format!("the connection failed: {}", describe(&e))))
-                }
-                Ok(Some(Ok(b))) => b,
+            let read = deadline.read(body.next(), || format!("no data for {secs} s"));
+            let piece = match read.await? {
+                None => return Ok(()),
+                Some(Err(e)) => return Err(connection_failed(&e, "")),
+                Some(Ok(b)) => b,
             };
             stats.add_bytes(piece.len());
             let item = Arrived {
@@ -450,6 +484,9 @@ async fn body(
             if tx.send(Ok(item)).await.is_err() {
                 return Ok(());
             }
+            // From when the piece was handed on: a slow consumer is not
+            // held against the server.
+            deadline.reset();
         }
     };
     let result = tokio::select! {
@@ -488,8 +525,8 @@ async fn receive(
                 Kind::Snapshot => {
                     snapshots(conn, answer.body, opts, tx, stats, streamed, said).await
                 }
-                Kind::Other => Err(err(
-                    "the camera no longer answers with MJPEG (multipart or a JPEG)",
+                Kind::Other => Err(SourceError::NotVideo(
+                    "the camera no longer answers with MJPEG (multipart or a JPEG)".into(),
                 )),
             }
         }
@@ -554,11 +591,11 @@ async fn parts(
     let mut splitter = multipart::Splitter::new(boundary, opts.max_frame);
     let mut skipped = 0;
     // Only a whole JPEG resets the deadline.
-    let mut deadline = Instant::now() + opts.timeout;
+    let mut deadline = ItemDeadline::new(opts.timeout);
     loop {
-        let chunk = match timeout_at(deadline, body.next()).await {
-            Err(_) => return Err(err(format!("no JPEG for {secs} s"))),
-            Ok(None) => {
+        let read = deadline.read(body.next(), || format!("no JPEG for {secs} s"));
+        let chunk = match read.await? {
+            None => {
                 // Cameras that send no Content-Length and close after the
                 // last part (or a single one) write no delimiter after it:
                 // the splitter hands it over if it is a whole JPEG.
@@ -568,22 +605,22 @@ async fn parts(
                 }
                 return Ok(());
             }
-            Ok(Some(Err(e))) => {
+            Some(Err(e)) => {
                 let mid = if splitter.in_part() {
                     " (in the middle of a JPEG)"
                 } else {
                     ""
                 };
-                return Err(err(format!("the connection failed: {}{mid}", describe(&e))));
+                return Err(connection_failed(&e, mid));
             }
-            Ok(Some(Ok(c))) => c,
+            Some(Ok(c)) => c,
         };
         stats.add_bytes(chunk.len());
         splitter.feed(&chunk);
         let at_unix = unix_now();
-        while let Some(part) = splitter.next_part().map_err(|e| err(e.to_string()))? {
+        while let Some(part) = splitter.next_part()? {
             if deliver(part, at_unix, opts, tx, stats, &streamed).await {
-                deadline = Instant::now() + opts.timeout;
+                deadline.reset();
             }
         }
         count_skipped(&splitter, &mut skipped, opts, stats, said);
@@ -630,12 +667,15 @@ async fn snapshots(
             None => {
                 let answer = look(conn.request(opts).await?, opts).await?;
                 if answer.kind != Kind::Snapshot {
-                    return Err(err("the camera no longer answers with a single JPEG"));
+                    return Err(SourceError::NotVideo(
+                        "the camera no longer answers with a single JPEG".into(),
+                    ));
                 }
                 answer.body
             }
         };
-        let picture = read_picture(b, asked + opts.timeout, opts, stats).await?;
+        let deadline = ItemDeadline::since(asked, opts.timeout);
+        let picture = read_picture(b, &deadline, opts, stats).await?;
         let at_unix = unix_now();
         match picture {
             None => {
@@ -677,24 +717,21 @@ async fn snapshots(
 /// and the next request can reuse the connection).
 async fn read_picture(
     mut body: Body,
-    deadline: Instant,
+    deadline: &ItemDeadline,
     opts: &SourceOptions,
     stats: &SourceStats,
 ) -> Result<Option<Bytes>, SourceError> {
-    let secs = opts.timeout.as_secs_f64();
+    let secs = deadline.secs();
     let mut buf = BytesMut::new();
     let mut over = false;
     loop {
-        match timeout_at(deadline, body.next()).await {
-            Err(_) => return Err(err(format!("no whole JPEG within {secs} s of asking"))),
-            Ok(None) => break,
-            Ok(Some(Err(e))) => {
-                return Err(err(format!(
-                    "the connection failed: {} (in the middle of a JPEG)",
-                    describe(&e)
-                )))
-            }
-            Ok(Some(Ok(piece))) => {
+        let read = deadline.read(body.next(), || {
+            format!("no whole JPEG within {secs} s of asking")
+        });
+        match read.await? {
+            None => break,
+            Some(Err(e)) => return Err(connection_failed(&e, " (in the middle of a JPEG)")),
+            Some(Ok(piece)) => {
                 stats.add_bytes(piece.len());
                 if over || buf.len() + piece.len() > opts.max_frame {
                     over = true;
@@ -712,10 +749,10 @@ async fn read_picture(
 /// other sources (a part cut short is a JPEG cut short).
 fn closed_early(e: multipart::Error) -> SourceError {
     match e {
-        multipart::Error::Truncated { pos } => err(format!(
+        multipart::Error::Truncated { pos } => SourceError::Ended(format!(
             "the connection was closed in the middle of a JPEG (its multipart part began at byte {pos})"
         )),
-        e => err(e.to_string()),
+        e => e.into(),
     }
 }
 

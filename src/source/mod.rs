@@ -2,6 +2,8 @@
 //! stream for the pipeline. Files and stdin need no receiver: libavformat
 //! reads them itself.
 
+pub mod deadline;
+mod error;
 pub mod file;
 pub mod http;
 pub mod open;
@@ -25,7 +27,7 @@ use crate::packet::Arrived;
 pub use crate::packet::{JpegClock, JpegFrame};
 use crate::proto::evostream;
 pub use crate::redact::redact;
-pub use open::{open, Opened, STOPPED};
+pub use open::{open, Opened};
 pub use options::{OptionError, SourceConfig, SourceOptions, DEFAULT_MAX_MESSAGE};
 
 /// Chunks in flight between a receiver and the libav thread: enough to ride
@@ -189,43 +191,27 @@ pub fn redact_text(text: &str, spec: &SourceSpec) -> String {
     crate::redact::redact_text(text, spec.url())
 }
 
-/// Runs a live source's sessions under its reconnect policy: `session`
-/// gets the attempt number and a flag to set once it has delivered
-/// something. A failure before anything was ever delivered is fatal: the
-/// source never worked, and retrying would only hide why.
+/// Runs a live source's sessions under its reconnect policy
+/// ([`reconnect::run_sessions`]): `session` gets the attempt number and a
+/// flag to set once it has delivered something. A failure before anything
+/// was ever delivered is fatal; after that, [`SourceError::is_fatal`]
+/// decides. Reconnect attempts are logged with the source's name.
 pub async fn supervised<F, Fut>(
     opts: &SourceOptions,
     shutdown: watch::Receiver<bool>,
-    mut session: F,
+    session: F,
 ) -> Result<(), SourceError>
 where
     F: FnMut(u64, Arc<std::sync::atomic::AtomicBool>) -> Fut,
     Fut: std::future::Future<Output = Result<(), SourceError>>,
 {
-    use reconnect::SessionEnd;
-    let streamed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let name = opts.spec.display_name();
     let seed = std::process::id() as u64 ^ (crate::packet::unix_now() * 1e6) as u64;
-    reconnect::supervise(
+    reconnect::run_sessions(
         opts.reconnect,
         reconnect::Backoff::new(seed),
         shutdown,
-        |attempt| {
-            let fut = session(attempt, streamed.clone());
-            let streamed = streamed.clone();
-            async move {
-                match fut.await {
-                    // A source that ends before it ever sent video did not
-                    // work: say so, and do not come back for more of it.
-                    Ok(()) if !streamed.load(Ordering::Relaxed) => SessionEnd::Fatal(SourceError(
-                        "the stream ended before any video arrived".into(),
-                    )),
-                    Ok(()) => SessionEnd::Clean,
-                    Err(e) if streamed.load(Ordering::Relaxed) => SessionEnd::Failed(e),
-                    Err(e) => SessionEnd::Fatal(e),
-                }
-            }
-        },
+        session,
         |line| log::warn!("{name}: {line}"),
     )
     .await
@@ -290,11 +276,9 @@ impl SourceStats {
     }
 }
 
-/// Error a receiver ends with. The message names the problem; the command
-/// adds the source's (redacted) name in front.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct SourceError(pub String);
+/// Error a receiver ends with, by kind. The message names the problem; the
+/// command adds the source's (redacted) name in front.
+pub use crate::packet::SourceError;
 
 /// A running network receiver: clean chunks arrive on `rx`; the channel
 /// closes after the last one, an `Err` item first if the receiver failed.

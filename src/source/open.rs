@@ -17,19 +17,16 @@ pub struct Opened {
     pub stats: Option<Arc<SourceStats>>,
 }
 
-/// The error text of an open cut short by `shutdown` (Ctrl-C).
-pub const STOPPED: &str = "stopped before the source opened";
-
 /// Starts the receiver `opts` needs and returns once the source answered
 /// (HTTP first looks at the answer, RTSP at the camera's SDP). Receivers
 /// run on the current tokio runtime until their stream ends, they fail,
 /// the consumer drops the input, or `shutdown` is triggered; triggering it
-/// while connecting ends the open with [`STOPPED`].
+/// while connecting ends the open with [`SourceError::Stopped`].
 pub async fn open(opts: &SourceOptions, shutdown: &Shutdown) -> Result<Opened, SourceError> {
     let mut stop = shutdown.subscribe();
     tokio::select! {
         r = open_inner(opts, shutdown) => r,
-        _ = stop.wait_for(|s| *s) => Err(SourceError(STOPPED.into())),
+        _ = stop.wait_for(|s| *s) => Err(SourceError::Stopped),
     }
 }
 
@@ -63,7 +60,7 @@ async fn open_inner(opts: &SourceOptions, shutdown: &Shutdown) -> Result<Opened,
         }
         SourceSpec::File(p) => local(Input::Path(p.clone())),
         SourceSpec::WebSocket(_) | SourceSpec::Tcp(_) | SourceSpec::Vbc(_) => {
-            return Err(SourceError("no receiver for this source".into()))
+            return Err(SourceError::Local("no receiver for this source".into()))
         }
     })
 }

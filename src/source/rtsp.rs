@@ -38,9 +38,10 @@ use retina::client::{
 use retina::codec::{CodecItem, FrameFormat, ParameterSetInsertion, ParametersRef};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::time::timeout;
 use url::Url;
 
+use super::deadline::{within, ItemDeadline};
 use super::{JpegFrame, JpegStream, PacketStream, SourceError, SourceOptions, SourceStats};
 use crate::packet::{unix_now, VideoCodec, VideoPacket, VideoParams};
 use crate::proto::rtp_jpeg;
@@ -180,10 +181,6 @@ impl Tx {
     }
 }
 
-fn err(msg: impl Into<String>) -> SourceError {
-    SourceError(msg.into())
-}
-
 /// Session groups and receiver tasks of this process, so that `main` can
 /// wait (briefly) for their TEARDOWNs before the runtime goes away.
 static LIVE: Mutex<Vec<(Arc<SessionGroup>, tokio::task::JoinHandle<()>)>> = Mutex::new(Vec::new());
@@ -288,7 +285,11 @@ fn split_credentials(
         percent_encoding::percent_decode_str(s)
             .decode_utf8()
             .map(|c| c.into_owned())
-            .map_err(|_| err("the user name or password in the URL is not valid UTF-8"))
+            .map_err(|_| {
+                SourceError::Settings(
+                    "the user name or password in the URL is not valid UTF-8".into(),
+                )
+            })
     };
     let creds = match &opts.user {
         Some(user) => Some(Credentials {
@@ -313,13 +314,45 @@ async fn describe(ctx: &Ctx) -> Result<Session<Described>, SourceError> {
         .user_agent(format!("camflow/{}", env!("CARGO_PKG_VERSION")))
         .session_group(ctx.group.clone());
     let secs = ctx.opts.timeout.as_secs_f64();
-    timeout(
+    within(
         ctx.opts.timeout,
         Session::describe(ctx.url.clone(), options),
+        || format!("no answer to DESCRIBE within {secs} s"),
     )
-    .await
-    .map_err(|_| err(format!("no answer to DESCRIBE within {secs} s")))?
-    .map_err(|e| err(retina_error(&e)))
+    .await?
+    .map_err(|e| failure(ctx, &e))
+}
+
+/// A retina error as a kind. retina's error is opaque but for its status
+/// code; the rest is told from its first line, which names the failure.
+fn failure(ctx: &Ctx, e: &retina::Error) -> SourceError {
+    let message = retina_error(e);
+    if let Some(status) = e.status_code() {
+        return match status {
+            401 if ctx.creds.is_some() => SourceError::AuthRefused(message),
+            401 => SourceError::AuthWanted(message),
+            _ => SourceError::Refused(message),
+        };
+    }
+    let text = e.to_string();
+    if text.starts_with("Unable to connect") {
+        if text.contains("Connection refused") {
+            SourceError::Refused(message)
+        } else {
+            SourceError::Unreachable(message)
+        }
+    } else if text.starts_with("Error reading")
+        || text.starts_with("Error writing")
+        || text.starts_with("Error receiving")
+    {
+        SourceError::Ended(message)
+    } else if text.starts_with("Invalid argument") {
+        SourceError::Settings(message)
+    } else if text.starts_with("Timeout") {
+        SourceError::Timeout(message)
+    } else {
+        SourceError::protocol("RTSP", None, message)
+    }
 }
 
 /// retina's errors start with the connection context in brackets, and an
@@ -363,7 +396,7 @@ fn pick_video(streams: &[retina::client::Stream]) -> Result<(usize, Codec), Sour
         .iter()
         .map(|s| format!("{} {}", s.media(), s.encoding_name()))
         .collect();
-    Err(err(format!(
+    Err(SourceError::NotVideo(format!(
         "the camera offers no MJPEG or H.264 video (its SDP has: {})",
         if offered.is_empty() {
             "nothing".to_string()
@@ -496,7 +529,7 @@ async fn session(
     match tx {
         Tx::Jpeg(tx) => jpegs(ctx, playing, video, tx, shutdown, streamed).await,
         Tx::Packets(tx) => {
-            let demuxed = playing.demuxed().map_err(|e| err(retina_error(&e)))?;
+            let demuxed = playing.demuxed().map_err(|e| failure(ctx, &e))?;
             h264(ctx, demuxed, video, tx, shutdown, streamed).await
         }
     }
@@ -538,7 +571,7 @@ async fn play(
     let (video, codec) = pick_video(session.streams()).map_err(|e| (e, false))?;
     if codec != ctx.codec {
         return Err((
-            err(format!(
+            SourceError::NotVideo(format!(
                 "the camera now sends {} instead of {}",
                 codec.name(),
                 ctx.codec.name()
@@ -563,10 +596,12 @@ async fn play(
         let setup = SetupOptions::default()
             .transport(ctx.opts.rtsp_transport.retina())
             .frame_format(format);
-        timeout(ctx.opts.timeout, session.setup(i, setup))
-            .await
-            .map_err(|_| (err(format!("no answer to SETUP within {secs} s")), false))?
-            .map_err(|e| (err(retina_error(&e)), false))?;
+        within(ctx.opts.timeout, session.setup(i, setup), || {
+            format!("no answer to SETUP within {secs} s")
+        })
+        .await
+        .map_err(|e| (e, false))?
+        .map_err(|e| (failure(ctx, &e), false))?;
     }
     // With several tracks, each one's RTP time is mapped through RTP-Info
     // when the camera gives it, and starts at its first packet otherwise.
@@ -575,13 +610,14 @@ async fn play(
     } else {
         InitialTimestampPolicy::Ignore
     };
-    let playing = timeout(
+    let playing = within(
         ctx.opts.timeout,
         session.play(PlayOptions::default().initial_timestamp(policy)),
+        || format!("no answer to PLAY within {secs} s"),
     )
     .await
-    .map_err(|_| (err(format!("no answer to PLAY within {secs} s")), false))?
-    .map_err(|e| (err(retina_error(&e)), e.status_code().is_some()))?;
+    .map_err(|e| (e, false))?
+    .map_err(|e| (failure(ctx, &e), e.status_code().is_some()))?;
     Ok((playing, video))
 }
 
@@ -594,24 +630,24 @@ enum Next<T> {
 
 /// Waits for the next item of a playing session, up to `deadline`.
 async fn next<S, T>(
+    ctx: &Ctx,
     stream: &mut S,
-    deadline: Instant,
+    deadline: &ItemDeadline,
     closed: impl std::future::Future<Output = ()>,
     shutdown: &mut watch::Receiver<bool>,
-    secs: f64,
 ) -> Result<Next<T>, SourceError>
 where
     S: futures_util::Stream<Item = Result<T, retina::Error>> + Unpin,
 {
+    let secs = deadline.secs();
     tokio::select! {
         biased;
         _ = shutdown.wait_for(|stop| *stop) => Ok(Next::Stop),
         _ = closed => Ok(Next::Stop),
-        r = timeout_at(deadline, stream.next()) => match r {
-            Err(_) => Err(err(format!("no video for {secs} s"))),
-            Ok(None) => Err(err("the camera ended the session")),
-            Ok(Some(Err(e))) => Err(err(retina_error(&e))),
-            Ok(Some(Ok(item))) => Ok(Next::Item(item)),
+        r = deadline.read(stream.next(), || format!("no video for {secs} s")) => match r? {
+            None => Err(SourceError::Ended("the camera ended the session".into())),
+            Some(Err(e)) => Err(failure(ctx, &e)),
+            Some(Ok(item)) => Ok(Next::Item(item)),
         },
     }
 }
@@ -631,16 +667,15 @@ async fn jpegs(
     // the source's count runs on across sessions.
     let dropped_before = ctx.stats.dropped_frames.load(Ordering::Relaxed);
     let mut last_drop: Option<rtp_jpeg::Dropped> = None;
-    let secs = ctx.opts.timeout.as_secs_f64();
     // Only a whole picture moves the deadline: a camera that sends packets
     // but never a complete frame must still time out.
-    let mut deadline = Instant::now() + ctx.opts.timeout;
+    let mut deadline = ItemDeadline::new(ctx.opts.timeout);
     loop {
-        let item = next(&mut playing, deadline, tx.closed(), &mut shutdown, secs)
+        let item = next(ctx, &mut playing, &deadline, tx.closed(), &mut shutdown)
             .await
             .map_err(|e| match &last_drop {
                 // Packets came, pictures did not: say why.
-                Some(d) => err(format!("{}; the last dropped frame: {d}", e.0)),
+                Some(d) => e.with_suffix(&format!("; the last dropped frame: {d}")),
                 None => e,
             })?;
         let pkt = match item {
@@ -685,7 +720,7 @@ async fn jpegs(
             return Ok(());
         }
         streamed.store(true, Ordering::Relaxed);
-        deadline = Instant::now() + ctx.opts.timeout;
+        deadline.reset();
     }
 }
 
@@ -699,8 +734,7 @@ async fn h264(
     mut shutdown: watch::Receiver<bool>,
     streamed: Arc<AtomicBool>,
 ) -> Result<(), SourceError> {
-    let secs = ctx.opts.timeout.as_secs_f64();
-    let mut deadline = Instant::now() + ctx.opts.timeout;
+    let mut deadline = ItemDeadline::new(ctx.opts.timeout);
     // Nothing decodes before the first IDR of a session.
     let mut need_key = true;
     let mut after_loss = false;
@@ -713,16 +747,16 @@ async fn h264(
     let mut last_seen: Option<i64> = None;
     let mut step: Option<i64> = None;
     loop {
-        let item = next(&mut demuxed, deadline, tx.closed(), &mut shutdown, secs)
+        let item = next(ctx, &mut demuxed, &deadline, tx.closed(), &mut shutdown)
             .await
-            .map_err(|e| {
-                if need_key && pictures_came && e.0.starts_with("no video") {
-                    err(format!(
-                        "no decodable picture (waiting for an IDR) for {secs} s"
+            .map_err(|e| match e {
+                SourceError::Timeout(_) if need_key && pictures_came => {
+                    SourceError::Timeout(format!(
+                        "no decodable picture (waiting for an IDR) for {} s",
+                        deadline.secs()
                     ))
-                } else {
-                    e
                 }
+                e => e,
             })?;
         let frame = match item {
             Next::Stop => return Ok(()),
@@ -807,7 +841,7 @@ async fn h264(
             let mut last = ctx
                 .last_params
                 .lock()
-                .map_err(|_| err("internal error: poisoned lock"))?;
+                .map_err(|_| SourceError::Local("internal error: poisoned lock".into()))?;
             if last.as_deref() != Some(&params) {
                 let p = Arc::new(params);
                 *last = Some(p.clone());
@@ -837,7 +871,7 @@ async fn h264(
         // Only a picture handed on moves the deadline: a stream that never
         // brings an IDR again times out and is reconnected (a new session
         // starts with one).
-        deadline = Instant::now() + ctx.opts.timeout;
+        deadline.reset();
     }
 }
 

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
-use tokio::time::{timeout, timeout_at, Instant};
 use url::Url;
 
+use super::deadline::{within, ItemDeadline};
+use super::error::connect_failed;
 use super::{JpegFrame, SourceError, SourceOptions, SourceStats};
 use crate::packet::unix_now;
 use crate::proto::jpeg;
@@ -20,10 +21,6 @@ use crate::proto::jpeg;
 pub const VBC_PORT: u16 = 65310;
 
 type Tx = mpsc::Sender<Result<JpegFrame, SourceError>>;
-
-fn err(msg: impl Into<String>) -> SourceError {
-    SourceError(msg.into())
-}
 
 /// Runs until the camera closes the connection, an error, the consumer
 /// hanging up, or shutdown. An error is sent down the channel last.
@@ -66,17 +63,20 @@ async fn session(
         Some(url::Host::Ipv6(a)) => a.to_string(),
         Some(url::Host::Ipv4(a)) => a.to_string(),
         Some(url::Host::Domain(d)) => d.to_string(),
-        None => return Err(err("the URL has no host")),
+        None => return Err(SourceError::Settings("the URL has no host".into())),
     };
-    let mut sock = timeout(opts.timeout, TcpStream::connect((target.as_str(), port)))
-        .await
-        .map_err(|_| err(format!("no answer within {secs} s while connecting")))?
-        .map_err(|e| err(format!("cannot connect: {e}")))?;
+    let mut sock = within(
+        opts.timeout,
+        TcpStream::connect((target.as_str(), port)),
+        || format!("no answer within {secs} s while connecting"),
+    )
+    .await?
+    .map_err(|e| connect_failed(&e, format!("cannot connect: {e}")))?;
     let _ = sock.set_nodelay(true);
     if let Some(h) = hello {
         sock.write_all(h)
             .await
-            .map_err(|e| err(format!("sending the hello: {e}")))?;
+            .map_err(|e| SourceError::Ended(format!("sending the hello: {e}")))?;
     }
 
     let mut splitter = jpeg::Splitter::new(opts.max_frame);
@@ -85,31 +85,35 @@ async fn session(
     let mut buf = vec![0u8; 64 * 1024];
     // Only a whole JPEG resets the deadline: a camera that sends bytes but
     // no pictures (junk, a stuck encoder) must still time out.
-    let mut deadline = Instant::now() + opts.timeout;
+    let mut deadline = ItemDeadline::new(opts.timeout);
     loop {
-        let n = match timeout_at(deadline, sock.read(&mut buf)).await {
-            Err(_) => {
-                return Err(err(if splitter.in_frame() {
-                    format!("no whole JPEG for {secs} s (in the middle of one)")
-                } else {
-                    format!("no JPEG for {secs} s")
-                }))
+        let read = deadline.read(sock.read(&mut buf), || {
+            if splitter.in_frame() {
+                format!("no whole JPEG for {secs} s (in the middle of one)")
+            } else {
+                format!("no JPEG for {secs} s")
             }
-            Ok(Err(e)) => {
+        });
+        let n = match read.await? {
+            Err(e) => {
                 let mid = if splitter.in_frame() {
                     " (in the middle of a JPEG)"
                 } else {
                     ""
                 };
-                return Err(err(format!("the connection failed: {e}{mid}")));
+                return Err(SourceError::Ended(format!(
+                    "the connection failed: {e}{mid}"
+                )));
             }
-            Ok(Ok(n)) => n,
+            Ok(n) => n,
         };
         if n == 0 {
             // The camera closed the connection: a clean end, unless it cut
             // a picture short.
             if splitter.in_frame() {
-                return Err(err("the connection was closed in the middle of a JPEG"));
+                return Err(SourceError::Ended(
+                    "the connection was closed in the middle of a JPEG".into(),
+                ));
             }
             return Ok(());
         }
@@ -130,7 +134,7 @@ async fn session(
                 std::future::pending::<()>().await;
             }
             streamed.store(true, Ordering::Relaxed);
-            deadline = Instant::now() + opts.timeout;
+            deadline.reset();
         }
     }
 }
@@ -142,7 +146,7 @@ fn next_frame(
     stats: &SourceStats,
     counted: &mut u64,
 ) -> Result<Option<bytes::Bytes>, SourceError> {
-    let next = splitter.next_frame().map_err(|e| err(e.to_string()));
+    let next = splitter.next_frame().map_err(SourceError::from);
     let bad = splitter.stats().bad_frames;
     if bad > *counted {
         stats

@@ -78,7 +78,7 @@ pub fn client_config(
         Trust::Any
     } else {
         let path = settings.ca_cert.as_deref().unwrap_or(Path::new(""));
-        let certs = load_ca_file(path).map_err(SourceError)?;
+        let certs = load_ca_file(path).map_err(SourceError::Settings)?;
         let mut roots = RootCertStore::empty();
         for cert in &certs {
             // Checked by load_ca_file.
@@ -86,7 +86,7 @@ pub fn client_config(
         }
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
-            .map_err(|e| SourceError(format!("--ca-cert {}: {e}", path.display())))?;
+            .map_err(|e| SourceError::Settings(format!("--ca-cert {}: {e}", path.display())))?;
         Trust::Pinned {
             pinned: certs,
             webpki,
@@ -98,7 +98,7 @@ pub fn client_config(
     });
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| SourceError(format!("cannot set up TLS: {e}")))?
+        .map_err(|e| SourceError::Local(format!("cannot set up TLS: {e}")))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();

@@ -7,14 +7,15 @@ use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
-use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::Connector;
 use url::Url;
 
+use super::deadline::{within, ItemDeadline};
+use super::error::connect_failed;
 use super::{SourceError, SourceOptions, SourceStats, WsFraming};
 use crate::packet::{unix_now, Arrived, Chunk};
 use crate::proto::{bmff, evostream, fmp4};
@@ -43,47 +44,60 @@ pub async fn run(
     }
 }
 
-fn err(msg: impl Into<String>) -> SourceError {
-    SourceError(msg.into())
+/// Where a connection was when tungstenite failed.
+#[derive(Clone, Copy)]
+struct Stage {
+    /// wss://: I/O errors may be TLS failures.
+    tls: bool,
+    /// Credentials were sent: a 401 refuses them.
+    creds: bool,
+    /// The upgrade succeeded: an I/O error is a lost connection.
+    connected: bool,
 }
 
-/// Words for a tungstenite error, without repeating the URL.
-fn describe(e: &tungstenite::Error, tls: bool) -> String {
+/// A tungstenite error as a kind, in words that do not repeat the URL.
+fn failure(e: &tungstenite::Error, at: Stage) -> SourceError {
     use std::io::ErrorKind;
     use tungstenite::error::ProtocolError;
     use tungstenite::Error as E;
     match e {
         // A refused certificate, in words and with what to do about it.
-        E::Io(io) if tls && super::tls::describe(io).is_some() => {
-            super::tls::describe(io).unwrap_or_default()
+        E::Io(io) if at.tls && super::tls::describe(io).is_some() => {
+            SourceError::Untrusted(super::tls::describe(io).unwrap_or_default())
         }
         E::Tls(t) if super::tls::describe(t).is_some() => {
-            super::tls::describe(t).unwrap_or_default()
+            SourceError::Untrusted(super::tls::describe(t).unwrap_or_default())
         }
         // tokio-rustls reports handshake failures as I/O errors.
         E::Io(io)
-            if tls && matches!(io.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof) =>
+            if at.tls && matches!(io.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof) =>
         {
-            format!("TLS failure: {io}")
+            SourceError::Unreachable(format!("TLS failure: {io}"))
         }
-        E::Io(io) => format!("cannot connect: {io}"),
-        E::Tls(t) => format!("TLS failure: {t}"),
+        E::Io(io) if at.connected => SourceError::Ended(format!("cannot connect: {io}")),
+        E::Io(io) => connect_failed(io, format!("cannot connect: {io}")),
+        E::Tls(t) => SourceError::Unreachable(format!("TLS failure: {t}")),
         E::Http(resp) => {
             let status = resp.status();
-            format!(
+            let text = format!(
                 "the server refused the WebSocket upgrade: HTTP {} {}",
                 status.as_u16(),
                 status.canonical_reason().unwrap_or("")
             )
             .trim_end()
-            .to_string()
+            .to_string();
+            match status.as_u16() {
+                401 if at.creds => SourceError::AuthRefused(text),
+                401 => SourceError::AuthWanted(text),
+                _ => SourceError::Refused(text),
+            }
         }
-        E::Url(u) => format!("bad WebSocket URL: {u}"),
-        E::Capacity(c) => format!("message too large: {c}"),
+        E::Url(u) => SourceError::Settings(format!("bad WebSocket URL: {u}")),
+        E::Capacity(c) => SourceError::TooLarge(format!("message too large: {c}")),
         E::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-            "the connection was dropped without a WebSocket close".into()
+            SourceError::Ended("the connection was dropped without a WebSocket close".into())
         }
-        other => other.to_string(),
+        other => SourceError::protocol("WebSocket", None, other.to_string()),
     }
 }
 
@@ -109,21 +123,23 @@ fn build_request(
     }
     let _ = clean.set_username("");
     let _ = clean.set_password(None);
+    let at = Stage {
+        tls: url.scheme() == "wss",
+        creds: false,
+        connected: false,
+    };
     let mut req = clean
         .as_str()
         .into_client_request()
-        .map_err(|e| err(describe(&e, url.scheme() == "wss")))?;
+        .map_err(|e| failure(&e, at))?;
     if !user.is_empty() || pass.is_some() {
         let token = base64_encode(format!("{user}:{}", pass.unwrap_or_default()).as_bytes());
         let v = HeaderValue::from_str(&format!("Basic {token}"))
-            .map_err(|_| err("credentials cannot be sent in a header"))?;
+            .map_err(|_| SourceError::Settings("credentials cannot be sent in a header".into()))?;
         req.headers_mut().insert("authorization", v);
     }
     for (name, value) in &opts.headers {
-        let n = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| err(format!("bad header name {name:?}")))?;
-        let v = HeaderValue::from_str(value)
-            .map_err(|_| err(format!("bad value for header {name}")))?;
+        let (n, v) = super::http::header(name, value)?;
         req.headers_mut().insert(n, v);
     }
     Ok(req)
@@ -171,18 +187,25 @@ async fn session(
     let secs = opts.timeout.as_secs_f64();
     // `--insecure` / `--ca-cert`; without them tungstenite's own WebPKI roots.
     let connector = super::tls::client_config(&opts.tls)?.map(Connector::Rustls);
-    let (mut ws, _resp) = timeout(
+    // Credentials from the URL, the flags or a header: a 401 refuses them.
+    let mut at = Stage {
+        tls: url.scheme() == "wss",
+        creds: req.headers().contains_key("authorization"),
+        connected: false,
+    };
+    let (mut ws, _resp) = within(
         opts.timeout,
         tokio_tungstenite::connect_async_tls_with_config(req, Some(config), true, connector),
+        || format!("no answer within {secs} s while connecting"),
     )
-    .await
-    .map_err(|_| err(format!("no answer within {secs} s while connecting")))?
-    .map_err(|e| err(describe(&e, url.scheme() == "wss")))?;
+    .await?
+    .map_err(|e| failure(&e, at))?;
+    at.connected = true;
 
     for text in &opts.ws_send {
         ws.send(Message::text(text.as_str()))
             .await
-            .map_err(|e| err(describe(&e, url.scheme() == "wss")))?;
+            .map_err(|e| failure(&e, at))?;
     }
 
     let mut framer = match opts.ws_framing {
@@ -196,32 +219,31 @@ async fn session(
 
     // Only video resets the deadline: a server that keeps the connection
     // alive with pings or text while its camera is off must still time out.
-    let mut deadline = tokio::time::Instant::now() + opts.timeout;
+    let mut deadline = ItemDeadline::new(opts.timeout);
     loop {
-        let msg = match tokio::time::timeout_at(deadline, ws.next()).await {
-            Err(_) => {
-                let mid = if framer.in_fragment() {
-                    " (in the middle of a fragment)"
-                } else {
-                    ""
-                };
-                return Err(err(format!("no video data for {secs} s{mid}")));
+        let mid = |framer: &Framer| {
+            if framer.in_fragment() {
+                " (in the middle of a fragment)"
+            } else {
+                ""
             }
-            Ok(None) => {
-                return Err(err(if framer.in_fragment() {
-                    "the connection was dropped in the middle of a fragment"
-                } else {
-                    "the connection was dropped without a WebSocket close"
-                }));
+        };
+        let read = deadline.read(ws.next(), || {
+            format!("no video data for {secs} s{}", mid(&framer))
+        });
+        let msg = match read.await? {
+            None => {
+                return Err(SourceError::Ended(
+                    if framer.in_fragment() {
+                        "the connection was dropped in the middle of a fragment"
+                    } else {
+                        "the connection was dropped without a WebSocket close"
+                    }
+                    .into(),
+                ));
             }
-            Ok(Some(Err(e))) => {
-                let mut m = describe(&e, url.scheme() == "wss");
-                if framer.in_fragment() {
-                    m.push_str(" (in the middle of a fragment)");
-                }
-                return Err(err(m));
-            }
-            Ok(Some(Ok(m))) => m,
+            Some(Err(e)) => return Err(failure(&e, at).with_suffix(mid(&framer))),
+            Some(Ok(m)) => m,
         };
         match msg {
             Message::Binary(data) => {
@@ -234,7 +256,7 @@ async fn session(
                         set_framing(stats, WsFraming::Raw);
                         Framer::Raw(fmp4::Assembler::new(opts.max_message))
                     } else {
-                        return Err(err(format!(
+                        return Err(SourceError::NotVideo(format!(
                             "the stream is neither EvoStream-framed nor fMP4 (first bytes: {})",
                             hex_prefix(&data)
                         )));
@@ -255,7 +277,7 @@ async fn session(
                                     *slot = Some(d.stats().clone());
                                 }
                             }
-                            match item.map_err(|e| err(e.to_string()))? {
+                            match item? {
                                 Some(evostream::Item::Init(b)) => send(tx, Chunk::Init(b)).await?,
                                 Some(evostream::Item::Fragment(b)) => {
                                     send(tx, Chunk::Fragment(b)).await?;
@@ -265,11 +287,11 @@ async fn session(
                                 None => break,
                             }
                         }
-                        d.end_of_message().map_err(|e| err(e.to_string()))?;
+                        d.end_of_message()?;
                     }
                     Framer::Raw(a) => {
                         a.feed(&data);
-                        while let Some(c) = a.next_chunk().map_err(|e| err(e.to_string()))? {
+                        while let Some(c) = a.next_chunk()? {
                             if matches!(c, Chunk::Fragment(_)) {
                                 streamed.store(true, Ordering::Relaxed);
                                 video = true;
@@ -282,7 +304,7 @@ async fn session(
                 // Counted from when the video was handed on, so time spent
                 // waiting for a slow consumer is not held against the server.
                 if video {
-                    deadline = tokio::time::Instant::now() + opts.timeout;
+                    deadline.reset();
                 }
             }
             Message::Close(_) => {
