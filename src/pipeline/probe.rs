@@ -1,6 +1,7 @@
 //! What libavformat finds in a source: container, streams, codecs, sizes,
 //! frame rates.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
@@ -43,6 +44,36 @@ pub struct ContainerReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_seconds: Option<f64>,
     pub streams: Vec<StreamReport>,
+}
+
+/// The little a caller needs of a local file before working on it (packaging:
+/// whether the video must be re-encoded, and the length its progress runs to).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileOutline {
+    /// libavcodec's name for the main video stream's codec (`h264`, `hevc`);
+    /// `None` when the file has no video.
+    pub video_codec: Option<String>,
+    /// The container's duration; `None` when it does not say.
+    pub duration_seconds: Option<f64>,
+}
+
+/// Opens a local file only to read its [`FileOutline`]; `None` when
+/// libavformat cannot open it (the step that reads it reports why).
+pub fn outline(path: &Path) -> Option<FileOutline> {
+    let ictx = ffmpeg::format::input(path).ok()?;
+    let video_codec = ictx
+        .streams()
+        .best(media::Type::Video)
+        .map(|s| s.parameters().id().name().to_string());
+    Some(FileOutline {
+        video_codec,
+        duration_seconds: seconds(ictx.duration()),
+    })
+}
+
+/// A container duration in AV_TIME_BASE units as seconds, if it is known.
+fn seconds(duration: i64) -> Option<f64> {
+    (duration > 0).then(|| duration as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE))
 }
 
 fn rate(r: ffmpeg::Rational) -> Option<f64> {
@@ -100,12 +131,10 @@ pub fn run(
         }
         streams.push(r);
     }
-    let duration = ictx.duration();
     Ok(ContainerReport {
         container: fmt.name().to_string(),
         container_long: fmt.description().to_string(),
-        duration_seconds: (duration > 0)
-            .then(|| duration as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE)),
+        duration_seconds: seconds(ictx.duration()),
         streams,
     })
 }
