@@ -10,7 +10,9 @@
 //! after a grace of one segment, and writes `EXT-X-ENDLIST` in its trailer
 //! (all checked by the tests against ffprobe and a browser).
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -22,9 +24,10 @@ use super::PipelineError;
 use crate::packet::{VideoCodec, VideoParams};
 use crate::sink::fmp4_file::{self, PendingFile};
 
-/// A container `transcode --to` writes. A new one is a variant here and a
-/// line in [`Container::muxer`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// A container `transcode --to` writes. A new one is a variant here, an
+/// entry in [`Container::ALL`] and a line in [`Container::name`] and
+/// [`Container::muxer`]. No default: a caller says which it wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Container {
     /// Flash Video: files, and what RTMP servers take.
     Flv,
@@ -34,6 +37,18 @@ pub enum Container {
 }
 
 impl Container {
+    /// Every container, in the order a list of them is shown.
+    pub const ALL: [Container; 2] = [Container::Flv, Container::Mp4];
+
+    /// The name callers spell it with (`--to flv`, a config value); the
+    /// [`Display`](fmt::Display) and [`FromStr`] form.
+    pub fn name(self) -> &'static str {
+        match self {
+            Container::Flv => "flv",
+            Container::Mp4 => "mp4",
+        }
+    }
+
     /// libavformat's name for the muxer, and its options.
     fn muxer(self) -> (&'static str, Vec<(&'static str, String)>) {
         match self {
@@ -55,6 +70,26 @@ impl Container {
                 ],
             ),
         }
+    }
+}
+
+impl fmt::Display for Container {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Container {
+    type Err = String;
+    /// Exact names only, as `--to` has always taken them.
+    fn from_str(s: &str) -> Result<Self, String> {
+        Container::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                let names = Container::ALL.map(Container::name);
+                format!("unknown container {s:?} (expected {})", names.join(" or "))
+            })
     }
 }
 
@@ -956,6 +991,18 @@ fn whole_flv_tags(mut file: &std::fs::File, len: u64) -> std::io::Result<(u64, W
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn containers_read_back_from_their_names_and_nothing_else() {
+        for c in Container::ALL {
+            assert_eq!(c.to_string().parse::<Container>(), Ok(c));
+        }
+        assert_eq!(
+            "FLV".parse::<Container>(),
+            Err("unknown container \"FLV\" (expected flv or mp4)".to_string())
+        );
+        assert!("".parse::<Container>().is_err());
+    }
 
     fn shown(to: &str) -> String {
         Target::Stream {
