@@ -5,7 +5,7 @@
 //! HLS uses libavformat's hls muxer rather than segments written here: it
 //! already splits at keyframes only, writes `EXT-X-MAP`, sets
 //! `EXT-X-TARGETDURATION` to the longest segment rounded to the nearest
-//! second (pauses in the source are cut out first: [`GapCloser`]), replaces the
+//! second (pauses in the source are cut out first: `GapCloser`), replaces the
 //! playlist by write-then-rename, deletes segments that left a live window
 //! after a grace of one segment, and writes `EXT-X-ENDLIST` in its trailer
 //! (all checked by the tests against ffprobe and a browser).
@@ -26,7 +26,7 @@ use crate::sink::fmp4_file::{self, PendingFile};
 
 /// A container `transcode --to` writes. A new one is a variant here, an
 /// entry in [`Container::ALL`] and a line in [`Container::name`] and
-/// [`Container::muxer`]. No default: a caller says which it wants.
+/// `Container::muxer`. No default: a caller says which it wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Container {
     /// Flash Video: files, and what RTMP servers take.
@@ -98,7 +98,10 @@ impl FromStr for Container {
 pub enum Target {
     /// A file path or a URL libavformat writes to (`rtmp://…`).
     Stream {
+        /// The container written.
         container: Container,
+        /// The file path or URL, as the user gave it (errors show it with
+        /// [`Target::name`]'s redaction).
         to: String,
         /// Seconds a network write may block before the push fails.
         timeout: f64,
@@ -108,9 +111,13 @@ pub enum Target {
     Hls(HlsSpec),
 }
 
+/// Settings of an HLS output.
 #[derive(Debug, Clone)]
 pub struct HlsSpec {
+    /// The folder the playlist and segments go in.
     pub dir: PathBuf,
+    /// The shortest segment wanted; segments are cut at the first keyframe
+    /// after it.
     pub segment_seconds: f64,
     /// `Some(n)`: live, a sliding window of n segments; `None`: VOD, every
     /// segment kept.
@@ -118,6 +125,7 @@ pub struct HlsSpec {
 }
 
 impl HlsSpec {
+    /// The media playlist a player opens (`index.m3u8` in the folder).
     pub fn playlist(&self) -> PathBuf {
         self.dir.join("index.m3u8")
     }
@@ -235,12 +243,15 @@ fn without_stream_key(mut u: url::Url) -> url::Url {
     u
 }
 
+/// Running totals of what a muxer wrote: the progress line's figures while
+/// it runs, the closing line's at the end.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MuxSummary {
+    /// Video packets written.
     pub frames: u64,
     /// Presentation time of the last frame written, from the first.
     pub seconds: f64,
-    /// Seconds of pauses taken out of an HLS timeline ([`GapCloser`]).
+    /// Seconds of pauses taken out of an HLS timeline (`GapCloser`).
     pub pauses_removed: f64,
 }
 
@@ -337,6 +348,7 @@ pub struct VideoMuxer {
     last_dts: Option<i64>,
     /// HLS only: pauses are cut out of the timeline.
     gaps: Option<GapCloser>,
+    /// What has been written so far.
     pub summary: MuxSummary,
     finished: bool,
 }

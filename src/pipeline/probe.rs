@@ -13,19 +13,29 @@ use super::input::{self, InputSource};
 use super::rotation::DisplayMatrix;
 use super::PipelineError;
 
+/// One stream of a probed source, as `camflow probe` prints it (JSON);
+/// fields libav does not know are left out.
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamReport {
+    /// The stream's index in the container.
     pub index: usize,
+    /// libav's media type, lower case: `video`, `audio`, `data`, ….
     pub kind: String,
+    /// libavcodec's codec name (`h264`, `mjpeg`, `aac`).
     pub codec: String,
+    /// Video: width in pixels, as the stream's parameters give it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
+    /// Video: height in pixels, as the stream's parameters give it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
+    /// Video: the average frame rate, else the stream's base rate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fps: Option<f64>,
+    /// Video: libav's pixel format, lower case (`yuv420p`, `yuvj422p`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pixel_format: Option<String>,
+    /// Audio: samples per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample_rate: Option<u32>,
     /// The display matrix: degrees a player turns the picture clockwise
@@ -33,16 +43,22 @@ pub struct StreamReport {
     /// whether it mirrors it too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation: Option<f64>,
+    /// Whether the display matrix mirrors the picture (left out when not).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub mirrored: bool,
 }
 
+/// What `camflow probe` reports of a source: the container and each stream.
 #[derive(Debug, Clone, Serialize)]
 pub struct ContainerReport {
+    /// libavformat's short name of the demuxer (`mov,mp4,m4a,3gp,3g2,mj2`, `flv`).
     pub container: String,
+    /// The demuxer's long, readable name.
     pub container_long: String,
+    /// The container's duration, when it says (live sources do not).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_seconds: Option<f64>,
+    /// Every stream, in container order.
     pub streams: Vec<StreamReport>,
 }
 
@@ -80,6 +96,8 @@ fn rate(r: ffmpeg::Rational) -> Option<f64> {
     (r.numerator() > 0 && r.denominator() > 0).then(|| f64::from(r))
 }
 
+/// Opens `src` with libavformat and reports what it finds; `bytes` counts
+/// what is read, `stop` gives up at Ctrl-C.
 pub fn run(
     src: &InputSource,
     stop: Arc<AtomicBool>,
