@@ -79,11 +79,7 @@ pub fn write_clear(
         Some(v) => Some(ffmpeg::format::input(v).map_err(|e| PipelineError::Open(e.to_string()))?),
         None => None,
     };
-    let total = if ictx.duration() > 0 {
-        ictx.duration() as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE)
-    } else {
-        0.0
-    };
+    let total = super::probe::seconds(ictx.duration()).unwrap_or(0.0);
     let video = vctx
         .as_ref()
         .unwrap_or(&ictx)

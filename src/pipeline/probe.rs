@@ -88,7 +88,7 @@ pub fn outline(path: &Path) -> Option<FileOutline> {
 }
 
 /// A container duration in AV_TIME_BASE units as seconds, if it is known.
-fn seconds(duration: i64) -> Option<f64> {
+pub(super) fn seconds(duration: i64) -> Option<f64> {
     (duration > 0).then(|| duration as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE))
 }
 
