@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-use clap::builder::TypedValueParser;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::pipeline::decode::JpegDecoder;
+use crate::pipeline::mux::Container;
 use crate::source::{SourceConfig, SourceOptions, WsFraming};
 
 #[derive(Debug, Parser)]
@@ -195,7 +196,7 @@ pub struct DecodeArgs {
     #[arg(
         long = "jpeg-decoder",
         default_value_t = JpegDecoder::Turbojpeg,
-        value_parser = clap::builder::PossibleValuesParser::new(["turbojpeg", "libav"])
+        value_parser = PossibleValuesParser::new(["turbojpeg", "libav"])
             .map(|s| s.parse::<JpegDecoder>().unwrap_or_default())
     )]
     pub jpeg_decoder: JpegDecoder,
@@ -338,14 +339,32 @@ fn parse_bitrate(s: &str) -> Result<u64, String> {
     Ok(bits as u64)
 }
 
+/// `--to`'s values: the list `--help` and a bad value show, each with its
+/// line of help, read into a [`Container`] by its `FromStr`.
+fn containers() -> impl TypedValueParser<Value = Container> {
+    let values = Container::ALL.map(|c| PossibleValue::new(c.name()).help(container_help(c)));
+    PossibleValuesParser::new(values).try_map(|s| s.parse::<Container>())
+}
+
+/// A container's line under `--to` in `--help`.
+fn container_help(c: Container) -> &'static str {
+    match c {
+        Container::Flv => "Flash Video: files, and what RTMP servers take",
+        Container::Mp4 => concat!(
+            "MP4 with H.264 video, fragmented at keyframes (as `record` writes it), ",
+            "so that a run cut short leaves a file that plays"
+        ),
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct TranscodeArgs {
     #[command(flatten)]
     pub source: SourceArgs,
 
     /// Output container.
-    #[arg(long, value_enum)]
-    pub to: crate::pipeline::mux::Container,
+    #[arg(long, value_parser = containers())]
+    pub to: Container,
 
     /// A file, or an RTMP server's URL (rtmp://host/app/stream) to push to.
     #[arg(short, long, value_name = "FILE|URL")]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use base64::Engine;
 
-use crate::pipeline::dash;
+use crate::pipeline::{dash, probe};
 use crate::proto::cenc::{self, Key16, Scheme};
 use crate::proto::cenc_mp4::{self, FragmentProtector, Node, Protection};
 use crate::proto::h264::ParamSets;
@@ -183,11 +183,21 @@ impl Job {
         let encoded = self
             .out
             .join(format!(".camflow-video-{}.mp4", fastrand::u32(..)));
-        let video_from = if self.transcode && !video_is_h264(&self.input)? {
+        // Only video in another codec is re-encoded: a file without video
+        // has nothing to encode, and one libavformat cannot open is left to
+        // the packaging step to report.
+        let other_codec = if self.transcode {
+            probe::outline(&self.input)
+                .filter(|o| o.video_codec.as_deref().is_some_and(|c| c != "h264"))
+        } else {
+            None
+        };
+        let video_from = if let Some(outline) = other_codec {
             encode_video(
                 &self.input,
                 &encoded,
                 self.segment_seconds,
+                outline.duration_seconds.unwrap_or(0.0),
                 stop,
                 on_progress,
             )?;
@@ -356,33 +366,18 @@ impl Job {
     }
 }
 
-/// Whether the file's main video stream is H.264 (a file libavformat cannot
-/// open is left to the packaging step to report).
-fn video_is_h264(input: &Path) -> anyhow::Result<bool> {
-    let Ok(ictx) = ffmpeg_next::format::input(input) else {
-        return Ok(true);
-    };
-    Ok(ictx
-        .streams()
-        .best(ffmpeg_next::media::Type::Video)
-        .is_none_or(|s| s.parameters().id() == ffmpeg_next::codec::Id::H264))
-}
-
 /// Re-encodes the input's video to H.264 in `to` (MP4, video only), a
-/// keyframe every segment, with the transcode engine.
+/// keyframe every segment, with the transcode engine; progress runs to
+/// `total` seconds (0 when the length is not known).
 fn encode_video(
     input: &Path,
     to: &Path,
     segment_seconds: f64,
+    total: f64,
     stop: &Arc<AtomicBool>,
     on_progress: &mut (dyn FnMut(f64, f64) + Send),
 ) -> anyhow::Result<()> {
     use crate::pipeline::{encode::EncodeSettings, input::InputSource, mux, transcode, Fed};
-    let total = ffmpeg_next::format::input(input)
-        .ok()
-        .map(|i| i.duration() as f64 / f64::from(ffmpeg_next::ffi::AV_TIME_BASE))
-        .filter(|d| *d > 0.0)
-        .unwrap_or(0.0);
     let job = transcode::OutputJob {
         target: mux::Target::Stream {
             container: mux::Container::Mp4,

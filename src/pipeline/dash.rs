@@ -14,9 +14,13 @@ use ffmpeg_next as ffmpeg;
 
 use super::PipelineError;
 
-/// File names inside the output folder.
+/// The manifest's file name inside the output folder; written last, so a
+/// player that finds it finds every segment too.
 pub const MPD: &str = "stream.mpd";
+/// The dash muxer's template for each representation's init segment name.
 pub const INIT: &str = "init-$RepresentationID$.m4s";
+/// The dash muxer's template for media segment names: numbered from 1, five
+/// digits, so a folder listing sorts them in play order.
 pub const MEDIA: &str = "chunk-$RepresentationID$-$Number%05d$.m4s";
 
 /// What the clear package holds.
@@ -25,6 +29,7 @@ pub struct ClearDash {
     /// Representation ID of the video (its files: `init-V.m4s`,
     /// `chunk-V-NNNNN.m4s`), and of the audio if any.
     pub video_rep: usize,
+    /// Representation ID of the (AAC) audio; `None`: the package is video only.
     pub audio_rep: Option<usize>,
     /// Seconds of input.
     pub duration: f64,
@@ -34,11 +39,14 @@ pub struct ClearDash {
 
 /// What [`write_clear`] reads and writes.
 pub struct DashFiles<'a> {
+    /// The file to package: its video, and its AAC audio if it has any.
     pub input: &'a Path,
     /// The video from this file instead (the input's, re-encoded).
     pub video_from: Option<&'a Path>,
     /// The output folder (it must exist).
     pub dir: &'a Path,
+    /// The shortest segment wanted; segments start at keyframes, so they
+    /// run to the next keyframe after this.
     pub segment_seconds: f64,
     /// HLS playlists too.
     pub hls: bool,
@@ -71,11 +79,7 @@ pub fn write_clear(
         Some(v) => Some(ffmpeg::format::input(v).map_err(|e| PipelineError::Open(e.to_string()))?),
         None => None,
     };
-    let total = if ictx.duration() > 0 {
-        ictx.duration() as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE)
-    } else {
-        0.0
-    };
+    let total = super::probe::seconds(ictx.duration()).unwrap_or(0.0);
     let video = vctx
         .as_ref()
         .unwrap_or(&ictx)

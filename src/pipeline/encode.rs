@@ -47,6 +47,8 @@ pub struct Pacer {
 }
 
 impl Pacer {
+    /// A pacer whose clock starts with the first picture; it stops waiting
+    /// once `stop` is set.
     pub fn new(stop: Arc<AtomicBool>) -> Self {
         Pacer { start: None, stop }
     }
@@ -158,6 +160,8 @@ impl Intervals {
 }
 
 impl<'a> H264Out<'a> {
+    /// An output that opens nothing yet (the first picture gives the size);
+    /// `on_frame` hears the running totals after each packet written.
     pub fn new(
         settings: EncodeSettings,
         target: &'a Target,
@@ -392,10 +396,17 @@ fn upright(open: &mut Open, frame: &Video) -> Result<Video, PipelineError> {
 
 /// What [`overlapped`] builds its [`H264Out`] from, on the encoder thread.
 pub struct EncoderSpec<'a> {
+    /// How the pictures are encoded.
     pub settings: EncodeSettings,
+    /// Where the encoded stream is written.
     pub target: &'a Target,
+    /// Set at Ctrl-C: a push blocked on a stalled server gives up rather
+    /// than wait out its timeout, and a pacer stops waiting.
     pub stop: Arc<AtomicBool>,
+    /// Holds pictures to wall-clock time (`--realtime`); `None`: as fast as
+    /// they come.
     pub pacer: Option<Pacer>,
+    /// Hears the running totals after each packet written (the progress line).
     pub on_frame: &'a mut (dyn FnMut(&MuxSummary) + Send),
 }
 

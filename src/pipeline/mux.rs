@@ -5,12 +5,14 @@
 //! HLS uses libavformat's hls muxer rather than segments written here: it
 //! already splits at keyframes only, writes `EXT-X-MAP`, sets
 //! `EXT-X-TARGETDURATION` to the longest segment rounded to the nearest
-//! second (pauses in the source are cut out first: [`GapCloser`]), replaces the
+//! second (pauses in the source are cut out first: `GapCloser`), replaces the
 //! playlist by write-then-rename, deletes segments that left a live window
 //! after a grace of one segment, and writes `EXT-X-ENDLIST` in its trailer
 //! (all checked by the tests against ffprobe and a browser).
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -22,9 +24,10 @@ use super::PipelineError;
 use crate::packet::{VideoCodec, VideoParams};
 use crate::sink::fmp4_file::{self, PendingFile};
 
-/// A container `transcode --to` writes. A new one is a variant here and a
-/// line in [`Container::muxer`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// A container `transcode --to` writes. A new one is a variant here, an
+/// entry in [`Container::ALL`] and a line in [`Container::name`] and
+/// `Container::muxer`. No default: a caller says which it wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Container {
     /// Flash Video: files, and what RTMP servers take.
     Flv,
@@ -34,6 +37,18 @@ pub enum Container {
 }
 
 impl Container {
+    /// Every container, in the order a list of them is shown.
+    pub const ALL: [Container; 2] = [Container::Flv, Container::Mp4];
+
+    /// The name callers spell it with (`--to flv`, a config value); the
+    /// [`Display`](fmt::Display) and [`FromStr`] form.
+    pub fn name(self) -> &'static str {
+        match self {
+            Container::Flv => "flv",
+            Container::Mp4 => "mp4",
+        }
+    }
+
     /// libavformat's name for the muxer, and its options.
     fn muxer(self) -> (&'static str, Vec<(&'static str, String)>) {
         match self {
@@ -58,12 +73,35 @@ impl Container {
     }
 }
 
+impl fmt::Display for Container {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Container {
+    type Err = String;
+    /// Exact names only, as `--to` has always taken them.
+    fn from_str(s: &str) -> Result<Self, String> {
+        Container::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                let names = Container::ALL.map(Container::name);
+                format!("unknown container {s:?} (expected {})", names.join(" or "))
+            })
+    }
+}
+
 /// Where the muxed stream goes.
 #[derive(Debug, Clone)]
 pub enum Target {
     /// A file path or a URL libavformat writes to (`rtmp://…`).
     Stream {
+        /// The container written.
         container: Container,
+        /// The file path or URL, as the user gave it (errors show it with
+        /// [`Target::name`]'s redaction).
         to: String,
         /// Seconds a network write may block before the push fails.
         timeout: f64,
@@ -73,9 +111,13 @@ pub enum Target {
     Hls(HlsSpec),
 }
 
+/// Settings of an HLS output.
 #[derive(Debug, Clone)]
 pub struct HlsSpec {
+    /// The folder the playlist and segments go in.
     pub dir: PathBuf,
+    /// The shortest segment wanted; segments are cut at the first keyframe
+    /// after it.
     pub segment_seconds: f64,
     /// `Some(n)`: live, a sliding window of n segments; `None`: VOD, every
     /// segment kept.
@@ -83,6 +125,7 @@ pub struct HlsSpec {
 }
 
 impl HlsSpec {
+    /// The media playlist a player opens (`index.m3u8` in the folder).
     pub fn playlist(&self) -> PathBuf {
         self.dir.join("index.m3u8")
     }
@@ -200,12 +243,15 @@ fn without_stream_key(mut u: url::Url) -> url::Url {
     u
 }
 
+/// Running totals of what a muxer wrote: the progress line's figures while
+/// it runs, the closing line's at the end.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MuxSummary {
+    /// Video packets written.
     pub frames: u64,
     /// Presentation time of the last frame written, from the first.
     pub seconds: f64,
-    /// Seconds of pauses taken out of an HLS timeline ([`GapCloser`]).
+    /// Seconds of pauses taken out of an HLS timeline (`GapCloser`).
     pub pauses_removed: f64,
 }
 
@@ -302,6 +348,7 @@ pub struct VideoMuxer {
     last_dts: Option<i64>,
     /// HLS only: pauses are cut out of the timeline.
     gaps: Option<GapCloser>,
+    /// What has been written so far.
     pub summary: MuxSummary,
     finished: bool,
 }
@@ -956,6 +1003,18 @@ fn whole_flv_tags(mut file: &std::fs::File, len: u64) -> std::io::Result<(u64, W
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn containers_read_back_from_their_names_and_nothing_else() {
+        for c in Container::ALL {
+            assert_eq!(c.to_string().parse::<Container>(), Ok(c));
+        }
+        assert_eq!(
+            "FLV".parse::<Container>(),
+            Err("unknown container \"FLV\" (expected flv or mp4)".to_string())
+        );
+        assert!("".parse::<Container>().is_err());
+    }
 
     fn shown(to: &str) -> String {
         Target::Stream {

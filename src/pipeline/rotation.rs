@@ -222,12 +222,16 @@ fn video_tkhd_matrix_offset(init: &[u8]) -> Option<usize> {
 /// columns), then mirror the result's columns and/or rows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Turn {
+    /// Swap rows and columns (a quarter turn, with a flip).
     pub transpose: bool,
+    /// Mirror left to right, after any transpose.
     pub flip_x: bool,
+    /// Mirror top to bottom, after any transpose.
     pub flip_y: bool,
 }
 
 impl Turn {
+    /// Whether the picture stays as it is, so the copy can be skipped.
     pub fn is_identity(&self) -> bool {
         *self == Turn::default()
     }

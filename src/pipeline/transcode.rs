@@ -21,19 +21,24 @@ use crate::packet::{Items, Limits};
 /// Everything about the output but the source.
 #[derive(Debug, Clone)]
 pub struct OutputJob {
+    /// Where the stream is written.
     pub target: Target,
+    /// How pictures are encoded when the video cannot be copied.
     pub encode: EncodeSettings,
     /// Re-encode even H.264 (the user asked for a change).
     pub force_encode: bool,
     /// Output frame rate limit (forces encoding).
     pub fps: Option<f64>,
+    /// Stop after this many seconds of stream time.
     pub duration: Option<f64>,
     /// Pace a file at its own rate.
     pub realtime: bool,
 }
 
+/// How an output run went, for the closing line.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct OutputSummary {
+    /// What the muxer wrote.
     pub mux: MuxSummary,
     /// Stream copy (no re-encoding).
     pub copied: bool,
@@ -44,6 +49,11 @@ pub struct OutputSummary {
 /// Time base of the copy paths' timestamps before the muxer rescales them.
 const TB: Rational = Rational(1, 90_000);
 
+/// Writes `fed`'s video to `job.target`: copied when it is H.264 every
+/// player decodes and nothing asks for a change, else decoded and encoded
+/// to H.264. Returns when the source ends, `job.duration` is reached or
+/// `stop` is set; `on_frame` hears the running totals after each packet
+/// written, `bytes_read` counts what a file or stream input reads.
 pub fn run(
     fed: Fed,
     job: &OutputJob,

@@ -58,7 +58,7 @@ fn err(status: StatusCode, text: impl Into<String>) -> ApiError {
 }
 
 fn internal(e: anyhow::Error) -> ApiError {
-    eprintln!("packager: {e:#}");
+    log::error!("{e:#}");
     err(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
 }
 
@@ -153,7 +153,7 @@ async fn whole_bodies(State(svc): State<Arc<Service>>, req: Request, next: Next)
                 "the request stalled: its body was not whole after {} s",
                 idle.as_secs_f64()
             );
-            eprintln!("packager: {text}; dropped");
+            log::warn!("{text}; dropped");
             return err(StatusCode::REQUEST_TIMEOUT, text).into_response();
         }
     };
@@ -331,7 +331,7 @@ pub fn clean_uploads(uploads: &FsPath, recorded: &HashSet<String>) {
     let entries = match std::fs::read_dir(uploads) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("packager: cannot list {}: {e}", uploads.display());
+            log::warn!("cannot list {}: {e}", uploads.display());
             return;
         }
     };
@@ -346,11 +346,11 @@ pub fn clean_uploads(uploads: &FsPath, recorded: &HashSet<String>) {
         }
         match std::fs::remove_file(entry.path()) {
             Ok(()) => removed += 1,
-            Err(e) => eprintln!("packager: cannot remove {}: {e}", entry.path().display()),
+            Err(e) => log::warn!("cannot remove {}: {e}", entry.path().display()),
         }
     }
     if removed > 0 {
-        eprintln!("packager: removed {removed} unfinished upload(s) left by an earlier run");
+        log::info!("removed {removed} unfinished upload(s) left by an earlier run");
     }
 }
 
@@ -402,7 +402,7 @@ async fn within_idle<T>(
         Ok(r) => r.map_err(broken),
         Err(_) => {
             let text = format!("the upload stalled: no data for {} s", idle.as_secs_f64());
-            eprintln!("packager: {text}; dropped");
+            log::warn!("{text}; dropped");
             Err(err(StatusCode::REQUEST_TIMEOUT, text))
         }
     }
@@ -506,7 +506,7 @@ async fn upload(State(svc): State<Arc<Service>>, req: Request) -> Answer {
     let probe = match probed {
         Ok(p) => p,
         Err(reason) => {
-            eprintln!("packager: upload '{original}' refused: {reason}");
+            log::warn!("upload '{original}' refused: {reason}");
             return Err(err(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason));
         }
     };
@@ -524,9 +524,11 @@ async fn upload(State(svc): State<Arc<Service>>, req: Request) -> Answer {
     .inspect_err(|_| {
         let _ = std::fs::remove_file(&path);
     })?;
-    eprintln!(
-        "packager: input {} ingested ('{}', {} bytes)",
-        input.id, input.original_name, input.size
+    log::info!(
+        "input {} ingested ('{}', {} bytes)",
+        input.id,
+        input.original_name,
+        input.size
     );
     Ok((StatusCode::CREATED, Json(input_json(&input))).into_response())
 }
@@ -731,7 +733,7 @@ async fn create_packaged(State(svc): State<Arc<Service>>, body: Bytes) -> Answer
     })
     .await?
     .ok_or_else(|| err(StatusCode::NOT_FOUND, format!("no input {input_id}")))?;
-    eprintln!("packager: job {id} queued (input {input_id}, {scheme})");
+    log::info!("job {id} queued (input {input_id}, {scheme})");
     svc.jobs.push(id);
     Ok((
         StatusCode::ACCEPTED,

@@ -96,11 +96,11 @@ fn run_job(service: &Service, id: i64, stop: &Arc<AtomicBool>) {
         Ok(Some(j)) if j.status.unfinished() => j,
         Ok(_) => return,
         Err(e) => {
-            eprintln!("packager: job {id}: {e}");
+            log::error!("job {id}: {e}");
             return;
         }
     };
-    eprintln!("packager: job {id}: packaging input {}", job.input_id);
+    log::info!("job {id}: packaging input {}", job.input_id);
     let out = service.content().join(id.to_string());
     // A panic in the work (a bug) fails this job instead of taking the
     // worker thread with it: otherwise the job would stay unfinished, run
@@ -112,10 +112,10 @@ fn run_job(service: &Service, id: i64, stop: &Arc<AtomicBool>) {
     match done {
         Ok(seconds) => {
             record(service, id, Status::Ready, None);
-            eprintln!("packager: job {id}: Ready ({seconds:.1} s)");
+            log::info!("job {id}: Ready ({seconds:.1} s)");
         }
         Err(_) if stop.load(Ordering::Relaxed) => {
-            eprintln!("packager: job {id}: stopped; it runs again at the next start");
+            log::info!("job {id}: stopped; it runs again at the next start");
         }
         Err(e) => {
             // `package` keeps the key out of its errors; the key is
@@ -123,7 +123,7 @@ fn run_job(service: &Service, id: i64, stop: &Arc<AtomicBool>) {
             let text = format!("{e:#}")
                 .replace('\n', " ")
                 .replace(&job.key_hex, "***");
-            eprintln!("packager: job {id}: Failed: {text}");
+            log::error!("job {id}: Failed: {text}");
             record(service, id, Status::Failed, Some(&text));
             let _ = std::fs::remove_dir_all(&out);
         }
@@ -132,7 +132,7 @@ fn run_job(service: &Service, id: i64, stop: &Arc<AtomicBool>) {
 
 fn record(service: &Service, id: i64, status: Status, error: Option<&str>) {
     if let Err(e) = service.db.set_status(id, status, error) {
-        eprintln!("packager: job {id}: cannot record {status}: {e}");
+        log::error!("job {id}: cannot record {status}: {e}");
     }
 }
 

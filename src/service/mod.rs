@@ -116,10 +116,7 @@ pub async fn serve(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()>
     });
     let pool = jobs::start(service.clone(), receiver, workers, shutdown.flag())?;
     if !unfinished.is_empty() {
-        eprintln!(
-            "packager: running {} unfinished job(s) again",
-            unfinished.len()
-        );
+        log::info!("running {} unfinished job(s) again", unfinished.len());
     }
     for id in unfinished {
         service.jobs.push(id);
@@ -128,8 +125,8 @@ pub async fn serve(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()>
     let mut out = std::io::stdout();
     let _ = writeln!(out, "http://{local}/");
     let _ = out.flush();
-    eprintln!(
-        "packager: serving {} on http://{local}/ ({} worker(s))",
+    log::info!(
+        "serving {} on http://{local}/ ({} worker(s))",
         data.display(),
         workers
     );
@@ -159,9 +156,9 @@ pub async fn serve(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()>
         .await
         .is_err()
     {
-        eprintln!("packager: a job did not stop in time; it runs again at the next start");
+        log::warn!("a job did not stop in time; it runs again at the next start");
     }
-    eprintln!("packager: stopped");
+    log::info!("stopped");
     Ok(())
 }
 

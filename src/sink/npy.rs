@@ -14,20 +14,31 @@ use ndarray_npy::WriteNpyExt;
 
 use crate::packet::BgrFrame;
 
+/// The index's file name in the frames folder.
 pub const CSV_NAME: &str = "frames.csv";
+/// The index's first line; scripts read columns by these names.
 pub const CSV_HEADER: &str = "frame,file,pts_seconds,received_unix_seconds,width,height,keyframe";
 
 /// One row of frames.csv.
 #[derive(Debug, Clone)]
 pub struct Row {
+    /// The frame's number from 0, also in its file name.
     pub index: u64,
+    /// Presentation time from the stream's start; `None` (an empty cell)
+    /// when the source gives none.
     pub pts_seconds: Option<f64>,
+    /// When the frame arrived, in Unix seconds.
     pub received_unix: f64,
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
+    /// Whether the frame decodes on its own (written as 1 or 0).
     pub keyframe: bool,
 }
 
+/// Writes frames into one folder, each file complete before its index row
+/// names it; see the module docs.
 pub struct NpyDirWriter {
     dir: PathBuf,
     /// The index and how many of its bytes are whole rows. Opened with the
@@ -57,7 +68,9 @@ impl Drop for NpyDirWriter {
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {source}")]
 pub struct SinkError {
+    /// The file or folder that could not be written.
     pub path: PathBuf,
+    /// What the system said.
     pub source: io::Error,
 }
 
@@ -108,6 +121,7 @@ impl NpyDirWriter {
         Ok(writer)
     }
 
+    /// The name frame `index` is written under (`frame_000012.npy`).
     pub fn file_name(index: u64) -> String {
         format!("frame_{index:06}.npy")
     }
