@@ -7,8 +7,6 @@
 //! (251), the MDAT header (254) and PBT end (255) — the order the forum
 //! thread in the seeds observed — paced at the stream's real frame rate.
 
-pub mod pattern;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
