@@ -23,13 +23,10 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::cli::{CameraFault, CameraProtocol};
 use crate::packet::Chunk;
 use crate::pipeline::synth::{self, SynthSettings, Timed};
-use crate::proto::bmff;
+use crate::proto::evostream;
 
 /// The path the camera serves; anything else gets 404, as a real server would.
 pub const PATH: &str = "/live";
-
-/// The 4 player-specific bytes EvoStream puts before the init segment.
-const MOOV_EXTRA: [u8; 4] = [0xf1, 0x42, 0xc0, 0x1e];
 
 #[derive(Debug)]
 pub struct CameraSettings {
@@ -61,44 +58,6 @@ impl CameraSettings {
             self.fault
         }
     }
-}
-
-/// One EvoStream message: tag, 3-byte big-endian length, body.
-pub fn message(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    let mut m = Vec::with_capacity(4 + len);
-    m.push(tag);
-    m.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
-    for p in parts {
-        m.extend_from_slice(p);
-    }
-    m
-}
-
-/// The messages that carry one fMP4 fragment (moof + mdat).
-pub fn fragment_messages(frag: &[u8]) -> Option<Vec<Vec<u8>>> {
-    // Everything before the mdat is "moof" to EvoStream.
-    let mut off = 0usize;
-    let (mdat_at, mdat_hdr) = loop {
-        let h = bmff::parse_header(frag.get(off..)?).ok()??;
-        if &h.kind == b"mdat" {
-            break (off, h.header_len);
-        }
-        off = off.checked_add(usize::try_from(h.size).ok()?)?;
-    };
-    let moof = frag.get(..mdat_at)?;
-    let header = frag.get(mdat_at..mdat_at + mdat_hdr)?;
-    let video = frag.get(mdat_at + mdat_hdr..)?;
-    let third = moof.len() / 3;
-    Some(vec![
-        message(249, &[]),
-        message(252, &[video]),
-        message(251, &[&moof[..third]]),
-        message(251, &[&moof[third..2 * third]]),
-        message(251, &[&moof[2 * third..]]),
-        message(254, &[header]),
-        message(255, &[]),
-    ])
 }
 
 /// EvoStream (or plain fMP4) over WebSocket.
@@ -231,15 +190,15 @@ async fn client(
             }
             match chunk {
                 Chunk::Init(init) => {
-                    ws.send(Message::binary(message(250, &[&MOOV_EXTRA, &init])))
+                    ws.send(Message::binary(evostream::init_message(&init)?))
                         .await?;
                 }
                 // The synth makes fMP4 only.
                 Chunk::Data(_) => {}
                 Chunk::Fragment(frag) => {
                     tokio::time::sleep_until(start + Duration::from_secs_f64(at.max(0.0))).await;
-                    let msgs = fragment_messages(&frag)
-                        .ok_or_else(|| anyhow::anyhow!("muxer produced a fragment without mdat"))?;
+                    let msgs = evostream::fragment_messages(&frag)
+                        .map_err(|_| anyhow::anyhow!("muxer produced a fragment without mdat"))?;
                     match fault {
                         Some(CameraFault::DropMidFragment) if faulty => {
                             for m in msgs.into_iter().take(2) {
@@ -256,8 +215,10 @@ async fn client(
                             return Ok(frags);
                         }
                         Some(CameraFault::Oversized) if faulty => {
-                            ws.send(Message::binary(vec![252, 0xff, 0xff, 0xff, 0, 0, 0, 0]))
-                                .await?;
+                            // A video header declaring the largest body, and
+                            // 4 bytes of it.
+                            let lying = vec![evostream::TAG_VIDEO, 0xff, 0xff, 0xff, 0, 0, 0, 0];
+                            ws.send(Message::binary(lying)).await?;
                             ws.close(None).await?;
                             return Ok(frags);
                         }
