@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::cli::{CameraFault, CameraProtocol};
 use crate::packet::Chunk;
 use crate::pipeline::synth::{self, SynthSettings, Timed};
-use crate::proto::evostream;
+use crate::proto::{evostream, multipart};
 
 /// The path the camera serves; anything else gets 404, as a real server would.
 pub const PATH: &str = "/live";
@@ -440,18 +440,15 @@ async fn mjpeg_http(
                 }
                 let synth::TimedJpeg { jpeg, at } = rx.recv().await?;
                 tokio::time::sleep_until(start + Duration::from_secs_f64(at.max(0.0))).await;
-                let head = format!(
-                    "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {:.6}\r\n\r\n",
-                    jpeg.len(),
-                    epoch + at
-                );
-                let mut part = head.into_bytes();
+                let stamp = format!("{:.6}", epoch + at);
+                let headers = [("X-Timestamp", stamp.as_str())];
                 if fault == Some(CameraFault::DropMidFragment) && sent == s.fault_after {
+                    let mut part =
+                        multipart::write_part_head(BOUNDARY, "image/jpeg", jpeg.len(), &headers);
                     part.extend_from_slice(jpeg.get(..jpeg.len() / 2).unwrap_or_default());
                     return Some((vec![Ok(part.into())], (rx, sent, guard, true)));
                 }
-                part.extend_from_slice(&jpeg);
-                part.extend_from_slice(b"\r\n");
+                let part = multipart::write_part(BOUNDARY, "image/jpeg", &headers, &jpeg);
                 Some((vec![Ok(part.into())], (rx, sent + 1, guard, false)))
             }
         },
@@ -460,7 +457,7 @@ async fn mjpeg_http(
     (
         [(
             header::CONTENT_TYPE,
-            format!("multipart/x-mixed-replace; boundary={BOUNDARY}"),
+            multipart::content_type_with_boundary(BOUNDARY),
         )],
         axum::body::Body::from_stream(parts),
     )
