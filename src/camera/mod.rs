@@ -1,11 +1,23 @@
 //! `camflow camera`: a simulated network camera, the fixture for protocols
 //! that have no real peer to test against.
 //!
-//! EvoStream over WebSocket: each client gets its own stream from frame 0:
-//! the init segment in a MOOV message (tag 250), then per frame a fragment
-//! as PBT begin (249), video buffer (252), the moof in three MOOF pieces
-//! (251), the MDAT header (254) and PBT end (255) — the order the forum
-//! thread in the seeds observed — paced at the stream's real frame rate.
+//! In: [`CameraSettings`] (the stream to make, the [`CameraProtocol`] to
+//! speak, the [`CameraFault`] to put on) and a bound listener. Out: every
+//! client gets its own stream from frame 0, made by `pipeline::synth` on an
+//! OS thread of its own and paced at the stream's frame rate:
+//!
+//! - `evostream-ws` ([`serve`]): the init segment in a MOOV message, then per
+//!   frame the seven messages of a fragment, in the order the forum thread in
+//!   the seeds observed, as `proto::evostream` writes them;
+//! - `fmp4-ws` ([`serve`]): one binary message per init segment or fragment;
+//! - `tcp-mjpeg` and `vbc` ([`serve_tcp`]): raw JPEGs back to back, after
+//!   vbc's hello and reply;
+//! - `mjpeg-http` ([`serve_http`]): `multipart/x-mixed-replace` parts as
+//!   `proto::multipart` writes them, behind Basic or Digest auth if asked.
+
+mod policy;
+
+pub use policy::{CameraFault, CameraProtocol, UnknownValue};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +32,6 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::cli::{CameraFault, CameraProtocol};
 use crate::packet::Chunk;
 use crate::pipeline::synth::{self, SynthSettings, Timed};
 use crate::proto::{evostream, multipart};
@@ -384,6 +395,8 @@ async fn mjpeg_http(
 ) -> axum::response::Response {
     use axum::http::{header, StatusCode as Status};
     use axum::response::IntoResponse;
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
     if let Some(auth) = &s.auth {
         let got = headers
             .get(header::AUTHORIZATION)
@@ -391,7 +404,7 @@ async fn mjpeg_http(
             .unwrap_or_default();
         let (ok, challenge) = match &s.digest_nonce {
             None => (
-                got == format!("Basic {}", crate::source::ws::base64_encode(auth.as_bytes())),
+                got == format!("Basic {}", STANDARD.encode(auth.as_bytes())),
                 "Basic realm=\"camflow\"".to_string(),
             ),
             Some(nonce) => (
