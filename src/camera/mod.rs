@@ -14,6 +14,10 @@
 //!   vbc's hello and reply;
 //! - `mjpeg-http` ([`serve_http`]): `multipart/x-mixed-replace` parts as
 //!   `proto::multipart` writes them, behind Basic or Digest auth if asked.
+//!
+//! It logs through the `log` facade: a line when a WebSocket client
+//! connects, and one when any client's stream ends (how many frames it got,
+//! or why it failed).
 
 mod policy;
 
@@ -104,13 +108,13 @@ async fn accept_loop<F, Fut>(
                 let session = handle(stream, peer, settings.clone());
                 tokio::spawn(async move {
                     match session.await {
-                        Ok(n) => eprintln!("camera: {peer}: sent {n} frames"),
-                        Err(e) => eprintln!("camera: {peer}: {e}"),
+                        Ok(n) => log::info!("{peer}: sent {n} frames"),
+                        Err(e) => log::warn!("{peer}: {e}"),
                     }
                 });
             }
             Err(e) => {
-                eprintln!("camera: accept failed: {e}");
+                log::warn!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -145,7 +149,7 @@ async fn client(
         Ok(resp)
     };
     let mut ws = tokio_tungstenite::accept_hdr_async(stream, check_path).await?;
-    eprintln!("camera: {peer}: connected");
+    log::info!("{peer}: connected");
     let fault = s.fault_for_next_client();
 
     if let Some(want) = &s.expect_text {
@@ -385,7 +389,7 @@ pub async fn serve_http(
         .with_graceful_shutdown(stopped)
         .await
     {
-        eprintln!("camera: {e}");
+        log::warn!("{e}");
     }
 }
 
