@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::camera::{CameraFault, CameraProtocol};
 use crate::pipeline::decode::JpegDecoder;
 use crate::pipeline::mux::Container;
 use crate::source::{SourceConfig, SourceOptions, WsFraming};
@@ -481,47 +482,37 @@ pub struct ProbeArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CameraProtocol {
-    /// Fragmented MP4 inside EvoStream's tagged framing, over a WebSocket.
-    EvostreamWs,
-    /// Plain fragmented MP4 over a WebSocket: one binary message per init
-    /// segment or fragment, as many browser players' servers send it.
-    Fmp4Ws,
-    /// Raw JPEGs back to back on a TCP connection (cheap cameras, encoders).
-    TcpMjpeg,
-    /// Canon VB-C10 port: the client sends a 4-byte hello, the camera
-    /// answers "100", then raw JPEGs follow.
-    Vbc,
-    /// MJPEG over HTTP: multipart/x-mixed-replace with Content-Length and
-    /// X-Timestamp in every part.
-    MjpegHttp,
+/// The camera's policies as clap values: their spellings, each with its
+/// variant's doc comment as help, as `#[derive(ValueEnum)]` would give.
+fn camera_value(name: &'static str, describe: String) -> PossibleValue {
+    // clap's derive drops the period that ends a one-sentence help.
+    PossibleValue::new(name).help(describe.trim_end_matches('.').to_string())
 }
 
-/// Misbehaviours the simulated camera can put on, to test clients against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CameraFault {
-    /// Close the TCP connection in the middle of a fragment (or of a JPEG),
-    /// without a WebSocket close.
-    DropMidFragment,
-    /// Send a message shorter than its header declares.
-    Truncated,
-    /// Send a message header declaring the largest possible length.
-    Oversized,
-    /// Send bytes that are neither EvoStream-framed nor fMP4 as the first message.
-    Garbage,
-    /// Send a fragment's messages out of order (a recoverable fault).
-    OutOfOrder,
-    /// Stop sending video but keep the connection alive with pings.
-    Stall,
-    /// Restart the stream: a new init segment, timestamps from zero.
-    Restart,
+impl ValueEnum for CameraProtocol {
+    fn value_variants<'a>() -> &'a [Self] {
+        Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(camera_value(self.name(), self.describe()))
+    }
+}
+
+impl ValueEnum for CameraFault {
+    fn value_variants<'a>() -> &'a [Self] {
+        Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(camera_value(self.name(), self.describe()))
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct CameraArgs {
     /// Protocol to serve.
-    #[arg(long, value_enum, default_value_t = CameraProtocol::EvostreamWs)]
+    #[arg(long, value_enum, default_value_t)]
     pub protocol: CameraProtocol,
 
     /// Address to listen on; port 0 picks a free port. The URL is printed on stdout.

@@ -470,7 +470,7 @@ fn junk_after_init_times_out(url: &str) {
 
 #[test]
 fn evostream_messages_without_video_do_not_hold_off_the_timeout() {
-    use camflow::camera::message;
+    use camflow::proto::evostream::write_message as message;
     let init = camera_init_message("evostream-ws");
     let junk = vec![
         // A tag this de-framer does not know (skipped).

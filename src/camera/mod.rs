@@ -1,13 +1,27 @@
 //! `camflow camera`: a simulated network camera, the fixture for protocols
 //! that have no real peer to test against.
 //!
-//! EvoStream over WebSocket: each client gets its own stream from frame 0:
-//! the init segment in a MOOV message (tag 250), then per frame a fragment
-//! as PBT begin (249), video buffer (252), the moof in three MOOF pieces
-//! (251), the MDAT header (254) and PBT end (255) — the order the forum
-//! thread in the seeds observed — paced at the stream's real frame rate.
+//! In: [`CameraSettings`] (the stream to make, the [`CameraProtocol`] to
+//! speak, the [`CameraFault`] to put on) and a bound listener. Out: every
+//! client gets its own stream from frame 0, made by `pipeline::synth` on an
+//! OS thread of its own and paced at the stream's frame rate:
+//!
+//! - `evostream-ws` ([`serve`]): the init segment in a MOOV message, then per
+//!   frame the seven messages of a fragment, in the order the forum thread in
+//!   the seeds observed, as `proto::evostream` writes them;
+//! - `fmp4-ws` ([`serve`]): one binary message per init segment or fragment;
+//! - `tcp-mjpeg` and `vbc` ([`serve_tcp`]): raw JPEGs back to back, after
+//!   vbc's hello and reply;
+//! - `mjpeg-http` ([`serve_http`]): `multipart/x-mixed-replace` parts as
+//!   `proto::multipart` writes them, behind Basic or Digest auth if asked.
+//!
+//! It logs through the `log` facade: a line when a WebSocket client
+//! connects, and one when any client's stream ends (how many frames it got,
+//! or why it failed).
 
-pub mod pattern;
+mod policy;
+
+pub use policy::{CameraFault, CameraProtocol, UnknownValue};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,16 +36,12 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::cli::{CameraFault, CameraProtocol};
 use crate::packet::Chunk;
 use crate::pipeline::synth::{self, SynthSettings, Timed};
-use crate::proto::bmff;
+use crate::proto::{evostream, multipart};
 
 /// The path the camera serves; anything else gets 404, as a real server would.
 pub const PATH: &str = "/live";
-
-/// The 4 player-specific bytes EvoStream puts before the init segment.
-const MOOV_EXTRA: [u8; 4] = [0xf1, 0x42, 0xc0, 0x1e];
 
 #[derive(Debug)]
 pub struct CameraSettings {
@@ -63,44 +73,6 @@ impl CameraSettings {
             self.fault
         }
     }
-}
-
-/// One EvoStream message: tag, 3-byte big-endian length, body.
-pub fn message(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    let mut m = Vec::with_capacity(4 + len);
-    m.push(tag);
-    m.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
-    for p in parts {
-        m.extend_from_slice(p);
-    }
-    m
-}
-
-/// The messages that carry one fMP4 fragment (moof + mdat).
-pub fn fragment_messages(frag: &[u8]) -> Option<Vec<Vec<u8>>> {
-    // Everything before the mdat is "moof" to EvoStream.
-    let mut off = 0usize;
-    let (mdat_at, mdat_hdr) = loop {
-        let h = bmff::parse_header(frag.get(off..)?).ok()??;
-        if &h.kind == b"mdat" {
-            break (off, h.header_len);
-        }
-        off = off.checked_add(usize::try_from(h.size).ok()?)?;
-    };
-    let moof = frag.get(..mdat_at)?;
-    let header = frag.get(mdat_at..mdat_at + mdat_hdr)?;
-    let video = frag.get(mdat_at + mdat_hdr..)?;
-    let third = moof.len() / 3;
-    Some(vec![
-        message(249, &[]),
-        message(252, &[video]),
-        message(251, &[&moof[..third]]),
-        message(251, &[&moof[third..2 * third]]),
-        message(251, &[&moof[2 * third..]]),
-        message(254, &[header]),
-        message(255, &[]),
-    ])
 }
 
 /// EvoStream (or plain fMP4) over WebSocket.
@@ -136,13 +108,13 @@ async fn accept_loop<F, Fut>(
                 let session = handle(stream, peer, settings.clone());
                 tokio::spawn(async move {
                     match session.await {
-                        Ok(n) => eprintln!("camera: {peer}: sent {n} frames"),
-                        Err(e) => eprintln!("camera: {peer}: {e}"),
+                        Ok(n) => log::info!("{peer}: sent {n} frames"),
+                        Err(e) => log::warn!("{peer}: {e}"),
                     }
                 });
             }
             Err(e) => {
-                eprintln!("camera: accept failed: {e}");
+                log::warn!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -177,7 +149,7 @@ async fn client(
         Ok(resp)
     };
     let mut ws = tokio_tungstenite::accept_hdr_async(stream, check_path).await?;
-    eprintln!("camera: {peer}: connected");
+    log::info!("{peer}: connected");
     let fault = s.fault_for_next_client();
 
     if let Some(want) = &s.expect_text {
@@ -233,15 +205,15 @@ async fn client(
             }
             match chunk {
                 Chunk::Init(init) => {
-                    ws.send(Message::binary(message(250, &[&MOOV_EXTRA, &init])))
+                    ws.send(Message::binary(evostream::init_message(&init)?))
                         .await?;
                 }
                 // The synth makes fMP4 only.
                 Chunk::Data(_) => {}
                 Chunk::Fragment(frag) => {
                     tokio::time::sleep_until(start + Duration::from_secs_f64(at.max(0.0))).await;
-                    let msgs = fragment_messages(&frag)
-                        .ok_or_else(|| anyhow::anyhow!("muxer produced a fragment without mdat"))?;
+                    let msgs = evostream::fragment_messages(&frag)
+                        .map_err(|_| anyhow::anyhow!("muxer produced a fragment without mdat"))?;
                     match fault {
                         Some(CameraFault::DropMidFragment) if faulty => {
                             for m in msgs.into_iter().take(2) {
@@ -258,8 +230,10 @@ async fn client(
                             return Ok(frags);
                         }
                         Some(CameraFault::Oversized) if faulty => {
-                            ws.send(Message::binary(vec![252, 0xff, 0xff, 0xff, 0, 0, 0, 0]))
-                                .await?;
+                            // A video header declaring the largest body, and
+                            // 4 bytes of it.
+                            let lying = vec![evostream::TAG_VIDEO, 0xff, 0xff, 0xff, 0, 0, 0, 0];
+                            ws.send(Message::binary(lying)).await?;
                             ws.close(None).await?;
                             return Ok(frags);
                         }
@@ -415,7 +389,7 @@ pub async fn serve_http(
         .with_graceful_shutdown(stopped)
         .await
     {
-        eprintln!("camera: {e}");
+        log::warn!("{e}");
     }
 }
 
@@ -425,6 +399,8 @@ async fn mjpeg_http(
 ) -> axum::response::Response {
     use axum::http::{header, StatusCode as Status};
     use axum::response::IntoResponse;
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
     if let Some(auth) = &s.auth {
         let got = headers
             .get(header::AUTHORIZATION)
@@ -432,7 +408,7 @@ async fn mjpeg_http(
             .unwrap_or_default();
         let (ok, challenge) = match &s.digest_nonce {
             None => (
-                got == format!("Basic {}", crate::source::ws::base64_encode(auth.as_bytes())),
+                got == format!("Basic {}", STANDARD.encode(auth.as_bytes())),
                 "Basic realm=\"camflow\"".to_string(),
             ),
             Some(nonce) => (
@@ -481,18 +457,15 @@ async fn mjpeg_http(
                 }
                 let synth::TimedJpeg { jpeg, at } = rx.recv().await?;
                 tokio::time::sleep_until(start + Duration::from_secs_f64(at.max(0.0))).await;
-                let head = format!(
-                    "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {:.6}\r\n\r\n",
-                    jpeg.len(),
-                    epoch + at
-                );
-                let mut part = head.into_bytes();
+                let stamp = format!("{:.6}", epoch + at);
+                let headers = [("X-Timestamp", stamp.as_str())];
                 if fault == Some(CameraFault::DropMidFragment) && sent == s.fault_after {
+                    let mut part =
+                        multipart::write_part_head(BOUNDARY, "image/jpeg", jpeg.len(), &headers);
                     part.extend_from_slice(jpeg.get(..jpeg.len() / 2).unwrap_or_default());
                     return Some((vec![Ok(part.into())], (rx, sent, guard, true)));
                 }
-                part.extend_from_slice(&jpeg);
-                part.extend_from_slice(b"\r\n");
+                let part = multipart::write_part(BOUNDARY, "image/jpeg", &headers, &jpeg);
                 Some((vec![Ok(part.into())], (rx, sent + 1, guard, false)))
             }
         },
@@ -501,7 +474,7 @@ async fn mjpeg_http(
     (
         [(
             header::CONTENT_TYPE,
-            format!("multipart/x-mixed-replace; boundary={BOUNDARY}"),
+            multipart::content_type_with_boundary(BOUNDARY),
         )],
         axum::body::Body::from_stream(parts),
     )

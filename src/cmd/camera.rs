@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use tokio::net::TcpListener;
 
-use crate::camera::{self, CameraSettings};
-use crate::cli::{CameraArgs, CameraFault, CameraProtocol};
+use crate::camera::{self, CameraFault, CameraProtocol, CameraSettings};
+use crate::cli::CameraArgs;
 use crate::pipeline::synth::SynthSettings;
 use crate::shutdown::Shutdown;
 

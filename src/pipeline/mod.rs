@@ -6,6 +6,7 @@ pub mod decode;
 pub mod encode;
 pub mod input;
 pub mod mux;
+pub mod pattern;
 pub mod probe;
 pub mod remux;
 pub mod rotation;

@@ -20,8 +20,8 @@ use ffmpeg_next as ffmpeg;
 
 use tokio::sync::mpsc::Sender;
 
+use super::pattern;
 use super::PipelineError;
-use crate::camera::pattern;
 use crate::packet::Chunk;
 use crate::proto::fmp4;
 

@@ -1,4 +1,4 @@
-//! De-framer for EvoStream's fragmented-MP4-over-WebSocket protocol.
+//! De-framer and framer for EvoStream's fragmented-MP4-over-WebSocket protocol.
 //!
 //! An EvoStream media server does not send a plain fMP4 byte stream: it cuts
 //! each fragment into tagged messages, one per WebSocket binary message:
@@ -26,6 +26,13 @@
 //! payload) before it is emitted, and anything out of place is dropped and
 //! counted, resynchronising at the next PBT begin. A decoder downstream then
 //! never sees a half fragment, only a gap.
+//!
+//! The writer goes the other way, for servers (the simulated camera, a
+//! relay): [`init_message`] wraps an init segment in a MOOV header and
+//! [`fragment_messages`] cuts one `moof` + `mdat` into the seven messages
+//! above, each a `Vec<u8>` to send as one WebSocket binary message;
+//! [`write_message`] frames any one message. What they write, [`Deframer`]
+//! reads back unchanged.
 
 use crate::proto::bmff;
 use bytes::{Buf, Bytes, BytesMut};
@@ -46,6 +53,12 @@ pub const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
 const HEADER_LEN: usize = 4;
 /// Player-specific bytes that precede `ftyp` in a MOOV header's body.
 const MOOV_EXTRA: usize = 4;
+/// The MOOV header's extra bytes as a captured server sent them; the
+/// de-framer skips them unread, so the writer sends these.
+const CAPTURED_MOOV_EXTRA: [u8; MOOV_EXTRA] = [0xf1, 0x42, 0xc0, 0x1e];
+
+/// The largest body one message can carry: its length field is 3 bytes.
+pub const MAX_BODY: usize = 0xff_ffff;
 
 /// What the de-framer produces. Init followed by fragments, concatenated, is
 /// a playable fragmented MP4.
@@ -542,6 +555,101 @@ pub fn looks_like_evostream(data: &[u8]) -> bool {
         && bmff::looks_like_bmff(payload)
 }
 
+/// Why a message could not be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The init segment does not fit in one MOOV header (a message body is
+    /// at most [`MAX_BODY`] bytes, and the MOOV header's 4 extra bytes count).
+    #[error("the init segment is {len} bytes, too large for one evostream message")]
+    InitTooLarge { len: usize },
+    /// The fragment's boxes do not parse, or none of them is an `mdat`.
+    #[error("the fragment has no mdat box")]
+    NoMdat,
+}
+
+/// One message: `tag`, the 3-byte big-endian length, then `parts` one after
+/// the other as its body.
+///
+/// # Panics
+///
+/// If the body is over [`MAX_BODY`] bytes: the length cannot say so. Bodies
+/// of any size go through [`init_message`] and [`fragment_messages`], which
+/// check or split them.
+pub fn write_message(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    assert!(
+        len <= MAX_BODY,
+        "an evostream message body of {len} bytes is over {MAX_BODY}"
+    );
+    let mut m = Vec::with_capacity(HEADER_LEN + len);
+    m.push(tag);
+    m.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
+    for p in parts {
+        m.extend_from_slice(p);
+    }
+    m
+}
+
+/// The MOOV header (tag 250) that carries an init segment (`ftyp` + `moov`),
+/// with the 4 player-specific bytes a captured server puts before it.
+pub fn init_message(init: &[u8]) -> Result<Vec<u8>, WriteError> {
+    if init.len() > MAX_BODY - MOOV_EXTRA {
+        return Err(WriteError::InitTooLarge { len: init.len() });
+    }
+    Ok(write_message(TAG_MOOV, &[&CAPTURED_MOOV_EXTRA, init]))
+}
+
+/// The messages that carry one fragment, in the order servers send them:
+/// PBT begin, video (the `mdat` payload), the `moof` in three MOOF pieces,
+/// the MDAT header, PBT end.
+///
+/// `frag` is a `moof` then an `mdat`, as a fragmenting muxer writes them:
+/// every box before the `mdat` goes into the MOOF pieces, and everything
+/// after the `mdat` header is video. A video payload or piece too large for
+/// one message is cut into several, which the de-framer joins again.
+pub fn fragment_messages(frag: &[u8]) -> Result<Vec<Vec<u8>>, WriteError> {
+    let mut off = 0usize;
+    let (mdat_at, mdat_header_len) = loop {
+        let header = frag
+            .get(off..)
+            .and_then(|rest| bmff::parse_header(rest).ok().flatten())
+            .ok_or(WriteError::NoMdat)?;
+        if &header.kind == b"mdat" {
+            break (off, header.header_len);
+        }
+        off = usize::try_from(header.size)
+            .ok()
+            .and_then(|size| off.checked_add(size))
+            .ok_or(WriteError::NoMdat)?;
+    };
+    let (moof, mdat) = frag.split_at(mdat_at);
+    let (mdat_header, video) = mdat.split_at(mdat_header_len);
+    let third = moof.len() / 3;
+    let (a, rest) = moof.split_at(third);
+    let (b, c) = rest.split_at(third);
+
+    let mut msgs = vec![write_message(TAG_BEGIN, &[])];
+    // An empty payload is still sent: the order is what servers send.
+    msgs.extend(pieces(TAG_VIDEO, video));
+    for piece in [a, b, c] {
+        msgs.extend(pieces(TAG_MOOF, piece));
+    }
+    msgs.push(write_message(TAG_MDAT, &[mdat_header]));
+    msgs.push(write_message(TAG_END, &[]));
+    Ok(msgs)
+}
+
+/// `body` as messages of one tag, each at most [`MAX_BODY`] bytes (one
+/// message, empty or not, for a body that fits).
+fn pieces(tag: u8, body: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    let count = body.len().div_ceil(MAX_BODY).max(1);
+    (0..count).map(move |i| {
+        let start = i * MAX_BODY;
+        let end = body.len().min(start + MAX_BODY);
+        write_message(tag, &[&body[start..end]])
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -687,10 +795,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn any_split_point_gives_identical_output() {
-        let data = stream(3);
-        let want = expected(3);
+    /// Feeds `data` in two pieces, split at every point: the items must not
+    /// depend on where the split falls.
+    fn assert_any_split_gives(data: &[u8], want: &[Item]) {
         for split in 0..=data.len() {
             let mut d = Deframer::new(DEFAULT_MAX_MESSAGE);
             d.feed(&data[..split]);
@@ -698,8 +805,13 @@ mod tests {
             d.feed(&data[split..]);
             got.extend(drain(&mut d));
             assert_eq!(got, want, "split at {split}");
-            assert!(d.is_clean());
+            assert!(d.is_clean(), "split at {split}");
         }
+    }
+
+    #[test]
+    fn any_split_point_gives_identical_output() {
+        assert_any_split_gives(&stream(3), &expected(3));
     }
 
     #[test]
@@ -1159,5 +1271,130 @@ mod tests {
         assert!(!looks_like_evostream(
             b"\xfa\0\0\x20HTTP/1.1 200 OK\r\n\r\n"
         ));
+    }
+    // testdata/frag.mp4: see testdata/README.md.
+    const FFMPEG_FRAG: &[u8] = include_bytes!("../../testdata/frag.mp4");
+
+    /// The capture's init segment (`ftyp` + `moov`) and its first `n`
+    /// fragments (`moof` + `mdat`), as FFmpeg wrote them.
+    fn ffmpeg_init_and_fragments(n: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let whole = |b: &bmff::BoxRef| {
+            let start = b.offset as usize;
+            FFMPEG_FRAG[start..start + b.header.size as usize].to_vec()
+        };
+        let top: Vec<bmff::BoxRef> = bmff::boxes(FFMPEG_FRAG).map(|b| b.unwrap()).collect();
+        assert_eq!(
+            (&top[0].header.kind, &top[1].header.kind),
+            (b"ftyp", b"moov")
+        );
+        let init = [whole(&top[0]), whole(&top[1])].concat();
+        let fragments: Vec<Vec<u8>> = top[2..]
+            .chunks(2)
+            .take(n)
+            .map(|pair| {
+                assert_eq!(
+                    (&pair[0].header.kind, &pair[1].header.kind),
+                    (b"moof", b"mdat")
+                );
+                [whole(&pair[0]), whole(&pair[1])].concat()
+            })
+            .collect();
+        assert_eq!(fragments.len(), n);
+        (init, fragments)
+    }
+
+    /// What the writer makes of an init segment and fragments: one
+    /// WebSocket message each.
+    fn written(init: &[u8], fragments: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let mut msgs = vec![init_message(init).unwrap()];
+        for frag in fragments {
+            msgs.extend(fragment_messages(frag).unwrap());
+        }
+        msgs
+    }
+
+    #[test]
+    fn writer_frames_as_the_captured_server_does() {
+        assert_eq!(init_message(&init()).unwrap(), moov_msg());
+        assert_eq!(write_message(TAG_BEGIN, &[]), msg(TAG_BEGIN, &[]));
+        assert_eq!(
+            write_message(TAG_VIDEO, &[b"ab", b"", b"cde"]),
+            msg(TAG_VIDEO, b"abcde")
+        );
+        let moof = moof(1, 300);
+        let frag = [moof.clone(), mdat_header(300), video(1, 300)].concat();
+        let msgs = fragment_messages(&frag).unwrap();
+        let tags: Vec<u8> = msgs.iter().map(|m| m[0]).collect();
+        assert_eq!(
+            tags,
+            [TAG_BEGIN, TAG_VIDEO, TAG_MOOF, TAG_MOOF, TAG_MOOF, TAG_MDAT, TAG_END]
+        );
+        assert_eq!(msgs[1], msg(TAG_VIDEO, &video(1, 300)));
+        let pieces: Vec<u8> = msgs[2..5].iter().flat_map(|m| m[4..].to_vec()).collect();
+        assert_eq!(pieces, moof);
+        assert_eq!(msgs[5], msg(TAG_MDAT, &mdat_header(300)));
+    }
+
+    #[test]
+    fn ffmpeg_fragments_written_then_deframed_at_every_split_point() {
+        let (init, fragments) = ffmpeg_init_and_fragments(8);
+        let mut want = vec![Item::Init(init.clone().into())];
+        want.extend(fragments.iter().map(|f| Item::Fragment(f.clone().into())));
+        let msgs = written(&init, &fragments);
+        assert_any_split_gives(&msgs.concat(), &want);
+        // One WebSocket message per written message, as the camera sends.
+        let mut d = Deframer::new(DEFAULT_MAX_MESSAGE);
+        let mut got = Vec::new();
+        for m in &msgs {
+            d.feed(m);
+            got.extend(drain(&mut d));
+            d.end_of_message().unwrap();
+        }
+        d.end_of_stream().unwrap();
+        assert_eq!(got, want);
+        assert_eq!(d.stats().dropped_messages, 0);
+    }
+
+    #[test]
+    fn video_over_one_message_is_cut_into_several_and_rejoined() {
+        let len = MAX_BODY + 10;
+        let video = video(7, len);
+        let frag = [moof(7, len), mdat_header(len), video].concat();
+        let msgs = fragment_messages(&frag).unwrap();
+        let video_msgs: Vec<usize> = msgs
+            .iter()
+            .filter(|m| m[0] == TAG_VIDEO)
+            .map(Vec::len)
+            .collect();
+        assert_eq!(video_msgs, [4 + MAX_BODY, 4 + 10]);
+        let mut d = Deframer::new(2 * MAX_BODY);
+        d.feed(&init_message(&init()).unwrap());
+        for m in &msgs {
+            d.feed(m);
+        }
+        assert_eq!(
+            drain(&mut d),
+            [Item::Init(init().into()), Item::Fragment(frag.into())]
+        );
+        assert!(d.is_clean());
+    }
+
+    #[test]
+    fn writer_refuses_what_it_cannot_frame() {
+        let big = vec![0; MAX_BODY - MOOV_EXTRA + 1];
+        assert_eq!(
+            init_message(&big),
+            Err(WriteError::InitTooLarge { len: big.len() })
+        );
+        assert!(init_message(&big[1..]).is_ok(), "exactly the largest body");
+        assert_eq!(fragment_messages(&moof(1, 10)), Err(WriteError::NoMdat));
+        assert_eq!(fragment_messages(b"junk"), Err(WriteError::NoMdat));
+        assert_eq!(fragment_messages(&[]), Err(WriteError::NoMdat));
+    }
+
+    #[test]
+    #[should_panic(expected = "over 16777215")]
+    fn write_message_panics_rather_than_write_a_wrong_length() {
+        write_message(TAG_VIDEO, &[&vec![0; MAX_BODY + 1]]);
     }
 }

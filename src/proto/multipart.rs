@@ -33,6 +33,12 @@
 //! (ffmpeg's and VLC's `mpjpeg` say `application/octet-stream`), another
 //! boundary, or none at all.
 //!
+//! The writer goes the other way, for servers (the simulated camera, a
+//! relay): [`write_part`] makes one part, with `Content-Length` so that
+//! clients need not search the body for the delimiter, and
+//! [`content_type_with_boundary`] the response's `Content-Type`. What they
+//! write, [`Splitter`] reads back unchanged.
+//!
 //! Everything here reads untrusted bytes: part bodies are bounded by the
 //! caller's maximum, part headers by [`MAX_HEADER_BYTES`] and
 //! [`MAX_HEADER_LINES`], and bytes that will never be returned (preamble,
@@ -935,6 +941,63 @@ fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
         .iter()
         .position(|&b| b == needle)
         .map(|i| base + i)
+}
+
+/// The `Content-Type` of a body written with `boundary`, from which
+/// [`boundary_from_content_type`] gets the boundary back.
+pub fn content_type_with_boundary(boundary: &str) -> String {
+    format!("multipart/x-mixed-replace; boundary={boundary}")
+}
+
+/// One part of a `multipart/x-mixed-replace` body: the delimiter line
+/// `--boundary`, `Content-Type`, `Content-Length`, then `headers` (such as
+/// `X-Timestamp`) in order, a blank line, `body`, and a line end. Bodies are
+/// written as they are: with `Content-Length`, a body may even contain the
+/// delimiter.
+///
+/// The boundary, the header names and the values are the caller's own, not
+/// a peer's: a line end in one would end the header block early, which
+/// debug builds check.
+pub fn write_part(
+    boundary: &str,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut part = write_part_head(boundary, content_type, body.len(), headers);
+    part.reserve(body.len() + 2);
+    part.extend_from_slice(body);
+    part.extend_from_slice(b"\r\n");
+    part
+}
+
+/// What [`write_part`] writes before the body, for a body of
+/// `content_length` bytes: for a server that sends the body in pieces (or,
+/// as the simulated camera's faults do, only some of it).
+pub fn write_part_head(
+    boundary: &str,
+    content_type: &str,
+    content_length: usize,
+    headers: &[(&str, &str)],
+) -> Vec<u8> {
+    let one_line = |s: &str| !s.contains(['\r', '\n']);
+    debug_assert!(
+        one_line(boundary)
+            && one_line(content_type)
+            && headers.iter().all(|(n, v)| one_line(n) && one_line(v)),
+        "a line end inside a multipart part's header"
+    );
+    let mut head = format!(
+        "--{boundary}\r\nContent-Type: {content_type}\r\nContent-Length: {content_length}\r\n"
+    );
+    for (name, value) in headers {
+        head.push_str(name);
+        head.push_str(": ");
+        head.push_str(value);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
 }
 
 #[cfg(test)]
@@ -1871,6 +1934,67 @@ mod tests {
         let got = end_every_way("XYZ", 64, b"--XYZ\r\n\r\nab\r\n--XYZ--\r\nepilogue");
         assert_eq!(bodies(&got), [&b"ab"[..]]);
         assert!(got.finished);
+    }
+
+    /// JPEG parts as `write_part` writes them, one after the other, each
+    /// with an `X-Timestamp` if it has one.
+    fn written(boundary: &str, parts: &[(Option<&str>, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (stamp, body) in parts {
+            let headers: Vec<(&str, &str)> = stamp.iter().map(|s| ("X-Timestamp", *s)).collect();
+            out.extend(write_part(boundary, "image/jpeg", &headers, body));
+        }
+        out
+    }
+
+    #[test]
+    fn written_parts_split_back_at_every_split_point() {
+        let content_type = content_type_with_boundary("camflowboundary");
+        assert_eq!(
+            content_type,
+            "multipart/x-mixed-replace; boundary=camflowboundary"
+        );
+        let boundary = boundary_from_content_type(&content_type).unwrap();
+        let jpegs = capture_jpegs(3);
+        let stamps = [
+            "1700000000.000000",
+            "1700000000.040000",
+            "1700000000.080000",
+        ];
+        let parts: Vec<_> = stamps.iter().map(|s| Some(*s)).zip(jpegs.clone()).collect();
+        let got = split_every_way(&boundary, DEFAULT_MAX_PART, &written(&boundary, &parts));
+        assert_eq!(got.err, None);
+        assert_eq!(bodies(&got), jpegs);
+        for (part, stamp) in got.parts.iter().zip(stamps) {
+            assert_eq!(part.content_type.as_deref(), Some("image/jpeg"));
+            assert_eq!(
+                part.header("content-length"),
+                Some(part.body.len().to_string().as_str())
+            );
+            assert_eq!(part.timestamp, stamp.parse().ok());
+        }
+    }
+
+    #[test]
+    fn written_bodies_holding_the_delimiter_or_nothing_split_back() {
+        let tricky: &[u8] = b"\r\n--XYZ\r\nContent-Type: text/plain\r\n\r\n--XYZ--\r\n";
+        let parts = [(None, tricky), (None, b""), (None, b"\xff\xd8\xff\xd9")];
+        let got = split_every_way("XYZ", DEFAULT_MAX_PART, &written("XYZ", &parts));
+        assert_eq!(got.err, None);
+        assert_eq!(bodies(&got), [tricky, b"", b"\xff\xd8\xff\xd9"]);
+        assert!(!got.finished);
+    }
+
+    #[test]
+    fn written_part_head_is_the_whole_part_without_body() {
+        let headers = [("X-Timestamp", "12.500000"), ("X-Frame", "7")];
+        let whole = write_part("b", "image/jpeg", &headers, b"JPEG");
+        assert_eq!(
+            whole,
+            b"--b\r\nContent-Type: image/jpeg\r\nContent-Length: 4\r\nX-Timestamp: 12.500000\r\nX-Frame: 7\r\n\r\nJPEG\r\n"
+        );
+        let head = write_part_head("b", "image/jpeg", 4, &headers);
+        assert_eq!(head, whole[..whole.len() - 6]);
     }
 }
 
