@@ -29,7 +29,6 @@ pub mod cmd;
 pub mod package;
 pub mod packet;
 pub mod pipeline;
-pub mod progress;
 pub mod proto;
 pub mod redact;
 pub mod service;

@@ -11,10 +11,10 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::cli::DecodeArgs;
 use crate::cmd::open_or_stop;
+use crate::cmd::progress::{count, Progress};
 use crate::packet::{Admit, Input, Items, JpegClock, JpegFrame, Limits};
 use crate::pipeline::decode::{self, DecodeSettings};
 use crate::pipeline::{self, PipelineError};
-use crate::progress::{count, Progress};
 use crate::proto::jpeg;
 use crate::shutdown::Shutdown;
 use crate::sink::npy::{NpyDirWriter, Row};

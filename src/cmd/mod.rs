@@ -6,6 +6,7 @@ pub mod log;
 pub mod package;
 pub mod packager;
 pub mod probe;
+pub mod progress;
 pub mod record;
 pub mod transcode;
 
@@ -69,10 +70,7 @@ impl PartialCheck {
             .as_deref()
             .and_then(crate::pipeline::input::partial_file)
         {
-            crate::progress::Progress::summary(
-                self.quiet,
-                &format!("warning: {}: {what}", self.name),
-            );
+            progress::Progress::summary(self.quiet, &format!("warning: {}: {what}", self.name));
         }
     }
 }

@@ -7,9 +7,9 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::cli::{CencScheme, PackageArgs};
 use crate::cmd::decode::join;
+use crate::cmd::progress::Progress;
 use crate::package::{self, PackageSpec};
 use crate::pipeline;
-use crate::progress::Progress;
 use crate::proto::cenc::{self, Scheme};
 use crate::shutdown::Shutdown;
 

@@ -259,7 +259,8 @@ impl SourceStats {
         let is_rtp = self.rtsp.lock().is_ok_and(|r| r.is_some());
         if !is_rtp && self.counts_jpegs.load(Ordering::Relaxed) {
             let broken = self.broken_jpegs.load(Ordering::Relaxed);
-            let mut text = format!("{} dropped", crate::progress::count(broken, "broken JPEG"));
+            let plural = if broken == 1 { "" } else { "s" };
+            let mut text = format!("{broken} broken JPEG{plural} dropped");
             let big = self.oversized_jpegs.load(Ordering::Relaxed);
             if big > 0 {
                 text.push_str(&format!(", {big} over --max-frame-bytes skipped"));
