@@ -398,25 +398,27 @@ impl SourceError {
     ///
     /// - Never retried: `AuthWanted`, `AuthRefused` (the credentials will
     ///   not change by themselves), `Untrusted` (nor will the certificate),
-    ///   `NotVideo` (the camera now serves something else), `TooLarge` (the
-    ///   camera would send the same item again: the limit must be raised),
     ///   `Settings`, `Local` and `Stopped`.
     /// - Retried: `Unreachable` and `Refused` (a camera that restarts
     ///   refuses or is gone for a while, and answers 503 while it boots),
-    ///   `Timeout` (a stalled stream), `Ended` (a dropped connection) and
-    ///   `Protocol` (a corrupt stream; a new connection starts clean).
+    ///   `NotVideo` (a booting camera serves a status page in the stream's
+    ///   place), `TooLarge` (on tcp:// and vbc:// one oversized picture
+    ///   closes the connection, and `--reconnect` decides what follows, as
+    ///   `--max-frame-bytes` says), `Timeout` (a stalled stream), `Ended` (a
+    ///   dropped connection) and `Protocol` (a corrupt stream; a new
+    ///   connection starts clean).
     pub fn is_fatal(&self) -> bool {
         match self {
             SourceError::AuthWanted(_)
             | SourceError::AuthRefused(_)
             | SourceError::Untrusted(_)
-            | SourceError::NotVideo(_)
-            | SourceError::TooLarge(_)
             | SourceError::Settings(_)
             | SourceError::Local(_)
             | SourceError::Stopped => true,
             SourceError::Unreachable(_)
             | SourceError::Refused(_)
+            | SourceError::NotVideo(_)
+            | SourceError::TooLarge(_)
             | SourceError::Timeout(_)
             | SourceError::Ended(_)
             | SourceError::Protocol { .. } => false,

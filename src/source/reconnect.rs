@@ -466,8 +466,11 @@ mod tests {
             ),
             (SourceError::Untrusted(m("certificate not trusted")), true),
             (SourceError::Timeout(m("no JPEG for 5 s")), false),
-            (SourceError::NotVideo(m("the camera now sends H.264")), true),
-            (SourceError::TooLarge(m("over the 1024-byte limit")), true),
+            (
+                SourceError::NotVideo(m("the answer is text/html, not video")),
+                false,
+            ),
+            (SourceError::TooLarge(m("over the 1024-byte limit")), false),
             (
                 SourceError::protocol("JPEG", Some(4), "corrupt at byte 4"),
                 false,
