@@ -63,6 +63,9 @@ pub struct SourceArgs {
     /// What to read: a file path, `-` for stdin, an http(s)://, ws(s):// or
     /// rtsp:// URL, or an MJPEG camera's tcp://host:port or vbc://host[:port]
     /// (default port 65310).
+    // This text is also --help's, word for word: `[:port]` is left as it
+    // is, and rustdoc must not read it as a link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     pub source: String,
 
     /// Connect and read timeout, in seconds.

@@ -27,13 +27,17 @@ pub mod camera;
 pub mod cli;
 pub mod cmd;
 pub mod package;
+#[warn(missing_docs)]
 pub mod packet;
+#[warn(missing_docs)]
 pub mod pipeline;
 pub mod proto;
 pub mod redact;
 pub mod service;
 pub mod shutdown;
+#[warn(missing_docs)]
 pub mod sink;
+#[warn(missing_docs)]
 pub mod source;
 
 /// What a library caller does once per process, before opening a source:

@@ -13,7 +13,7 @@ pub mod transcode;
 use crate::shutdown::Shutdown;
 use crate::source::{self, Opened, SourceOptions};
 
-/// [`source::open`] for a command: `Ok(None)` when Ctrl-C came first (a
+/// [`source::open()`] for a command: `Ok(None)` when Ctrl-C came first (a
 /// clean stop), else the source or a one-line error naming it.
 pub async fn open_or_stop(
     opts: &SourceOptions,

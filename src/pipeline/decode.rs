@@ -178,9 +178,13 @@ pub fn frames(
     })
 }
 
+/// How a decode ended, for the command's closing line: what
+/// [`Frames::finish`] returns.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DecodeSummary {
+    /// Frames handed to the consumer.
     pub frames: u64,
+    /// Frames left out because `--fps` asked for fewer.
     pub dropped_by_fps: u64,
     /// Whole JPEGs the decoder refused (damage the splitter cannot see, a
     /// coding the decoder lacks, a picture over the size limit): dropped,
