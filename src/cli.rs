@@ -1,4 +1,12 @@
-//! Command-line interface: the clap structs, nothing else.
+//! The command line: the clap structs `main` parses the arguments into, and
+//! the only place camflow uses clap.
+//!
+//! Out: a [`Cli`] whose [`Command`] `main` hands to its `cmd` module. The
+//! source flags become the library's settings here ([`SourceArgs::config`]
+//! gives a [`SourceConfig`], [`SourceArgs::options`] the checked
+//! [`SourceOptions`]), and the library's own enums become clap values here
+//! (mux's [`Container`] for `--to`, the camera's [`CameraProtocol`] and
+//! [`CameraFault`]), so nothing below `cmd` imports clap or this module.
 
 use std::path::PathBuf;
 

@@ -5,7 +5,11 @@
 //! → [`pipeline`] (the only code that touches libav, on OS threads) →
 //! [`sink`] (npy frames, MP4 files, ...). [`proto`] holds the pure, sans-IO
 //! parsers and writers the receivers and the simulated [`camera`] use.
-//! The CLI ([`cli`], [`cmd`]) is one caller of this library:
+//! Beside that flow, [`package`] packages a file as encrypted MPEG-DASH and
+//! [`service`] does it for uploads over HTTP; [`shutdown`] carries Ctrl-C to
+//! every stage and [`redact`] keeps passwords out of what is shown. A
+//! caller runs [`init`] once per process. The CLI ([`cli`], [`cmd`]) is one
+//! caller of this library:
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
