@@ -86,8 +86,8 @@ impl FromStr for WsFraming {
 /// Where the video comes from.
 #[derive(Debug, Clone)]
 pub enum SourceSpec {
-    /// A file libavformat reads (or, when it holds JPEGs back to back, the
-    /// MJPEG path reads).
+    /// A file: libavformat reads it, or the MJPEG path does when it holds
+    /// JPEGs back to back.
     File(PathBuf),
     /// Standard input (`-`), read by libavformat.
     Stdin,
