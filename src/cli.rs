@@ -1,4 +1,12 @@
-//! Command-line interface: the clap structs, nothing else.
+//! The command line: the clap structs `main` parses the arguments into, and
+//! the only place camflow uses clap.
+//!
+//! Out: a [`Cli`] whose [`Command`] `main` hands to its `cmd` module. The
+//! source flags become the library's settings here ([`SourceArgs::config`]
+//! gives a [`SourceConfig`], [`SourceArgs::options`] the checked
+//! [`SourceOptions`]), and the library's own enums become clap values here
+//! (mux's [`Container`] for `--to`, the camera's [`CameraProtocol`] and
+//! [`CameraFault`]), so nothing below `cmd` imports clap or this module.
 
 use std::path::PathBuf;
 
@@ -63,6 +71,9 @@ pub struct SourceArgs {
     /// What to read: a file path, `-` for stdin, an http(s)://, ws(s):// or
     /// rtsp:// URL, or an MJPEG camera's tcp://host:port or vbc://host[:port]
     /// (default port 65310).
+    // This text is also --help's, word for word: `[:port]` is left as it
+    // is, and rustdoc must not read it as a link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     pub source: String,
 
     /// Connect and read timeout, in seconds.

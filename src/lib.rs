@@ -5,7 +5,11 @@
 //! → [`pipeline`] (the only code that touches libav, on OS threads) →
 //! [`sink`] (npy frames, MP4 files, ...). [`proto`] holds the pure, sans-IO
 //! parsers and writers the receivers and the simulated [`camera`] use.
-//! The CLI ([`cli`], [`cmd`]) is one caller of this library:
+//! Beside that flow, [`package`] packages a file as encrypted MPEG-DASH and
+//! [`service`] does it for uploads over HTTP; [`shutdown`] carries Ctrl-C to
+//! every stage and [`redact`] keeps passwords out of what is shown. A
+//! caller runs [`init`] once per process. The CLI ([`cli`], [`cmd`]) is one
+//! caller of this library:
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
@@ -27,13 +31,17 @@ pub mod camera;
 pub mod cli;
 pub mod cmd;
 pub mod package;
+#[warn(missing_docs)]
 pub mod packet;
+#[warn(missing_docs)]
 pub mod pipeline;
 pub mod proto;
 pub mod redact;
 pub mod service;
 pub mod shutdown;
+#[warn(missing_docs)]
 pub mod sink;
+#[warn(missing_docs)]
 pub mod source;
 
 /// What a library caller does once per process, before opening a source:

@@ -1,18 +1,19 @@
-//! The narrow waist between receivers and the libav pipeline.
+//! The narrow waist: every type that crosses from `source` to `pipeline`
+//! and `sink`.
 //!
-//! Network receivers hand the pipeline a clean container byte stream, cut at
-//! the places that matter: the init segment (ftyp + moov) and each complete
-//! fragment (moof + mdat). Nothing of any transport framing is left in them.
+//! In, from the receivers, on [`Items`] channels that end with a
+//! [`SourceError`] when the receiver failed: whole [`JpegFrame`]s (MJPEG
+//! receivers); coded [`VideoPacket`]s with the [`VideoParams`] a decoder or
+//! muxer needs (RTSP H.264, depacketized by the receiver); or container
+//! bytes as [`Chunk`]s, cut at the fMP4 init segment and at each complete
+//! fragment, with nothing of the transport framing left. An opened source is
+//! one [`Input`]: one of those channels, or a path or stdin libavformat reads
+//! itself.
 //!
-//! Receivers that depacketize themselves (RTSP H.264) hand over coded
-//! frames instead: [`VideoPacket`]s, with the [`VideoParams`] a decoder or a
-//! muxer needs; MJPEG receivers hand over whole [`JpegFrame`]s.
-//!
-//! An opened source is an [`Input`]: one of those item channels, or a path
-//! or stdin that libavformat reads itself. Out of the pipeline come
-//! [`BgrFrame`]s. Which frames a command keeps is decided by one [`Limits`].
-//! `source` produces these types and `pipeline` and `sink` consume them;
-//! neither of those two imports `source`.
+//! Out of the pipeline come decoded [`BgrFrame`]s. Which frames a command
+//! keeps (`--max-frames`, `--duration`, `--fps`) is decided in one place,
+//! [`Limits`] and its [`Gate`]. `source` produces these types; `pipeline`
+//! and `sink` consume them and import nothing from `source`.
 
 use std::path::PathBuf;
 
@@ -57,6 +58,9 @@ impl Input {
     }
 }
 
+/// A piece of container bytes from a receiver, cut where a consumer must
+/// act: at an fMP4 init segment or fragment, or anywhere for a stream
+/// camflow does not parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Chunk {
     /// An fMP4 init segment. A second one starts a new stream (new parameters,
@@ -73,7 +77,9 @@ pub enum Chunk {
 /// the `received_unix_seconds` of the frames in it.
 #[derive(Debug, Clone)]
 pub struct Arrived {
+    /// The bytes, with where they were cut.
     pub chunk: Chunk,
+    /// When the chunk's last byte arrived, Unix seconds.
     pub at_unix: f64,
 }
 
@@ -86,6 +92,8 @@ pub fn unix_now() -> f64 {
 }
 
 impl Chunk {
+    /// The chunk's bytes, whatever kind it is: what a demuxer or a file
+    /// writer reads.
     pub fn bytes(&self) -> &Bytes {
         match self {
             Chunk::Init(b) | Chunk::Fragment(b) | Chunk::Data(b) => b,
@@ -96,14 +104,19 @@ impl Chunk {
 /// Video codecs that arrive as packets rather than in a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VideoCodec {
+    /// H.264 (AVC): packets are length-prefixed NAL units, see
+    /// [`VideoParams::extradata`].
     H264,
 }
 
 /// What a decoder or muxer needs to know before the first packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VideoParams {
+    /// Which decoder or muxer codec the packets need.
     pub codec: VideoCodec,
+    /// Picture width in pixels, from the stream's parameter sets.
     pub width: u32,
+    /// Picture height in pixels, from the stream's parameter sets.
     pub height: u32,
     /// H.264: the AVCDecoderConfigurationRecord (`avcC`), which also says
     /// packets are NAL units with 4-byte length prefixes.
@@ -115,6 +128,8 @@ pub struct VideoParams {
 /// One coded picture (an access unit), in decode order.
 #[derive(Debug, Clone)]
 pub struct VideoPacket {
+    /// The access unit's NAL units, each with a 4-byte length prefix (the
+    /// form `avcC` announces), as decoders and MP4 muxers take them.
     pub data: Bytes,
     /// Stream time in seconds from the first packet, never going back
     /// across reconnects.
@@ -130,7 +145,9 @@ pub struct VideoPacket {
 /// A JPEG frame from a raw-MJPEG receiver and when its last byte arrived.
 #[derive(Debug, Clone)]
 pub struct JpegFrame {
+    /// One whole JPEG, SOI to EOI.
     pub data: bytes::Bytes,
+    /// When its last byte arrived, Unix seconds.
     pub at_unix: f64,
     /// The camera's own time for the frame (an `X-Timestamp` header), seconds.
     pub pts: Option<f64>,
@@ -158,6 +175,9 @@ pub struct JpegClock {
 }
 
 impl JpegClock {
+    /// `frame`'s stream time in seconds: its [`JpegFrame::clock`] less the
+    /// first frame's, moved on by one frame interval when it would not be
+    /// later than the previous frame's.
     pub fn time(&mut self, frame: &JpegFrame) -> f64 {
         let raw = frame.clock();
         let origin = *self.origin.get_or_insert(raw);

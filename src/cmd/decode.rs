@@ -1,7 +1,13 @@
 //! `camflow decode`: a source → BGR frames as .npy files plus frames.csv.
-//! The frames come from `pipeline::decode::frames`; this file wires them
-//! to the npy sink on a thread of its own (file writes block) and says
-//! how the run went.
+//!
+//! In: the command's flags, turned into the source's options, the frame
+//! [`Limits`] and the [`DecodeSettings`]. The frames come from
+//! [`decode::frames`], which decodes on a thread of its own; this file only
+//! hands each one to the npy sink on a writer thread (file writes block),
+//! gives its buffer back to the decoder, and ends with the one summary
+//! line, or an error naming the source. With `--save-jpeg` nothing is
+//! decoded: an MJPEG source's JPEGs are written as received, under the
+//! same limits.
 
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;

@@ -1,4 +1,15 @@
-//! One file per subcommand, each `run(args) -> anyhow::Result<ExitCode>`.
+//! The CLI's commands: what `main` runs with the parsed [`cli`](crate::cli)
+//! structs.
+//!
+//! One file per subcommand (`transcode.rs` holds `transcode` and `hls`),
+//! each with an async `run(args, shutdown) -> anyhow::Result<ExitCode>`: it
+//! turns the flags into the library's settings, opens the source
+//! ([`open_or_stop`]), wires a pipeline to a sink, and ends with a summary
+//! line or a one-line error. Beside them sit the CLI's
+//! presentation: [`log`], the logger that prints the library's `log`
+//! records as camflow's stderr lines (silent with `-q`), and [`progress`],
+//! the live progress line and the closing summary. `anyhow` lives here and
+//! in `main`; the library returns typed errors.
 
 pub mod camera;
 pub mod decode;
@@ -13,7 +24,7 @@ pub mod transcode;
 use crate::shutdown::Shutdown;
 use crate::source::{self, Opened, SourceOptions};
 
-/// [`source::open`] for a command: `Ok(None)` when Ctrl-C came first (a
+/// [`source::open()`] for a command: `Ok(None)` when Ctrl-C came first (a
 /// clean stop), else the source or a one-line error naming it.
 pub async fn open_or_stop(
     opts: &SourceOptions,

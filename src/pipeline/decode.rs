@@ -1,8 +1,16 @@
-//! Demux → decode, on the libav thread, for every kind of input; the
-//! decoded pictures go to a [`Pictures`] consumer: [`BgrOut`] (BGR frames
-//! through a bounded channel to the sink's thread, so file writes overlap
-//! with decoding; their buffers come back through the pool and are reused)
-//! or the H.264 encoder of `transcode` and `hls`.
+//! Demux → decode, on the libav thread, for every kind of input.
+//!
+//! In: a container ([`run`]), whole JPEGs ([`run_jpegs`]) or coded packets
+//! ([`run_packets`]), with the [`DecodeSettings`]. Out: decoded pictures,
+//! after the frame limits, to a [`Pictures`] consumer: [`BgrOut`] (packed
+//! BGR frames through a bounded channel to the consumer's thread, so file
+//! writes overlap with decoding; their buffers come back through a pool and
+//! are reused) or the H.264 encoder of `transcode` and `hls`.
+//!
+//! [`frames`] is the way in for a library caller: an opened source's
+//! [`Input`] in, an iterator of [`BgrFrame`]s out, decoded on a thread of
+//! its own (whole JPEGs by libjpeg-turbo, `super::turbo`, unless
+//! [`JpegDecoder::Libav`] is asked for).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -178,9 +186,13 @@ pub fn frames(
     })
 }
 
+/// How a decode ended, for the command's closing line: what
+/// [`Frames::finish`] returns.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DecodeSummary {
+    /// Frames handed to the consumer.
     pub frames: u64,
+    /// Frames left out because `--fps` asked for fewer.
     pub dropped_by_fps: u64,
     /// Whole JPEGs the decoder refused (damage the splitter cannot see, a
     /// coding the decoder lacks, a picture over the size limit): dropped,

@@ -1,16 +1,17 @@
-//! Opening a source for libavformat: a path it reads itself, stdin, or a
-//! receiver's chunks through a custom AVIO reader (never a temp file or a
-//! subprocess).
+//! Opening an input for libavformat. In: an [`InputSource`]: a path it
+//! reads itself, stdin, or a receiver's [`Chunk`]s through a custom AVIO
+//! reader (never a temp file or a subprocess). Out: a demuxer context
+//! ([`open`]), packets read one at a time ([`read_packet`]), and, for
+//! chunks, each byte position's arrival time and why the feed ended
+//! ([`ChunkFeed`]).
 //!
 //! Memory while reading is bounded by design, whatever the input's length:
-//! a receiver's chunks wait in a channel of [`CHUNK_QUEUE`] items, the
-//! feed remembers the arrival times of `ARRIVALS_KEPT` chunks, libav's
-//! AVIO buffer is `AVIO_BUFFER` bytes, and every demuxing loop holds one
-//! packet at a time ([`read_packet`]). What still grows is libavformat's
-//! own: the mov demuxer indexes every sample of a fragmented stream (about
-//! 32 bytes a picture, 3 MB an hour at 25 fps), as the ffmpeg CLI does.
-//!
-//! [`CHUNK_QUEUE`]: crate::source::CHUNK_QUEUE
+//! a receiver's chunks wait in the bounded channel it sends on, the feed
+//! remembers the arrival times of `ARRIVALS_KEPT` chunks, libav's AVIO
+//! buffer is `AVIO_BUFFER` bytes, and every demuxing loop holds one packet
+//! at a time. What still grows is libavformat's own: the mov demuxer
+//! indexes every sample of a fragmented stream (about 32 bytes a picture,
+//! 3 MB an hour at 25 fps), as the ffmpeg CLI does.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -27,6 +28,8 @@ use crate::packet::{Items, SourceError};
 
 /// What the libav thread reads from.
 pub enum InputSource {
+    /// A file libavformat opens itself, with every demuxer it has (the
+    /// user's own file).
     Path(PathBuf),
     /// A file from someone else (an upload to the packaging service): only
     /// the plain containers in [`UNTRUSTED_DEMUXERS`] are opened. Playlists
@@ -34,7 +37,10 @@ pub enum InputSource {
     /// a file that merely starts like an MP4 box, make it read other files,
     /// or loop on a live manifest whose segments never come.
     Untrusted(PathBuf),
+    /// Standard input, read on a thread of its own so that `stop` can
+    /// abort a read that waits.
     Stdin,
+    /// A network receiver's chunks, read through custom AVIO.
     Chunks(ChunkFeed),
 }
 

@@ -1,5 +1,18 @@
-//! The only code that touches libav (ffmpeg-next). Everything here runs on
-//! named OS threads, fed through bounded channels, never on tokio workers.
+//! The stages between an opened source and its outputs: the only code that
+//! touches libav (ffmpeg-next), with the libjpeg-turbo decoder beside it.
+//!
+//! In: a [`packet::Input`](crate::packet::Input), which the stages read as a
+//! [`Fed`]: a container libavformat demuxes (a path, stdin, or a receiver's
+//! chunks through custom I/O, see [`input`]), whole JPEGs, or coded packets.
+//! Out: packed BGR frames ([`decode::frames`]), MP4 by stream copy
+//! ([`remux`]), H.264 into FLV, RTMP or HLS ([`transcode`], [`encode`],
+//! [`mux`]), DASH ([`dash`]), a report of what a source holds ([`probe`]),
+//! and the simulated camera's video ([`synth`], [`pattern`]).
+//!
+//! The work runs on named OS threads ([`spawn`]) that take a receiver's
+//! items with blocking receives and hand results on through bounded
+//! channels, never on tokio workers. Like `sink`, `pipeline` imports the
+//! waist (`packet`) and nothing from `source`.
 
 pub mod dash;
 pub mod decode;
@@ -44,19 +57,29 @@ impl From<Input> for Fed {
     }
 }
 
+/// Why a pipeline stage stopped. `Display` is one line, for the command to
+/// put a name in front of.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     /// The receiver failed; its message is the one the user needs.
     #[error("{0}")]
     Source(SourceError),
+    /// libavformat could not open the input or find its streams (not a
+    /// container it knows, a file that cannot be read).
     #[error("cannot open the input: {0}")]
     Open(String),
+    /// The input opened but holds no video stream to decode or copy.
     #[error("the input has no video stream")]
     NoVideo,
+    /// Decoding or converting pictures failed (no decoder for the codec, a
+    /// pixel conversion, a decode thread that stopped).
     #[error("decoder: {0}")]
     Decoder(String),
+    /// Demuxing failed part-way through the input.
     #[error("reading the input: {0}")]
     Read(String),
+    /// Making or writing the output failed (a file, a muxer, the RTMP
+    /// server, the encoder); the message says which.
     #[error("{0}")]
     Output(String),
 }

@@ -9,6 +9,7 @@
 /// Bar colours in BGR order: red, green, blue, white.
 pub const BARS: [[u8; 3]; 4] = [[0, 0, 255], [0, 255, 0], [255, 0, 0], [255, 255, 255]];
 
+/// Cells in the frame-number band: the counter wraps after 2^16 frames.
 pub const COUNTER_BITS: u32 = 16;
 
 /// First row of the counter band.

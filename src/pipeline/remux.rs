@@ -1,15 +1,21 @@
-//! Stream copy of a file or stdin into MP4 with libavformat (no
-//! re-encoding): the video and every audio stream MP4 can hold, timestamps
-//! rescaled (and made up, like the ffmpeg CLI does, for raw streams that
-//! carry none), codec tags left to the muxer. The output is fragmented at
-//! keyframes, so a recording cut short by a fault or a full disk still
-//! plays up to its last whole fragment. Network sources that already
-//! deliver fMP4 are recorded as received instead (`sink::fmp4_file`).
+//! `record` without re-encoding: a source's video copied into MP4 with
+//! libavformat.
 //!
-//! The MP4 is written under a temporary name and takes the output's name
-//! once a fragment with video is on disk ([`Staged`]): a run that fails or
-//! is stopped before that leaves an earlier file at the output path as it
-//! was, and no header-only file.
+//! In, one of three: a container libavformat reads ([`run`]: a file, stdin
+//! or an HTTP body; the video and every audio stream MP4 can hold,
+//! timestamps rescaled, and made up as the ffmpeg CLI does for raw streams
+//! that carry none, codec tags left to the muxer), whole JPEGs
+//! ([`record_jpegs`], as codec mjpeg) or coded H.264 pictures
+//! ([`record_packets`]). Network sources that already deliver fMP4 are
+//! recorded as received instead (`sink::fmp4_file::record`).
+//!
+//! Out: an MP4 at the output path, fragmented at keyframes so that a
+//! recording cut short by a fault or a full disk still plays up to its
+//! last whole fragment, and a [`RemuxSummary`] after every picture. The MP4
+//! is written under a temporary name and takes the output's name once a
+//! fragment with video is on disk: a run that fails or is stopped before
+//! that leaves an earlier file at the output path as it was, and no
+//! header-only file.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,10 +33,15 @@ use crate::packet::{
 use crate::proto::jpeg;
 use crate::sink::fmp4_file::PendingFile;
 
+/// What a recording holds so far: passed to the progress callback after
+/// each picture and returned at the end, for the closing line.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RemuxSummary {
+    /// Packets written, audio included.
     pub packets: u64,
+    /// Video pictures written.
     pub video_frames: u64,
+    /// The video's length, up to the end of its last picture.
     pub seconds: f64,
     /// The video had no timestamps and uses frame reordering (B-frames):
     /// the copy is timed in decode order, as the ffmpeg CLI would do it.
@@ -95,6 +106,9 @@ impl Staged {
     }
 }
 
+/// Copies `src`'s video and the audio MP4 can hold into an MP4 at
+/// `out_path` until the input ends, `duration` seconds of video are in, or
+/// `stop` is set; `on_frame` sees the summary after each video packet.
 pub fn run(
     src: &InputSource,
     out_path: &Path,

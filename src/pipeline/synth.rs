@@ -25,18 +25,28 @@ use super::PipelineError;
 use crate::packet::Chunk;
 use crate::proto::fmp4;
 
+/// What the simulated camera streams to one client.
 #[derive(Debug, Clone)]
 pub struct SynthSettings {
+    /// A video file to stream ([`run`]) or a folder of `.jpg` files
+    /// ([`jpeg_run`]); `None` for the test pattern.
     pub input: Option<PathBuf>,
+    /// The pattern's width in pixels (a file keeps its own size).
     pub width: u32,
+    /// The pattern's height in pixels.
     pub height: u32,
+    /// Frames per second of the pattern and of a folder's JPEGs.
     pub fps: f64,
+    /// Stop after this many frames; `None` streams until the client leaves
+    /// (or the file ends).
     pub frames: Option<u64>,
 }
 
 /// A chunk and when to send it, in seconds from the stream's start.
 pub struct Timed {
+    /// An init segment or one fragment of fMP4.
     pub chunk: Chunk,
+    /// When the client should get it, seconds from the stream's start.
     pub at: f64,
 }
 
@@ -427,7 +437,9 @@ fn encode_one(
 
 /// One JPEG and when to send it, in seconds from the stream's start.
 pub struct TimedJpeg {
+    /// One whole JPEG.
     pub jpeg: Bytes,
+    /// When the client should get it, seconds from the stream's start.
     pub at: f64,
 }
 

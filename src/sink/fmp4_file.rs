@@ -16,24 +16,52 @@ use bytes::Bytes;
 use crate::packet::{Arrived, Chunk, Items, SourceError};
 use crate::proto::bmff::{self, InitInfo};
 
+/// Why a recording of fMP4 chunks stopped short. `Display` is the one-line
+/// message `record` shows; the file holds what came before.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
+    /// Creating, writing or renaming the file failed (a full disk, no
+    /// permission); a failed write was cut back to the last whole fragment.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The output path.
+        path: PathBuf,
+        /// What the file system said.
+        source: io::Error,
+    },
+    /// A second, different init segment came after fragments were written:
+    /// one MP4 file cannot change its tracks' parameters.
     #[error(
         "the stream sent a different init segment (its parameters changed); \
          {path} holds everything before it"
     )]
-    InitChanged { path: PathBuf },
+    InitChanged {
+        /// The output path.
+        path: PathBuf,
+    },
+    /// A fragment, or bytes that are not fMP4, came before any init segment.
     #[error("a fragment arrived before the init segment")]
     NoInit,
+    /// The init segment has tracks, none of them video; nothing was written.
     #[error("the input has no video stream (its init segment holds {tracks})")]
-    NoVideo { tracks: String },
+    NoVideo {
+        /// The tracks' handler types, comma-separated (`soun, meta`).
+        tracks: String,
+    },
+    /// A fragment started earlier than the one before it (the camera
+    /// restarted its clock): it cannot follow in the same file.
     #[error(
         "the stream restarted (its timestamps went back from {from:.3} s to {to:.3} s); \
          {path} holds everything before it"
     )]
-    Restarted { path: PathBuf, from: f64, to: f64 },
+    Restarted {
+        /// The output path.
+        path: PathBuf,
+        /// The previous fragment's start, seconds.
+        from: f64,
+        /// The refused fragment's start, seconds.
+        to: f64,
+    },
 }
 
 /// A file written under a temporary name in the output's folder,
@@ -57,6 +85,9 @@ pub struct PendingFile {
 }
 
 impl PendingFile {
+    /// Plans a file that is to end up at `path`. Nothing is created yet:
+    /// [`PendingFile::create`] (or a muxer given [`PendingFile::path`])
+    /// does that.
     pub fn new(path: &Path) -> PendingFile {
         let existing = std::fs::metadata(path).ok();
         if existing.as_ref().is_some_and(|m| !m.is_file()) {
@@ -123,6 +154,9 @@ impl Drop for PendingFile {
     }
 }
 
+/// Writes one recording of fMP4 chunks: in, the init segment and fragments
+/// ([`Fmp4FileWriter::init`], [`Fmp4FileWriter::fragment`]); out, an MP4 at
+/// the output path once it holds a fragment, and counts for progress.
 pub struct Fmp4FileWriter {
     path: PathBuf,
     file: Option<File>,
@@ -136,6 +170,7 @@ pub struct Fmp4FileWriter {
     /// the previous one (its start plus its sample durations).
     next_time: Option<f64>,
     last_start: Option<f64>,
+    /// Fragments written.
     pub fragments: u64,
     /// Video samples in the fragments written: the frames a player (and
     /// `ffprobe -count_frames`) reads from the file.
@@ -145,6 +180,8 @@ pub struct Fmp4FileWriter {
 }
 
 impl Fmp4FileWriter {
+    /// A writer for a recording at `path`; nothing is written until the
+    /// init segment arrives.
     pub fn new(path: &Path) -> Self {
         Fmp4FileWriter {
             path: path.to_path_buf(),
@@ -358,6 +395,7 @@ pub fn record(
 pub struct WholeFragments {
     /// Bytes up to the end of the last whole box.
     pub len: u64,
+    /// Whole fragments (a `moof` with all of its `mdat`).
     pub fragments: u64,
     /// Samples of the video track(s) in those fragments: the frames a
     /// player (and `ffprobe -count_frames`) reads from the file.

@@ -1,4 +1,13 @@
-//! Sinks: where frames and streams end up.
+//! Sinks: where frames and streams end up on disk.
+//!
+//! In: decoded [`BgrFrame`](crate::packet::BgrFrame)s, or JPEGs as
+//! received, for [`npy`] (a folder of `.npy` files and `frames.csv`); a
+//! receiver's fMP4 [`Chunk`](crate::packet::Chunk)s for [`fmp4_file`] (one
+//! MP4, written exactly as received, [`fmp4_file::record`]). Out: files a
+//! reader never sees half-written: each `.npy` is renamed into place before
+//! its row is written, and an MP4 takes the output's name only once it
+//! holds video ([`fmp4_file::PendingFile`], which the pipeline's muxers use
+//! too). `sink` imports the waist (`packet`), never `source`.
 
 pub mod fmp4_file;
 pub mod npy;

@@ -26,6 +26,9 @@ pub fn is_jpeg_stream(path: &Path) -> bool {
         && head == [0xFF, 0xD8, 0xFF]
 }
 
+/// Starts reading a file of JPEGs on a thread of its own: out come the
+/// same whole-JPEG items an MJPEG camera's receiver gives, paced only by
+/// the consumer, ending at the file's end or at `shutdown`.
 pub fn spawn_jpeg_file(
     path: PathBuf,
     opts: &SourceOptions,

@@ -7,7 +7,7 @@
 //!   JPEGs here, on the boundary the body uses (cameras that declare another
 //!   boundary, or none, are common);
 //! - a single `image/jpeg` (a snapshot camera, go2rtc's `frame.jpeg`) is
-//!   asked for again and again ([`snapshots`]);
+//!   asked for again and again (`snapshots`);
 //! - anything else goes to libavformat as it arrives (a plain file or
 //!   stream over HTTP), the bytes already looked at first.
 //!

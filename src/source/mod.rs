@@ -1,6 +1,19 @@
-//! Receivers: each owns its sockets, speaks one protocol and emits a clean
-//! stream for the pipeline. Files and stdin need no receiver: libavformat
-//! reads them itself.
+//! Opening a source: the library's way in.
+//!
+//! In: a [`SourceOptions`] (plain settings, made in code, from a
+//! [`SourceConfig`], or by the CLI from its flags) and a
+//! [`Shutdown`](crate::shutdown::Shutdown). [`open()`] starts the receiver
+//! the source needs and returns an [`Opened`]: the
+//! [`Input`](crate::packet::Input) the pipeline reads (whole JPEGs, coded
+//! packets, fMP4 or other container chunks, or a path or stdin that
+//! libavformat reads itself) and the receiver's [`SourceStats`].
+//!
+//! Each receiver ([`http`], [`rtsp`], [`tcp`], [`ws`], and [`file`](mod@file) for a
+//! file of JPEGs) owns its sockets, speaks one protocol, hands items on
+//! through a bounded channel and ends with a [`SourceError`] of a kind the
+//! caller acts on; receivers never retry themselves: [`supervised`] runs
+//! their sessions under the [`reconnect`] policy. Network receivers run as
+//! tasks on the caller's tokio runtime.
 
 pub mod deadline;
 mod error;
@@ -73,8 +86,13 @@ impl FromStr for WsFraming {
 /// Where the video comes from.
 #[derive(Debug, Clone)]
 pub enum SourceSpec {
+    /// A file: libavformat reads it, or the MJPEG path does when it holds
+    /// JPEGs back to back.
     File(PathBuf),
+    /// Standard input (`-`), read by libavformat.
     Stdin,
+    /// ws:// or wss://: fMP4 in WebSocket binary messages, plain or in
+    /// EvoStream's framing.
     WebSocket(Url),
     /// Raw JPEGs back to back on a TCP connection.
     Tcp(Url),
@@ -87,6 +105,9 @@ pub enum SourceSpec {
 }
 
 impl SourceSpec {
+    /// What the user typed as the source: a URL by its scheme, `-` for
+    /// stdin, anything else a path. The error is one line saying what is
+    /// wrong with it.
     pub fn parse(s: &str) -> Result<SourceSpec, String> {
         if s == "-" {
             return Ok(SourceSpec::Stdin);
@@ -247,9 +268,11 @@ pub struct SourceStats {
 }
 
 impl SourceStats {
+    /// Counts `n` more bytes received (called by the receivers).
     pub fn add_bytes(&self, n: usize) {
         self.bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
+    /// Bytes received so far, for progress lines.
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
@@ -284,7 +307,9 @@ pub use crate::packet::SourceError;
 /// A running network receiver: clean chunks arrive on `rx`; the channel
 /// closes after the last one, an `Err` item first if the receiver failed.
 pub struct ChunkStream {
+    /// The receiver's chunks, bounded by [`CHUNK_QUEUE`].
     pub rx: mpsc::Receiver<Result<Arrived, SourceError>>,
+    /// What the receiver has seen, updated as it runs.
     pub stats: Arc<SourceStats>,
 }
 
@@ -314,14 +339,18 @@ pub fn spawn_receiver(
 /// A running MJPEG receiver: whole JPEGs arrive on `rx`; an `Err` item
 /// comes last if it failed.
 pub struct JpegStream {
+    /// The receiver's JPEGs, bounded by [`JPEG_QUEUE`].
     pub rx: mpsc::Receiver<Result<JpegFrame, SourceError>>,
+    /// What the receiver has seen, updated as it runs.
     pub stats: Arc<SourceStats>,
 }
 
 /// A running receiver of coded video packets (RTSP H.264); an `Err` item
 /// comes last if it failed.
 pub struct PacketStream {
+    /// The camera's pictures in decode order, with parameters on the first.
     pub rx: mpsc::Receiver<Result<crate::packet::VideoPacket, SourceError>>,
+    /// What the receiver has seen, updated as it runs.
     pub stats: Arc<SourceStats>,
 }
 

@@ -1,6 +1,7 @@
-//! Opening any source: the receiver a source needs is started, and what
-//! flows out of it is handed back as a [`packet::Input`] the pipeline
-//! reads, with the receiver's counters beside it.
+//! Opening any source. In: its [`SourceOptions`] and the shutdown. The
+//! receiver the source needs is started, and what flows out of it is handed
+//! back as the [`packet::Input`](crate::packet::Input) the pipeline reads,
+//! with the receiver's counters beside it.
 
 use std::sync::Arc;
 

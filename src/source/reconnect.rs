@@ -76,6 +76,8 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// A backoff at its first step; `seed` drives the jitter (the process
+    /// id and the time in the program, a constant in tests).
     pub fn new(seed: u64) -> Self {
         Backoff {
             step: INITIAL_DELAY,
@@ -163,6 +165,8 @@ where
 pub trait Opener {
     /// One session, running.
     type Session: Future<Output = Result<(), SourceError>>;
+    /// Starts session number `attempt`; it ends with the error the source
+    /// failed with, or `Ok` at a clean end of the stream.
     fn session(&mut self, attempt: u64, streamed: Arc<AtomicBool>) -> Self::Session;
 }
 

@@ -96,14 +96,21 @@ pub struct SdpMedia {
     pub media: String,
     /// The RTP encoding name, lower case (`jpeg`, `h264`, `pcmu`).
     pub encoding: String,
+    /// The RTP payload type the track's packets carry (`m=` line).
     pub payload_type: u8,
+    /// The RTP clock rate in Hz (`a=rtpmap`), 90000 for video.
     pub clock_rate: u32,
+    /// Audio channels, when the SDP says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channels: Option<u16>,
+    /// Picture width in pixels, when the SDP carries the codec parameters
+    /// (H.264's parameter sets).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
+    /// Picture height in pixels, from the same parameters.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
+    /// Frames per second: `a=framerate`, else the codec parameters' timing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fps: Option<f64>,
     /// RFC 6381 codec string, when the SDP gives the parameters.
@@ -116,7 +123,9 @@ pub struct SdpMedia {
 /// What an RTSP camera offers and how camflow reads it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RtspInfo {
+    /// The transport in use (`tcp` or `udp`).
     pub transport: RtspTransportName,
+    /// Every media section of the SDP, the track camflow reads marked.
     pub media: Vec<SdpMedia>,
     /// The server's name (`Server:` header), if it gave one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -152,7 +161,9 @@ impl Codec {
 
 /// An RTSP source, opened: which of the two streams depends on the codec.
 pub enum Opened {
+    /// An MJPEG camera: whole JPEGs, rebuilt by camflow's depacketizer.
     Jpegs(JpegStream),
+    /// An H.264 camera: access units with their parameters.
     Packets(PacketStream),
 }
 
