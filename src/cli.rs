@@ -205,12 +205,7 @@ pub struct DecodeArgs {
 
     /// MJPEG sources: decode with libjpeg-turbo (straight to BGR, JPEGs in
     /// parallel) or with libavcodec's mjpeg decoder and swscale.
-    #[arg(
-        long = "jpeg-decoder",
-        default_value_t = JpegDecoder::Turbojpeg,
-        value_parser = PossibleValuesParser::new(["turbojpeg", "libav"])
-            .map(|s| s.parse::<JpegDecoder>().unwrap_or_default())
-    )]
+    #[arg(long = "jpeg-decoder", value_enum, default_value_t = JpegDecoder::Turbojpeg)]
     pub jpeg_decoder: JpegDecoder,
 
     /// Keep pictures as stored, ignoring the stream's display matrix (by
@@ -498,6 +493,20 @@ pub struct ProbeArgs {
 fn camera_value(name: &'static str, describe: String) -> PossibleValue {
     // clap's derive drops the period that ends a one-sentence help.
     PossibleValue::new(name).help(describe.trim_end_matches('.').to_string())
+}
+
+/// The library's policy enum as a clap value, spelled as its `Display`.
+impl ValueEnum for JpegDecoder {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[JpegDecoder::Turbojpeg, JpegDecoder::Libav]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(match self {
+            JpegDecoder::Turbojpeg => "turbojpeg",
+            JpegDecoder::Libav => "libav",
+        }))
+    }
 }
 
 impl ValueEnum for CameraProtocol {
