@@ -123,7 +123,8 @@ pub struct SourceArgs {
     /// rtsp://: carry RTP in the RTSP connection (`tcp`, works through NAT
     /// and firewalls, nothing lost on the way) or in UDP datagrams (`udp`,
     /// lower latency on a clean LAN; lost or reordered packets drop frames).
-    #[arg(long = "rtsp-transport", value_name = "tcp|udp", default_value_t = crate::source::rtsp::RtspTransport::Tcp)]
+    /// `auto` tries TCP and uses UDP if the camera refuses TCP.
+    #[arg(long = "rtsp-transport", value_name = "auto|tcp|udp", default_value_t = crate::source::rtsp::RtspTransport::Auto)]
     pub rtsp_transport: crate::source::rtsp::RtspTransport,
 
     /// Largest picture accepted, in bytes: a JPEG from tcp://, vbc://,

@@ -60,9 +60,12 @@ pub async fn run(args: ProbeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode
     };
     let stats = opened.stats.clone();
     let net_stats = opened.stats.unwrap_or_default();
-    let rtsp = stats
-        .as_ref()
-        .and_then(|s| s.rtsp.lock().ok().and_then(|r| r.clone()));
+    let rtsp_info = || {
+        stats
+            .as_ref()
+            .and_then(|s| s.rtsp.lock().ok().and_then(|r| r.clone()))
+    };
+    let rtsp = rtsp_info();
     let fail = |e: source::SourceError| {
         anyhow!(
             "{name}: {}",
@@ -90,6 +93,9 @@ pub async fn run(args: ProbeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode
     let input = match measured {
         Err(input) => input,
         Ok(mut container) => {
+            // RTSP's transport is settled by SETUP, after the open: the
+            // info is read again once pictures came.
+            let rtsp = rtsp_info();
             if let Some(info) = &rtsp {
                 container = rtsp_container(info, container);
             }

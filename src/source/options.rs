@@ -129,7 +129,7 @@ pub struct SourceConfig {
     pub user: Option<String>,
     /// Password for `user`.
     pub password: Option<String>,
-    /// `tcp` or `udp`.
+    /// `auto`, `tcp` or `udp`.
     #[serde(deserialize_with = "from_text")]
     pub rtsp_transport: RtspTransport,
     /// Bytes.

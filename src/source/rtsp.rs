@@ -17,7 +17,11 @@
 //! while playing, TEARDOWN when a session is dropped), Basic and Digest auth,
 //! and both transports. Its UDP transport has no reorder buffer (a packet
 //! that arrives out of order counts as lost, and its frame is dropped) and
-//! sends no RTCP receiver reports, so TCP is the default.
+//! sends no RTCP receiver reports, so TCP is tried first. Some servers
+//! (VLC's) have no RTP over TCP: they answer its SETUP with 461 or close
+//! the connection. With `auto` (the default) the session then starts over
+//! on UDP, once, and later sessions of the source keep the transport that
+//! worked.
 //!
 //! Only the video track is set up. A camera that refuses to PLAY a partial
 //! presentation gets every track set up on a second try; the other tracks'
@@ -49,9 +53,12 @@ use crate::proto::rtp_jpeg;
 /// How RTP travels from the camera (`--rtsp-transport`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum RtspTransport {
+    /// TCP, and UDP if the camera refuses TCP (461 Unsupported Transport,
+    /// or the connection closed on SETUP): what works on the first try.
+    #[default]
+    Auto,
     /// Interleaved in the RTSP TCP connection (RFC 2326 §10.12): one
     /// connection, through NAT and firewalls, nothing lost on the way.
-    #[default]
     Tcp,
     /// RTP and RTCP in UDP datagrams to ports camflow opens: lower latency
     /// on a clean LAN; a lost or late packet costs its frame.
@@ -61,6 +68,7 @@ pub enum RtspTransport {
 impl fmt::Display for RtspTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            RtspTransport::Auto => "auto",
             RtspTransport::Tcp => "tcp",
             RtspTransport::Udp => "udp",
         })
@@ -71,19 +79,21 @@ impl FromStr for RtspTransport {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "auto" => Ok(RtspTransport::Auto),
             "tcp" => Ok(RtspTransport::Tcp),
             "udp" => Ok(RtspTransport::Udp),
             _ => Err(format!(
-                "unknown RTSP transport {s:?} (expected tcp or udp)"
+                "unknown RTSP transport {s:?} (expected auto, tcp or udp)"
             )),
         }
     }
 }
 
 impl RtspTransport {
+    /// retina's transport; `Auto` begins with TCP.
     fn retina(self) -> Transport {
         match self {
-            RtspTransport::Tcp => Transport::Tcp(Default::default()),
+            RtspTransport::Auto | RtspTransport::Tcp => Transport::Tcp(Default::default()),
             RtspTransport::Udp => Transport::Udp(Default::default()),
         }
     }
@@ -123,7 +133,8 @@ pub struct SdpMedia {
 /// What an RTSP camera offers and how camflow reads it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RtspInfo {
-    /// The transport in use (`tcp` or `udp`).
+    /// The transport in use (`tcp` or `udp`; `auto` only until the first
+    /// SETUP has settled it).
     pub transport: RtspTransportName,
     /// Every media section of the SDP, the track camflow reads marked.
     pub media: Vec<SdpMedia>,
@@ -227,6 +238,31 @@ struct Ctx {
     /// The H.264 parameters last handed on: a reconnect that brings the
     /// same ones does not restart the decoder.
     last_params: Mutex<Option<Arc<VideoParams>>>,
+    /// The transport of the next session: `--rtsp-transport`, until `auto`
+    /// is settled by the first SETUP that works.
+    transport: Mutex<RtspTransport>,
+}
+
+impl Ctx {
+    fn transport(&self) -> RtspTransport {
+        self.transport
+            .lock()
+            .map(|t| *t)
+            .unwrap_or(self.opts.rtsp_transport)
+    }
+
+    /// The transport that worked: later sessions use it, and `probe` shows
+    /// it.
+    fn settle(&self, transport: RtspTransport) {
+        if let Ok(mut t) = self.transport.lock() {
+            *t = transport;
+        }
+        if let Ok(mut info) = self.stats.rtsp.lock() {
+            if let Some(info) = info.as_mut() {
+                info.transport = RtspTransportName(transport);
+            }
+        }
+    }
 }
 
 /// Connects (DESCRIBE), picks the video track, and starts the receiver.
@@ -247,6 +283,7 @@ pub async fn open(
         stats: stats.clone(),
         timeline: Mutex::new(Timeline::default()),
         last_params: Mutex::new(None),
+        transport: Mutex::new(opts.rtsp_transport),
     };
     let described = describe(&ctx).await?;
     let (video, codec) = pick_video(described.streams())?;
@@ -337,7 +374,7 @@ async fn describe(ctx: &Ctx) -> Result<Session<Described>, SourceError> {
 /// A retina error as a kind. retina's error is opaque but for its status
 /// code; the rest is told from its first line, which names the failure.
 fn failure(ctx: &Ctx, e: &retina::Error) -> SourceError {
-    let message = retina_error(e);
+    let message = retina_error(e, ctx.opts.rtsp_transport);
     if let Some(status) = e.status_code() {
         return match status {
             401 if ctx.creds.is_some() => SourceError::AuthRefused(message),
@@ -368,16 +405,27 @@ fn failure(ctx: &Ctx, e: &retina::Error) -> SourceError {
 
 /// retina's errors start with the connection context in brackets, and an
 /// RTSP error answer carries the whole response; one line is kept.
-fn retina_error(e: &retina::Error) -> String {
+fn retina_error(e: &retina::Error, asked: RtspTransport) -> String {
     let text = e.to_string();
     let first = text.lines().next().unwrap_or_default().trim().to_string();
+    let refused = match asked {
+        RtspTransport::Tcp => {
+            " (the camera refused RTP over TCP: try the other --rtsp-transport, udp, or auto)"
+        }
+        RtspTransport::Udp => {
+            " (the camera refused RTP over UDP: try the other --rtsp-transport, tcp, or auto)"
+        }
+        // Auto lets a 461 through only from UDP, tried after TCP, or from a
+        // later session over the transport that worked before.
+        RtspTransport::Auto => " (the camera refused the transport)",
+    };
     let hint = match first.get(..4) {
         Some("401 ") => " (wrong or missing user name or password)",
         Some("404 ") => " (no stream at this path)",
         Some("453 ") | Some("503 ") => {
             " (the camera is busy or takes no more sessions; try again later)"
         }
-        Some("461 ") => " (the camera refused the transport: try the other --rtsp-transport)",
+        Some("461 ") => refused,
         _ => "",
     };
     if first.is_empty() {
@@ -546,49 +594,94 @@ async fn session(
     }
 }
 
-/// SETUP and PLAY: the video track alone, or every track when the camera
-/// will not play only some.
+/// SETUP and PLAY over the source's transport. With `auto` not yet
+/// settled, TCP is tried first; a camera that refuses it gets a new
+/// session over UDP, and the reason is said once.
 async fn start(
     ctx: &Ctx,
     described: Option<Session<Described>>,
 ) -> Result<(Session<Playing>, usize), SourceError> {
-    let session = match described {
-        Some(s) => s,
-        None => describe(ctx).await?,
-    };
-    match play(ctx, session, false).await {
-        Ok(p) => Ok(p),
-        // Only a camera that answered PLAY with an error status gets a
-        // second try; a timeout or a failed SETUP would fail again.
-        Err((first, true)) => {
-            let Ok(session) = describe(ctx).await else {
-                return Err(first);
-            };
-            if session.streams().len() < 2 {
-                return Err(first);
-            }
-            play(ctx, session, true).await.map_err(|_| first)
+    let transport = ctx.transport();
+    if transport != RtspTransport::Auto {
+        return start_over(ctx, described, transport)
+            .await
+            .map_err(|(e, _)| e);
+    }
+    match start_over(ctx, described, RtspTransport::Tcp).await {
+        Ok(p) => {
+            ctx.settle(RtspTransport::Tcp);
+            Ok(p)
         }
-        Err((e, false)) => Err(e),
+        Err((_, Some(why))) => {
+            let p = start_over(ctx, None, RtspTransport::Udp)
+                .await
+                .map_err(|(e, _)| e)?;
+            ctx.settle(RtspTransport::Udp);
+            ctx.opts.say(&format!("{why}; using UDP"));
+            Ok(p)
+        }
+        Err((e, None)) => Err(e),
     }
 }
 
-/// SETUP and PLAY. An error says whether it was PLAY's error status.
+/// Why SETUP over TCP failed, when it was the transport the camera refused:
+/// the words for the line that says UDP is used instead.
+type Refused = Option<&'static str>;
+
+/// SETUP and PLAY over `transport`: the video track alone, or every track
+/// when the camera will not play only some.
+async fn start_over(
+    ctx: &Ctx,
+    described: Option<Session<Described>>,
+    transport: RtspTransport,
+) -> Result<(Session<Playing>, usize), (SourceError, Refused)> {
+    let session = match described {
+        Some(s) => s,
+        None => describe(ctx).await.map_err(|e| (e, None))?,
+    };
+    match play(ctx, session, false, transport).await {
+        Ok(p) => Ok(p),
+        // Only a camera that answered PLAY with an error status gets a
+        // second try; a timeout or a failed SETUP would fail again.
+        Err(Failed::PlayStatus(first)) => {
+            let Ok(session) = describe(ctx).await else {
+                return Err((first, None));
+            };
+            if session.streams().len() < 2 {
+                return Err((first, None));
+            }
+            play(ctx, session, true, transport)
+                .await
+                .map_err(|_| (first, None))
+        }
+        Err(Failed::Transport(e, why)) => Err((e, Some(why))),
+        Err(Failed::Other(e)) => Err((e, None)),
+    }
+}
+
+/// How SETUP and PLAY failed, for what to try next.
+enum Failed {
+    /// PLAY got an error status: the camera may want every track set up.
+    PlayStatus(SourceError),
+    /// SETUP over TCP got 461, or the connection closed on it.
+    Transport(SourceError, &'static str),
+    Other(SourceError),
+}
+
+/// SETUP and PLAY.
 async fn play(
     ctx: &Ctx,
     mut session: Session<Described>,
     all_tracks: bool,
-) -> Result<(Session<Playing>, usize), (SourceError, bool)> {
-    let (video, codec) = pick_video(session.streams()).map_err(|e| (e, false))?;
+    transport: RtspTransport,
+) -> Result<(Session<Playing>, usize), Failed> {
+    let (video, codec) = pick_video(session.streams()).map_err(Failed::Other)?;
     if codec != ctx.codec {
-        return Err((
-            SourceError::NotVideo(format!(
-                "the camera now sends {} instead of {}",
-                codec.name(),
-                ctx.codec.name()
-            )),
-            false,
-        ));
+        return Err(Failed::Other(SourceError::NotVideo(format!(
+            "the camera now sends {} instead of {}",
+            codec.name(),
+            ctx.codec.name()
+        ))));
     }
     let secs = ctx.opts.timeout.as_secs_f64();
     let tracks: Vec<usize> = if all_tracks {
@@ -605,14 +698,20 @@ async fn play(
             ..FrameFormat::MP4
         };
         let setup = SetupOptions::default()
-            .transport(ctx.opts.rtsp_transport.retina())
+            .transport(transport.retina())
             .frame_format(format);
         within(ctx.opts.timeout, session.setup(i, setup), || {
             format!("no answer to SETUP within {secs} s")
         })
         .await
-        .map_err(|e| (e, false))?
-        .map_err(|e| (failure(ctx, &e), false))?;
+        .map_err(Failed::Other)?
+        .map_err(|e| {
+            let error = failure(ctx, &e);
+            match refused(transport, &e, &error) {
+                Some(why) => Failed::Transport(error, why),
+                None => Failed::Other(error),
+            }
+        })?;
     }
     // With several tracks, each one's RTP time is mapped through RTP-Info
     // when the camera gives it, and starts at its first packet otherwise.
@@ -627,9 +726,27 @@ async fn play(
         || format!("no answer to PLAY within {secs} s"),
     )
     .await
-    .map_err(|e| (e, false))?
-    .map_err(|e| (failure(ctx, &e), e.status_code().is_some()))?;
+    .map_err(Failed::Other)?
+    .map_err(|e| match e.status_code() {
+        Some(_) => Failed::PlayStatus(failure(ctx, &e)),
+        None => Failed::Other(failure(ctx, &e)),
+    })?;
     Ok((playing, video))
+}
+
+/// Whether a failed SETUP over TCP means the camera has no RTP over TCP:
+/// 461 Unsupported Transport, or (some servers) the connection closed.
+fn refused(transport: RtspTransport, e: &retina::Error, error: &SourceError) -> Refused {
+    if transport != RtspTransport::Tcp {
+        return None;
+    }
+    match (e.status_code(), error) {
+        (Some(461), _) => Some("the camera refused RTP over TCP (461 Unsupported Transport)"),
+        (None, SourceError::Ended(_)) => {
+            Some("the camera closed the connection when asked for RTP over TCP")
+        }
+        _ => None,
+    }
 }
 
 /// The end of a session's wait for the next item.
@@ -953,7 +1070,8 @@ mod tests {
     #[test]
     fn transport_names() {
         assert_eq!("udp".parse::<RtspTransport>(), Ok(RtspTransport::Udp));
-        assert_eq!(RtspTransport::default().to_string(), "tcp");
+        assert_eq!(RtspTransport::default().to_string(), "auto");
+        assert_eq!("auto".parse::<RtspTransport>(), Ok(RtspTransport::Auto));
         assert!("http".parse::<RtspTransport>().is_err());
     }
 }
