@@ -14,6 +14,7 @@ pub mod mpjpeg;
 pub mod nginx;
 pub mod peer;
 pub mod rtsp;
+pub mod vlc;
 
 pub fn camflow() -> &'static str {
     env!("CARGO_BIN_EXE_camflow")
