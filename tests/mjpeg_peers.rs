@@ -8,6 +8,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -132,9 +133,10 @@ fn vlc_mpjpeg_http_output_decodes() {
     } else {
         Command::new("cvlc")
     };
-    let _vlc = Killed(
+    let _vlc = common::vlc::GroupKilled(
         cmd.args(["-q", path_str(&clip), "--loop", "--sout", &sout])
             .current_dir(cwd.path())
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -159,7 +161,7 @@ fn vlc_mpjpeg_http_output_decodes() {
     assert_stamped_on_arrival(dir.path());
     let rows = csv_rows(dir.path());
     assert_eq!((rows[0][4].as_str(), rows[0][5].as_str()), ("320", "240"));
-    // killed by `Killed`: runuser passes the signal on to VLC.
+    // killed with its process group: runuser does not pass SIGKILL on.
 }
 
 /// A Python camera for the quirks no real server here has. Each path is a

@@ -152,6 +152,17 @@ fn spawn(dir: &Path, port: u16) -> Child {
         .expect("spawn runuser -u nobody -- cvlc")
 }
 
+/// A child that leads its own process group (spawned with
+/// `process_group(0)`), killed with everything in that group when dropped:
+/// `runuser` does not pass SIGKILL on to the VLC it started.
+pub struct GroupKilled(pub Child);
+
+impl Drop for GroupKilled {
+    fn drop(&mut self) {
+        kill_group(&mut self.0);
+    }
+}
+
 /// SIGKILL to the whole group, then reaps runuser.
 fn kill_group(child: &mut Child) {
     // SAFETY: kill(2) on the process group our own child leads (it was
