@@ -27,9 +27,7 @@ use ffmpeg_next as ffmpeg;
 use super::input::{self, InputSource};
 use super::rotation::DisplayMatrix;
 use super::PipelineError;
-use crate::packet::{
-    Admit, Items, JpegClock, JpegFrame, Limits, VideoCodec, VideoPacket, VideoParams,
-};
+use crate::packet::{Admit, Items, JpegClock, JpegFrame, Limits, VideoPacket, VideoParams};
 use crate::proto::jpeg;
 use crate::sink::fmp4_file::PendingFile;
 
@@ -311,10 +309,9 @@ fn open_output(
         let Some(ist) = ictx.stream(i) else { continue };
         let mut ost = octx.add_stream(encoder::find(codec::Id::None))?;
         ost.set_parameters(ist.parameters());
-        // SAFETY: a plain field write; tags from another container can be
-        // invalid in MP4, and 0 lets the muxer choose.
+        // SAFETY: plain field writes on the output stream's parameters.
         unsafe {
-            (*ost.parameters().as_mut_ptr()).codec_tag = 0;
+            super::set_mp4_tag(ost.parameters().as_mut_ptr());
         }
         // A rotated video (a phone's) stays rotated, as with `ffmpeg -c copy`.
         if let Some(m) = DisplayMatrix::of_stream(&ist) {
@@ -425,7 +422,7 @@ pub fn record_packets(
             }
             let m = TimedMp4::open(
                 out_path,
-                codec_id(current.codec),
+                super::codec_id(current.codec),
                 current.width,
                 current.height,
                 &current.extradata,
@@ -562,12 +559,6 @@ impl<T> DtsMaker<T> {
     }
 }
 
-fn codec_id(c: VideoCodec) -> codec::Id {
-    match c {
-        VideoCodec::H264 => codec::Id::H264,
-    }
-}
-
 /// Ends a [`TimedMp4`] recording: the index is written even after a
 /// failure, so everything before it plays.
 fn finish(
@@ -640,7 +631,7 @@ impl TimedMp4 {
                 let par = ost.parameters().as_mut_ptr();
                 (*par).codec_type = ffmpeg::ffi::AVMediaType::AVMEDIA_TYPE_VIDEO;
                 (*par).codec_id = id.into();
-                (*par).codec_tag = 0;
+                super::set_mp4_tag(par);
                 (*par).width = i32::try_from(width).unwrap_or(0);
                 (*par).height = i32::try_from(height).unwrap_or(0);
                 super::set_extradata(&mut (*par).extradata, &mut (*par).extradata_size, extradata)?;
