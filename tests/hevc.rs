@@ -255,13 +255,16 @@ fn annexb_nals(data: &[u8]) -> Vec<&[u8]> {
         .collect()
 }
 
+/// Length-prefixed NAL units of one picture, and whether it is IRAP.
+type AccessUnit = (Vec<u8>, bool);
+
 /// The stream's parameter sets and its access units, each as
 /// length-prefixed NAL units (as `hvcC` announces) and whether it is an
 /// IRAP picture. A new access unit starts at a parameter set, SEI or AUD
 /// after a picture, or at a picture's first slice.
-fn split_access_units(data: &[u8]) -> ([Vec<u8>; 3], Vec<(Vec<u8>, bool)>) {
+fn split_access_units(data: &[u8]) -> ([Vec<u8>; 3], Vec<AccessUnit>) {
     let mut sets: [Vec<u8>; 3] = Default::default();
-    let mut aus: Vec<(Vec<u8>, bool)> = Vec::new();
+    let mut aus: Vec<AccessUnit> = Vec::new();
     let mut cur: Vec<u8> = Vec::new();
     let mut key = false;
     let mut has_picture = false;

@@ -229,7 +229,7 @@ fn copy_plays(
     match id {
         codec::Id::H264 => Ok(plays_everywhere(profile, format)),
         codec::Id::HEVC => match target {
-            Target::Hls(_) => Ok(format.map_or(true, |f| {
+            Target::Hls(_) => Ok(format.is_none_or(|f| {
                 f < 0 || f == AV_PIX_FMT_YUV420P as i32 || f == AV_PIX_FMT_YUV420P10LE as i32
             })),
             Target::Stream {
