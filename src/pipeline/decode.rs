@@ -548,7 +548,7 @@ pub fn run_jpegs(
     run.finish(failure)
 }
 
-/// Decodes coded packets (RTSP H.264; `first`, one a caller already took
+/// Decodes coded packets (RTSP H.264 or H.265; `first`, one a caller already took
 /// from `rx`) with the parameters they come with;
 /// a packet with new parameters gets a new decoder. Times are the
 /// receiver's (RTP time, continued across reconnects).

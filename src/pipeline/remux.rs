@@ -5,8 +5,10 @@
 //! or an HTTP body; the video and every audio stream MP4 can hold,
 //! timestamps rescaled, and made up as the ffmpeg CLI does for raw streams
 //! that carry none, codec tags left to the muxer), whole JPEGs
-//! ([`record_jpegs`], as codec mjpeg) or coded H.264 pictures
-//! ([`record_packets`]). Network sources that already deliver fMP4 are
+//! ([`record_jpegs`], as codec mjpeg) or coded H.264 or H.265 pictures
+//! ([`record_packets`]). H.265 gets the `hvc1` sample entry, whose `hvcC`
+//! record holds the parameter sets (Apple's players and browsers take no
+//! other). Network sources that already deliver fMP4 are
 //! recorded as received instead (`sink::fmp4_file::record`).
 //!
 //! Out: an MP4 at the output path, fragmented at keyframes so that a
@@ -392,9 +394,10 @@ pub fn record_jpegs(
     finish(mp4, failure, on_frame)
 }
 
-/// Records coded packets (RTSP H.264) into MP4 without re-encoding: the
-/// stream's parameters become the sample entry (`avcC`), the packets its
-/// samples, from the first IDR on, fragmented at each IDR.
+/// Records coded packets (RTSP H.264 or H.265) into MP4 without
+/// re-encoding: the stream's parameters become the sample entry (`avcC`,
+/// or `hvcC` under `hvc1`), the packets its samples, from the first IDR
+/// on, fragmented at each IDR.
 pub fn record_packets(
     mut rx: Items<VideoPacket>,
     out_path: &Path,
