@@ -433,13 +433,35 @@ mod tests {
                 }
             }
         }
-        // A window larger than the picture.
-        assert!(matches!(
-            Sps::parse(&[
-                0x42, 0x01, 0x01, 0x01, 0x60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x3c, 0xa0, 0xa1, 0xa1,
-                0x10, 0x9c, 0xe0
-            ]),
-            Err(Error::EmptyPicture { .. }) | Err(Error::Syntax(_))
-        ));
+        // Random bytes behind an SPS header, of every length up to 64.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for n in 0..2000usize {
+            let mut d = vec![0x42, 0x01];
+            for _ in 0..n % 64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                d.push(x as u8);
+            }
+            let _ = configuration(&[VPS], &[&d], &[PPS]);
+        }
+        // A 16x16 picture whose conformance window takes all 16 columns.
+        let cropped_away: &[u8] = &[
+            0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x00, 0x90, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x3c, 0xa0, 0x88, 0x47, 0x13, 0xf8,
+        ];
+        assert_eq!(
+            Sps::parse(cropped_away),
+            Err(Error::EmptyPicture {
+                width: 16,
+                height: 16
+            })
+        );
+        let mut whole = cropped_away.to_vec();
+        // The same SPS with conf_win_right_offset 0: the whole picture.
+        whole.truncate(15);
+        whole.extend_from_slice(&[0xa0, 0x88, 0x47, 0xfc]);
+        let s = Sps::parse(&whole).unwrap();
+        assert_eq!((s.width, s.height), (16, 16));
     }
 }
