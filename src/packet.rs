@@ -31,7 +31,7 @@ pub enum Input {
     /// Whole JPEGs (tcp://, vbc://, multipart MJPEG over HTTP, RTSP MJPEG,
     /// a file of JPEGs back to back).
     Jpegs(Items<JpegFrame>),
-    /// Coded pictures with their parameters (RTSP H.264).
+    /// Coded pictures with their parameters (RTSP H.264 or H.265).
     Packets(Items<VideoPacket>),
     /// Clean fMP4: [`Chunk::Init`] and [`Chunk::Fragment`]s (ws://, wss://).
     Fmp4(Items<Arrived>),
@@ -107,6 +107,9 @@ pub enum VideoCodec {
     /// H.264 (AVC): packets are length-prefixed NAL units, see
     /// [`VideoParams::extradata`].
     H264,
+    /// H.265 (HEVC): packets are length-prefixed NAL units, see
+    /// [`VideoParams::extradata`].
+    H265,
 }
 
 /// What a decoder or muxer needs to know before the first packet.
@@ -118,10 +121,12 @@ pub struct VideoParams {
     pub width: u32,
     /// Picture height in pixels, from the stream's parameter sets.
     pub height: u32,
-    /// H.264: the AVCDecoderConfigurationRecord (`avcC`), which also says
-    /// packets are NAL units with 4-byte length prefixes.
+    /// H.264: the AVCDecoderConfigurationRecord (`avcC`); H.265: the
+    /// HEVCDecoderConfigurationRecord (`hvcC`, see
+    /// [`proto::hevc`](crate::proto::hevc)). Either also says packets are
+    /// NAL units with 4-byte length prefixes.
     pub extradata: Vec<u8>,
-    /// RFC 6381 codec string, e.g. `avc1.64001F`.
+    /// RFC 6381 codec string, e.g. `avc1.64001F` or `hvc1.1.6.L93.B0`.
     pub rfc6381: String,
 }
 

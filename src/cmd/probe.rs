@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::cli::ProbeArgs;
 use crate::cmd::decode::join;
 use crate::cmd::open_or_stop;
-use crate::packet::{Items, JpegClock, JpegFrame, VideoPacket};
+use crate::packet::{Items, JpegClock, JpegFrame, VideoCodec, VideoPacket};
 use crate::pipeline::probe::{ContainerReport, StreamReport};
 use crate::pipeline::Fed;
 use crate::pipeline::{self, input::InputSource, PipelineError};
@@ -86,7 +86,12 @@ pub async fn run(args: ProbeArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode
         }
         Fed::Packets(packets) => {
             let c = probe_packets(packets).await.map_err(fail)?;
-            let framing = "RTP, H.264 per RFC 6184".to_string();
+            let framing = if c.container == "hevc" {
+                "RTP, H.265 per RFC 7798"
+            } else {
+                "RTP, H.264 per RFC 6184"
+            }
+            .to_string();
             (Ok(c), Some(net_stats.bytes()), Some(framing))
         }
     };
@@ -228,8 +233,8 @@ async fn probe_jpegs(mut rx: Items<JpegFrame>) -> Result<ContainerReport, source
     })
 }
 
-/// An H.264 camera's size comes with its parameters, its rate from the
-/// first pictures' timestamps.
+/// An H.264 or H.265 camera's codec and size come with its parameters,
+/// its rate from the first pictures' timestamps.
 async fn probe_packets(mut rx: Items<VideoPacket>) -> Result<ContainerReport, source::SourceError> {
     let mut times = Vec::new();
     let mut params = None;
@@ -257,14 +262,18 @@ async fn probe_packets(mut rx: Items<VideoPacket>) -> Result<ContainerReport, so
             "the camera sent no H.264 picture before closing".into(),
         ));
     };
+    let (codec, long) = match params.codec {
+        VideoCodec::H264 => ("h264", "H.264 access units"),
+        VideoCodec::H265 => ("hevc", "H.265 access units"),
+    };
     Ok(ContainerReport {
-        container: "h264".into(),
-        container_long: "H.264 access units".into(),
+        container: codec.into(),
+        container_long: long.into(),
         duration_seconds: None,
         streams: vec![StreamReport {
             index: 0,
             kind: "video".into(),
-            codec: "h264".into(),
+            codec: codec.into(),
             width: Some(params.width),
             height: Some(params.height),
             fps: measured_fps(&times),
@@ -294,6 +303,8 @@ fn rtsp_container(info: &source::rtsp::RtspInfo, measured: ContainerReport) -> C
         .map(|(i, m)| {
             let codec = match m.encoding.as_str() {
                 "jpeg" => "mjpeg".to_string(),
+                // libavcodec's name, as a file's probe shows it.
+                "h265" => "hevc".to_string(),
                 e => e.to_string(),
             };
             match (&video, m.used) {
@@ -396,5 +407,47 @@ fn print_text(r: &Report) {
                 m.media, m.encoding, m.clock_rate, m.payload_type
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use crate::packet::VideoParams;
+
+    #[tokio::test]
+    async fn h265_packets_are_probed_as_hevc() {
+        let params = Arc::new(VideoParams {
+            codec: VideoCodec::H265,
+            width: 320,
+            height: 240,
+            extradata: vec![1],
+            rfc6381: "hvc1.1.6.L60.90".into(),
+        });
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        for i in 0..5 {
+            let p = VideoPacket {
+                data: bytes::Bytes::new(),
+                pts: f64::from(i) / 25.0,
+                key: i == 0,
+                at_unix: 0.0,
+                params: (i == 0).then(|| params.clone()),
+            };
+            tx.send(Ok(p)).await.unwrap();
+        }
+        drop(tx);
+        let c = probe_packets(rx).await.unwrap();
+        assert_eq!(
+            (c.container.as_str(), c.container_long.as_str()),
+            ("hevc", "H.265 access units")
+        );
+        let v = &c.streams[0];
+        assert_eq!(
+            (v.codec.as_str(), v.width, v.height),
+            ("hevc", Some(320), Some(240))
+        );
+        assert!(v.fps.is_some_and(|f| (f - 25.0).abs() < 0.01));
     }
 }

@@ -245,10 +245,11 @@ async fn run_job(
         if let Some(s) = r.as_ref().ok().filter(|s| s.mux.frames > 0) {
             // What came before the cut was written, and is what is counted.
             partial.warn();
-            let how = if s.copied {
-                "H.264 copied"
-            } else {
-                "encoded to H.264"
+            let how = match (s.copied, s.encoded_because) {
+                (true, _) if s.h265 => "H.265 copied".to_string(),
+                (true, _) => "H.264 copied".to_string(),
+                (false, Some(why)) => format!("encoded to H.264: {why}"),
+                (false, None) => "encoded to H.264".to_string(),
             };
             let mut loss = match net.as_ref().and_then(|l| l.loss_text()) {
                 Some(l) => format!(", {l}"),

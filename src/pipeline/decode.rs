@@ -28,8 +28,8 @@ use super::input::{self, InputSource};
 use super::rotation::{DisplayMatrix, Turn};
 use super::PipelineError;
 use crate::packet::{
-    unix_now, Admit, BgrFrame, Gate, Input, Items, JpegClock, JpegFrame, Limits, VideoCodec,
-    VideoPacket, VideoParams,
+    unix_now, Admit, BgrFrame, Gate, Input, Items, JpegClock, JpegFrame, Limits, VideoPacket,
+    VideoParams,
 };
 
 /// How a decode runs: which frames are kept, how, and the name its
@@ -548,7 +548,7 @@ pub fn run_jpegs(
     run.finish(failure)
 }
 
-/// Decodes coded packets (RTSP H.264; `first`, one a caller already took
+/// Decodes coded packets (RTSP H.264 or H.265; `first`, one a caller already took
 /// from `rx`) with the parameters they come with;
 /// a packet with new parameters gets a new decoder. Times are the
 /// receiver's (RTP time, continued across reconnects).
@@ -587,11 +587,9 @@ pub fn run_packets(
 }
 
 /// A video decoder for packets with these parameters (H.264: avcC
-/// extradata, so packets are length-prefixed NAL units).
+/// extradata, H.265: hvcC, so packets are length-prefixed NAL units).
 fn open_decoder(params: &VideoParams) -> Result<ffmpeg::decoder::Video, PipelineError> {
-    let id = match params.codec {
-        VideoCodec::H264 => ffmpeg::codec::Id::H264,
-    };
+    let id = super::codec_id(params.codec);
     let codec = ffmpeg::decoder::find(id)
         .ok_or_else(|| PipelineError::Decoder(format!("this FFmpeg has no {id:?} decoder")))?;
     let mut ctx = ffmpeg::codec::context::Context::new_with_codec(codec);

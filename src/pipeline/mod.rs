@@ -163,3 +163,27 @@ pub(crate) unsafe fn set_extradata(
     *size = len;
     Ok(())
 }
+
+/// libav's codec for packets of this [`VideoCodec`](crate::packet::VideoCodec).
+pub(crate) fn codec_id(c: crate::packet::VideoCodec) -> ffmpeg_next::codec::Id {
+    match c {
+        crate::packet::VideoCodec::H264 => ffmpeg_next::codec::Id::H264,
+        crate::packet::VideoCodec::H265 => ffmpeg_next::codec::Id::HEVC,
+    }
+}
+
+/// The sample entry an MP4 muxer (`record`, fMP4 HLS) gets for a copied
+/// stream: `hvc1` for H.265, so that the parameter sets are announced in
+/// the `hvcC` record, which Apple's players and browsers require (the mp4
+/// muxer would write `hev1`); for anything else 0, and the muxer chooses
+/// (a tag from another container can be invalid in MP4).
+///
+/// # Safety
+/// `par` must point to live codec parameters.
+pub(crate) unsafe fn set_mp4_tag(par: *mut ffmpeg_next::ffi::AVCodecParameters) {
+    (*par).codec_tag = if (*par).codec_id == ffmpeg_next::ffi::AVCodecID::AV_CODEC_ID_HEVC {
+        u32::from_le_bytes(*b"hvc1")
+    } else {
+        0
+    };
+}

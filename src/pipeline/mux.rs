@@ -21,7 +21,7 @@ use ffmpeg_next as ffmpeg;
 
 use super::rotation::{DisplayMatrix, InitPatch};
 use super::PipelineError;
-use crate::packet::{VideoCodec, VideoParams};
+use crate::packet::VideoParams;
 use crate::sink::fmp4_file::{self, PendingFile};
 
 /// A container `transcode --to` writes. A new one is a variant here, an
@@ -496,10 +496,10 @@ impl VideoMuxer {
                 ost.set_avg_frame_rate(r);
                 ost.set_rate(r);
             }
-            // SAFETY: a plain field write; a tag from another container can
-            // be wrong here, and 0 lets the muxer choose.
+            // SAFETY: plain field writes on the output stream's parameters.
+            // FLV takes H.264 only, which gets 0 (the muxer's choice).
             unsafe {
-                (*ost.parameters().as_mut_ptr()).codec_tag = 0;
+                super::set_mp4_tag(ost.parameters().as_mut_ptr());
             }
             if let Some(m) = matrix {
                 // SAFETY: the output's own stream, before its header.
@@ -729,9 +729,7 @@ pub(crate) fn open_output(
 /// Codec parameters for coded packets from a receiver (RTSP H.264).
 pub fn params_of(v: &VideoParams) -> Result<codec::Parameters, PipelineError> {
     let mut par = codec::Parameters::new();
-    let id = match v.codec {
-        VideoCodec::H264 => codec::Id::H264,
-    };
+    let id = super::codec_id(v.codec);
     // SAFETY: plain field writes on parameters we own; the extradata is a
     // padded copy libav owns and frees with them.
     unsafe {

@@ -5,8 +5,10 @@
 //! or an HTTP body; the video and every audio stream MP4 can hold,
 //! timestamps rescaled, and made up as the ffmpeg CLI does for raw streams
 //! that carry none, codec tags left to the muxer), whole JPEGs
-//! ([`record_jpegs`], as codec mjpeg) or coded H.264 pictures
-//! ([`record_packets`]). Network sources that already deliver fMP4 are
+//! ([`record_jpegs`], as codec mjpeg) or coded H.264 or H.265 pictures
+//! ([`record_packets`]). H.265 gets the `hvc1` sample entry, whose `hvcC`
+//! record holds the parameter sets (Apple's players and browsers take no
+//! other). Network sources that already deliver fMP4 are
 //! recorded as received instead (`sink::fmp4_file::record`).
 //!
 //! Out: an MP4 at the output path, fragmented at keyframes so that a
@@ -27,9 +29,7 @@ use ffmpeg_next as ffmpeg;
 use super::input::{self, InputSource};
 use super::rotation::DisplayMatrix;
 use super::PipelineError;
-use crate::packet::{
-    Admit, Items, JpegClock, JpegFrame, Limits, VideoCodec, VideoPacket, VideoParams,
-};
+use crate::packet::{Admit, Items, JpegClock, JpegFrame, Limits, VideoPacket, VideoParams};
 use crate::proto::jpeg;
 use crate::sink::fmp4_file::PendingFile;
 
@@ -311,10 +311,9 @@ fn open_output(
         let Some(ist) = ictx.stream(i) else { continue };
         let mut ost = octx.add_stream(encoder::find(codec::Id::None))?;
         ost.set_parameters(ist.parameters());
-        // SAFETY: a plain field write; tags from another container can be
-        // invalid in MP4, and 0 lets the muxer choose.
+        // SAFETY: plain field writes on the output stream's parameters.
         unsafe {
-            (*ost.parameters().as_mut_ptr()).codec_tag = 0;
+            super::set_mp4_tag(ost.parameters().as_mut_ptr());
         }
         // A rotated video (a phone's) stays rotated, as with `ffmpeg -c copy`.
         if let Some(m) = DisplayMatrix::of_stream(&ist) {
@@ -395,9 +394,10 @@ pub fn record_jpegs(
     finish(mp4, failure, on_frame)
 }
 
-/// Records coded packets (RTSP H.264) into MP4 without re-encoding: the
-/// stream's parameters become the sample entry (`avcC`), the packets its
-/// samples, from the first IDR on, fragmented at each IDR.
+/// Records coded packets (RTSP H.264 or H.265) into MP4 without
+/// re-encoding: the stream's parameters become the sample entry (`avcC`,
+/// or `hvcC` under `hvc1`), the packets its samples, from the first IDR
+/// on, fragmented at each IDR.
 pub fn record_packets(
     mut rx: Items<VideoPacket>,
     out_path: &Path,
@@ -425,7 +425,7 @@ pub fn record_packets(
             }
             let m = TimedMp4::open(
                 out_path,
-                codec_id(current.codec),
+                super::codec_id(current.codec),
                 current.width,
                 current.height,
                 &current.extradata,
@@ -562,12 +562,6 @@ impl<T> DtsMaker<T> {
     }
 }
 
-fn codec_id(c: VideoCodec) -> codec::Id {
-    match c {
-        VideoCodec::H264 => codec::Id::H264,
-    }
-}
-
 /// Ends a [`TimedMp4`] recording: the index is written even after a
 /// failure, so everything before it plays.
 fn finish(
@@ -640,7 +634,7 @@ impl TimedMp4 {
                 let par = ost.parameters().as_mut_ptr();
                 (*par).codec_type = ffmpeg::ffi::AVMediaType::AVMEDIA_TYPE_VIDEO;
                 (*par).codec_id = id.into();
-                (*par).codec_tag = 0;
+                super::set_mp4_tag(par);
                 (*par).width = i32::try_from(width).unwrap_or(0);
                 (*par).height = i32::try_from(height).unwrap_or(0);
                 super::set_extradata(&mut (*par).extradata, &mut (*par).extradata_size, extradata)?;

@@ -1,6 +1,7 @@
 //! The output engine of `transcode` and `hls`: H.264 in is copied into the
-//! muxer as it is; anything else, or H.264 when the output must change
-//! (`--fps`, `--size`, `--bitrate`), is decoded and encoded with libx264.
+//! muxer as it is, and H.265 too when the output is HLS (fMP4 with `hvc1`);
+//! anything else, or when the output must change (`--fps`, `--size`,
+//! `--bitrate`), is decoded and encoded with libx264.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,8 +16,8 @@ use super::mux::{self, MuxSummary, Target, VideoMuxer};
 use super::remux::DtsMaker;
 use super::rotation::DisplayMatrix;
 use super::{Fed, PipelineError};
-use crate::packet::VideoPacket;
 use crate::packet::{Items, Limits};
+use crate::packet::{VideoCodec, VideoPacket};
 
 /// Everything about the output but the source.
 #[derive(Debug, Clone)]
@@ -44,6 +45,11 @@ pub struct OutputSummary {
     pub copied: bool,
     /// The input has audio, which these outputs leave out.
     pub audio_left_out: bool,
+    /// The video copied is H.265 (else H.264).
+    pub h265: bool,
+    /// Why the video was encoded when the user asked for no change, e.g.
+    /// "FLV cannot carry H.265".
+    pub encoded_because: Option<&'static str>,
 }
 
 /// Time base of the copy paths' timestamps before the muxer rescales them.
@@ -96,16 +102,17 @@ pub fn run(
             if let Some(f) = failure {
                 return Err(f);
             }
-            let copy = !job.force_encode
-                && first
-                    .as_ref()
-                    .and_then(|p| p.params.as_ref())
-                    .is_some_and(|p| {
-                        plays_everywhere(p.extradata.get(1).copied().map(i32::from), None)
-                    });
-            if copy {
+            let codec = first.as_ref().and_then(|p| p.params.as_ref()).map(|p| {
+                let profile = p.extradata.get(1).copied().map(i32::from);
+                (super::codec_id(p.codec), profile)
+            });
+            let copy = codec.map_or(Ok(false), |(id, profile)| {
+                copy_plays(&job.target, id, profile, None)
+            });
+            if copy == Ok(true) && !job.force_encode {
                 return copy_packets(packets, first, job, &stop, on_frame);
             }
+            let because = copy.err();
             let out = EncoderSpec {
                 settings: job.encode.clone(),
                 target: &job.target,
@@ -116,6 +123,10 @@ pub fn run(
             encoded(encode::overlapped(out, |p| {
                 decode::run_packets(packets, first, &settings, stop.clone(), p)
             }))
+            .map(|s| OutputSummary {
+                encoded_because: because.filter(|_| !job.force_encode),
+                ..s
+            })
         }
         Fed::Input(src) => {
             let explain = |e: PipelineError| match &src {
@@ -134,11 +145,13 @@ pub fn run(
                 s.audio_left_out = has_audio;
                 s
             };
-            if copyable(&ictx, &video.parameters()) && !job.force_encode {
+            let copy = copyable(&job.target, &ictx, &video.parameters());
+            if copy == Ok(true) && !job.force_encode {
                 return copy_input(&src, ictx, job, &stop, &bytes_read, on_frame)
                     .map(with_audio)
                     .map_err(explain);
             }
+            let because = copy.err().filter(|_| !job.force_encode);
             let mut encode = job.encode.clone();
             if rate.numerator() > 0 && rate.denominator() > 0 {
                 // --fps only lowers the rate.
@@ -156,6 +169,10 @@ pub fn run(
                 decode::run(src, Some(ictx), &settings, stop.clone(), bytes_read, p)
             }))
             .map(with_audio)
+            .map(|s| OutputSummary {
+                encoded_because: because,
+                ..s
+            })
         }
     }
 }
@@ -178,20 +195,51 @@ fn warn_if_sideways(target: &Target, matrix: Option<DisplayMatrix>) {
     }
 }
 
-/// Whether H.264 copied as it is plays in browsers and RTMP players: 8-bit
-/// 4:2:0 (Baseline, Main, Extended, High), with timestamps to time it.
-fn copyable(ictx: &ffmpeg::format::context::Input, par: &codec::Parameters) -> bool {
+/// Whether the video copied as it is plays where `target` goes
+/// ([`copy_plays`]), with timestamps to time it; `Err` says why a copy is
+/// impossible where the user might expect one.
+fn copyable(
+    target: &Target,
+    ictx: &ffmpeg::format::context::Input,
+    par: &codec::Parameters,
+) -> Result<bool, &'static str> {
     // SAFETY: plain reads of the stream's own parameters.
     let (profile, format, delay) = unsafe {
         let p = par.as_ptr();
         ((*p).profile, (*p).format, (*p).video_delay)
     };
-    // Raw H.264 has no timestamps: with B-frames, a copy cannot be timed
-    // (presentation order is in the slices); decoding orders the pictures.
-    let untimed = ictx.format().name() == "h264";
-    par.id() == codec::Id::H264
-        && plays_everywhere(Some(profile), Some(format))
-        && !(untimed && delay > 0)
+    // A raw H.264 or H.265 stream has no timestamps: with B-frames, a copy
+    // cannot be timed (presentation order is in the slices); decoding
+    // orders the pictures.
+    let untimed = matches!(ictx.format().name(), "h264" | "hevc");
+    Ok(copy_plays(target, par.id(), Some(profile), Some(format))? && !(untimed && delay > 0))
+}
+
+/// Whether video of this codec, profile and pixel format (when known)
+/// plays copied into `target`: H.264 every player decodes, anywhere; H.265
+/// 4:2:0 only in HLS, whose fMP4 carries it as `hvc1` (FFmpeg 5.1's FLV has
+/// no H.265, so there it is `Err`, the reason it is encoded).
+fn copy_plays(
+    target: &Target,
+    id: codec::Id,
+    profile: Option<i32>,
+    format: Option<i32>,
+) -> Result<bool, &'static str> {
+    use ffmpeg::ffi::AVPixelFormat::*;
+    match id {
+        codec::Id::H264 => Ok(plays_everywhere(profile, format)),
+        codec::Id::HEVC => match target {
+            Target::Hls(_) => Ok(format.is_none_or(|f| {
+                f < 0 || f == AV_PIX_FMT_YUV420P as i32 || f == AV_PIX_FMT_YUV420P10LE as i32
+            })),
+            Target::Stream {
+                container: mux::Container::Flv,
+                ..
+            } => Err("FLV cannot carry H.265"),
+            Target::Stream { .. } => Ok(false),
+        },
+        _ => Ok(false),
+    }
 }
 
 /// H.264 profiles (and pixel formats, when known) every player decodes.
@@ -224,6 +272,8 @@ fn encoded(
         mux: finished?,
         copied: false,
         audio_left_out: false,
+        h265: false,
+        encoded_because: None,
     })
 }
 
@@ -240,6 +290,7 @@ fn copy_input(
 ) -> Result<OutputSummary, PipelineError> {
     let mut pacer = job.realtime.then(|| Pacer::new(stop.clone()));
     let mut mux: Option<(VideoMuxer, Vec<u8>)> = None;
+    let mut h265 = false;
     // Stream time: where this session starts on the output's clock.
     let mut offset = 0.0f64;
     let mut last_t: Option<f64> = None;
@@ -252,7 +303,7 @@ fn copy_input(
         let index = ist.index();
         let tb = ist.time_base();
         let par = ist.parameters();
-        if !copyable(&ictx, &par) {
+        if copyable(&job.target, &ictx, &par) != Ok(true) {
             failure = Some(PipelineError::Output(
                 "the stream changed its codec or format; a stream copy cannot follow \
                  (--bitrate re-encodes)"
@@ -261,6 +312,7 @@ fn copy_input(
             break;
         }
         let extradata = extradata_of(&par);
+        h265 = par.id() == codec::Id::HEVC;
         let rate = ist.avg_frame_rate();
         let rate_ok = rate.numerator() > 0 && rate.denominator() > 0;
         if rate_ok {
@@ -275,11 +327,15 @@ fn copy_input(
                 mux = Some((m, extradata));
             }
             Some((_, first)) if *first != extradata => {
-                failure = Some(PipelineError::Output(
-                    "the stream's H.264 parameters changed; a stream copy cannot follow them \
+                let name = if par.id() == codec::Id::HEVC {
+                    "H.265"
+                } else {
+                    "H.264"
+                };
+                failure = Some(PipelineError::Output(format!(
+                    "the stream's {name} parameters changed; a stream copy cannot follow them \
                      (--bitrate re-encodes)"
-                        .into(),
-                ));
+                )));
                 break;
             }
             Some(_) => {}
@@ -375,11 +431,15 @@ fn copy_input(
     let Some((m, _)) = mux else {
         return Err(failure.unwrap_or(PipelineError::NoVideo));
     };
-    copied(m, failure)
+    copied(m, h265, failure)
 }
 
 /// Finishes a stream copy's output; the error that stopped it first.
-fn copied(m: VideoMuxer, failure: Option<PipelineError>) -> Result<OutputSummary, PipelineError> {
+fn copied(
+    m: VideoMuxer,
+    h265: bool,
+    failure: Option<PipelineError>,
+) -> Result<OutputSummary, PipelineError> {
     let finished = m.finish();
     if let Some(f) = failure {
         return Err(f);
@@ -388,6 +448,8 @@ fn copied(m: VideoMuxer, failure: Option<PipelineError>) -> Result<OutputSummary
         mux: finished?,
         copied: true,
         audio_left_out: false,
+        h265,
+        encoded_because: None,
     })
 }
 
@@ -484,5 +546,6 @@ fn copy_packets(
             on_frame(&m.summary);
         }
     }
-    copied(m, failure)
+    let h265 = params.is_some_and(|p| p.codec == VideoCodec::H265);
+    copied(m, h265, failure)
 }

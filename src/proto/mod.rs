@@ -6,6 +6,7 @@ pub mod cenc_mp4;
 pub mod evostream;
 pub mod fmp4;
 pub mod h264;
+pub mod hevc;
 pub mod jpeg;
 pub mod multipart;
 pub mod rtp_jpeg;
