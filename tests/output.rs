@@ -668,6 +668,12 @@ fn live_hls_from_a_camera_plays_in_chromium() {
         .stderr(Stdio::null())
         .spawn()
         .expect("camflow hls");
+    // The player serves the folder; camflow makes it once it has started,
+    // which on a loaded machine takes a moment.
+    let made_by = std::time::Instant::now() + Duration::from_secs(30);
+    while !hls.is_dir() && std::time::Instant::now() < made_by {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let played = common::browser::play_hls_with(&hls, "index.m3u8", 2.0, Duration::from_secs(60));
     let _ = child.kill();
     let _ = child.wait();
