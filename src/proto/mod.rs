@@ -8,4 +8,6 @@ pub mod fmp4;
 pub mod h264;
 pub mod jpeg;
 pub mod multipart;
+pub mod rtp_h264;
+pub mod rtp_h265;
 pub mod rtp_jpeg;
