@@ -25,7 +25,7 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 /// A limit well above any camera's access unit (a 4K intra picture at a
 /// camera's bit rates is a few MiB) that still bounds the memory a bad stream
@@ -210,7 +210,9 @@ pub(crate) trait Codec {
 #[derive(Debug)]
 struct Building<P> {
     timestamp: u32,
-    buf: BytesMut,
+    /// A `Vec`, not a `BytesMut`, so its capacity can be held to the
+    /// limit (`reserve_exact`); it becomes `Bytes` without a copy.
+    buf: Vec<u8>,
     key: bool,
     /// Why it is incomplete, if it is.
     damage: Option<Reason>,
@@ -435,7 +437,7 @@ impl<C: Codec> Core<C> {
     fn begin(&mut self, timestamp: u32, broken: Option<Reason>) {
         let mut building = Building {
             timestamp,
-            buf: BytesMut::with_capacity(self.size_hint.min(self.max_frame)),
+            buf: Vec::with_capacity(self.size_hint.min(self.max_frame)),
             key: false,
             damage: None,
             lost: 0,
@@ -560,7 +562,13 @@ impl<C: Codec> Core<C> {
         let State::InUnit(b) = &mut self.state else {
             return false;
         };
-        if b.buf.len().saturating_add(need) <= self.max_frame {
+        let len = b.buf.len().saturating_add(need);
+        if len <= self.max_frame {
+            if len > b.buf.capacity() {
+                // Grow as a Vec would (doubling), but never past the limit.
+                let target = len.max(b.buf.capacity() * 2).min(self.max_frame);
+                b.buf.reserve_exact(target - b.buf.len());
+            }
             return true;
         }
         let timestamp = b.timestamp;
@@ -616,7 +624,7 @@ impl<C: Codec> Core<C> {
             self.stats.damaged_units += 1;
         }
         self.ready.push_back(AccessUnit {
-            data: b.buf.freeze(),
+            data: Bytes::from(b.buf),
             timestamp: b.timestamp,
             key: b.key,
             damaged,
