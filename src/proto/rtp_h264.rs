@@ -991,6 +991,38 @@ pub(crate) mod testing {
             .collect()
     }
 
+    /// The length-prefixed form of `nals`.
+    pub(crate) fn avcc(nals: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for nal in nals {
+            out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+            out.extend_from_slice(nal);
+        }
+        out
+    }
+
+    /// 60 packets of random bytes, `shape`d by the caller with a random
+    /// byte; random timestamp steps, markers and sequence gaps.
+    pub(crate) fn garbage(rng: &mut Lcg, shape: impl Fn(&mut [u8], u8)) -> Vec<Pkt> {
+        let mut s = Sender {
+            seq: rng.next().into(),
+        };
+        let mut ts = 0u32;
+        (0..60)
+            .map(|_| {
+                let r = rng.next();
+                if r & 3 == 0 {
+                    ts = ts.wrapping_add(3000);
+                }
+                s.seq = s.seq.wrapping_add(u16::from(r >> 6 == 3));
+                let len = usize::from(rng.next() % 40);
+                let mut payload = rng.bytes(len);
+                shape(&mut payload, r);
+                s.pkt(ts, r & 0x10 != 0, payload)
+            })
+            .collect()
+    }
+
     /// Numbers packets and cuts NAL units into payloads, as a sender does.
     pub(crate) struct Sender {
         pub seq: u16,
@@ -1053,15 +1085,6 @@ mod tests {
         let mut nal = vec![0x41, if first { 0x9A } else { 0x3A }];
         nal.extend((0..len - 2).map(|i| (i * 7) as u8 | 1));
         nal
-    }
-
-    fn avcc(nals: &[&[u8]]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for nal in nals {
-            out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
-            out.extend_from_slice(nal);
-        }
-        out
     }
 
     impl Depack for Depacketizer {
@@ -1500,32 +1523,17 @@ mod tests {
             let max = [64, 300, DEFAULT_MAX_FRAME][round % 3];
             let on_loss = [OnLoss::SkipToKeyframe, OnLoss::Conceal][round % 2];
             let mut d = Depacketizer::new(max, on_loss);
-            let mut s = Sender {
-                seq: rng.next().into(),
-            };
-            let mut ts = 0u32;
-            let mut pkts = Vec::new();
-            for _ in 0..60 {
-                let r = rng.next();
-                if r & 3 == 0 {
-                    ts = ts.wrapping_add(3000);
-                }
-                s.seq = s.seq.wrapping_add(u16::from(r >> 6 == 3));
-                let len = usize::from(rng.next() % 40);
-                let mut payload = rng.bytes(len);
-                // Mostly valid NAL headers, to reach past the first check.
+            // Mostly valid NAL headers, to reach past the first check.
+            let pkts = garbage(&mut rng, |payload, r| {
                 if let Some(h) = payload.first_mut() {
                     *h &= 0x7F;
                     if r & 4 != 0 {
                         *h = *h & 0x60 | [1, 5, 7, 24, 28, 28][usize::from(r >> 3) % 6];
                     }
                 }
-                pkts.push(s.pkt(ts, r & 0x10 != 0, payload));
-            }
+            });
             let (units, _) = run(&mut d, &pkts);
-            for au in units {
-                assert!(au.data.len() <= max);
-            }
+            assert!(units.iter().all(|au| au.data.len() <= max));
         }
     }
 }

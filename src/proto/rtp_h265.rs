@@ -216,15 +216,6 @@ mod tests {
         nal
     }
 
-    fn avcc(nals: &[&[u8]]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for nal in nals {
-            out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
-            out.extend_from_slice(nal);
-        }
-        out
-    }
-
     impl Depack for Depacketizer {
         type Params = ParameterSets;
         fn push_pkt(&mut self, p: &Pkt) -> Result<(), Dropped> {
@@ -450,28 +441,16 @@ mod tests {
             let max = [64, 300, DEFAULT_MAX_FRAME][round % 3];
             let on_loss = [OnLoss::SkipToKeyframe, OnLoss::Conceal][round % 2];
             let mut d = Depacketizer::new(max, on_loss, (round % 4) as u32);
-            let mut s = Sender {
-                seq: rng.next().into(),
-            };
-            let mut ts = 0u32;
-            let mut pkts = Vec::new();
-            for _ in 0..60 {
-                let r = rng.next();
-                if r & 3 == 0 {
-                    ts = ts.wrapping_add(3000);
-                }
-                s.seq = s.seq.wrapping_add(u16::from(r >> 6 == 3));
-                let len = usize::from(rng.next() % 40);
-                let mut payload = rng.bytes(len);
-                if let [h0, h1, ..] = payload.as_mut_slice() {
+            // Mostly valid headers, to reach past the first checks.
+            let pkts = garbage(&mut rng, |payload, r| {
+                if let [h0, h1, ..] = payload {
                     *h0 &= 0x7F;
                     *h1 |= 1;
                     if r & 4 != 0 {
                         *h0 = *h0 & 0x81 | [1, 19, 32, 48, 49, 49][usize::from(r >> 3) % 6] << 1;
                     }
                 }
-                pkts.push(s.pkt(ts, r & 0x10 != 0, payload));
-            }
+            });
             let (units, _) = run(&mut d, &pkts);
             assert!(units.iter().all(|au| au.data.len() <= max));
         }
