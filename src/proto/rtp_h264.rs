@@ -1041,6 +1041,35 @@ pub(crate) mod testing {
         }
     }
 
+    impl Sender {
+        /// Fragmentation unit packets of a NAL unit's `body` (after its
+        /// header), cut at `cuts`: each after `head(flags)`, where flags
+        /// holds the start (0x80) and end (0x40) bits; the marker on the
+        /// last if `marker`.
+        pub(crate) fn fragments(
+            &mut self,
+            ts: u32,
+            marker: bool,
+            body: &[u8],
+            cuts: &[usize],
+            head: impl Fn(u8) -> Vec<u8>,
+        ) -> Vec<Pkt> {
+            let mut bounds = vec![0];
+            bounds.extend_from_slice(cuts);
+            bounds.push(body.len());
+            let n = bounds.len() - 1;
+            (0..n)
+                .map(|i| {
+                    let start = if i == 0 { 0x80 } else { 0 };
+                    let end = if i == n - 1 { 0x40 } else { 0 };
+                    let mut payload = head(start | end);
+                    payload.extend_from_slice(&body[bounds[i]..bounds[i + 1]]);
+                    self.pkt(ts, marker && i == n - 1, payload)
+                })
+                .collect()
+        }
+    }
+
     /// A small deterministic generator for garbage.
     pub(crate) struct Lcg(pub u64);
 
@@ -1113,20 +1142,9 @@ mod tests {
 
         /// FU-A packets of `nal`, cut after the NAL header at `cuts`.
         fn fu(&mut self, ts: u32, marker: bool, nal: &[u8], cuts: &[usize]) -> Vec<Pkt> {
-            let body = &nal[1..];
-            let mut bounds = vec![0];
-            bounds.extend_from_slice(cuts);
-            bounds.push(body.len());
-            let n = bounds.len() - 1;
-            (0..n)
-                .map(|i| {
-                    let start = if i == 0 { 0x80 } else { 0 };
-                    let end = if i == n - 1 { 0x40 } else { 0 };
-                    let mut payload = vec![nal[0] & 0xE0 | FU_A, start | end | nal[0] & 0x1F];
-                    payload.extend_from_slice(&body[bounds[i]..bounds[i + 1]]);
-                    self.pkt(ts, marker && i == n - 1, payload)
-                })
-                .collect()
+            self.fragments(ts, marker, &nal[1..], cuts, |flags| {
+                vec![nal[0] & 0xE0 | FU_A, flags | nal[0] & 0x1F]
+            })
         }
 
         /// A key access unit: SPS and PPS in a STAP-A, an IDR slice in

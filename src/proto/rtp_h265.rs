@@ -255,27 +255,14 @@ mod tests {
         }
 
         fn fu(&mut self, ts: u32, marker: bool, nal: &[u8], cuts: &[usize]) -> Vec<Pkt> {
-            let body = &nal[2..];
-            let mut bounds = vec![0];
-            bounds.extend_from_slice(cuts);
-            bounds.push(body.len());
-            let n = bounds.len() - 1;
-            (0..n)
-                .map(|i| {
-                    let start = if i == 0 { 0x80 } else { 0 };
-                    let end = if i == n - 1 { 0x40 } else { 0 };
-                    let mut payload = vec![
-                        nal[0] & 0x81 | FU << 1,
-                        nal[1],
-                        start | end | nal[0] >> 1 & 0x3F,
-                    ];
-                    if self.don && i == 0 {
-                        payload.extend_from_slice(&[0, 7]);
-                    }
-                    payload.extend_from_slice(&body[bounds[i]..bounds[i + 1]]);
-                    self.s.pkt(ts, marker && i == n - 1, payload)
-                })
-                .collect()
+            let don = self.don;
+            self.s.fragments(ts, marker, &nal[2..], cuts, |flags| {
+                let mut head = vec![nal[0] & 0x81 | FU << 1, nal[1], flags | nal[0] >> 1 & 0x3F];
+                if don && flags & 0x80 != 0 {
+                    head.extend_from_slice(&[0, 7]);
+                }
+                head
+            })
         }
 
         fn key(&mut self, ts: u32) -> Vec<Pkt> {
