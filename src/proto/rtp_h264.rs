@@ -116,8 +116,8 @@ pub enum Reason {
     #[error("forbidden bit set in a NAL unit header")]
     ForbiddenBit,
     /// A NAL unit or payload header field holds a value the RFC forbids
-    /// (an H.265 TemporalId of 0, or a fragmentation unit of an
-    /// aggregation or fragmentation type).
+    /// (an H.265 TemporalId of 0, or an aggregation or fragmentation type
+    /// inside an aggregation or fragmentation packet).
     #[error("invalid NAL unit header")]
     BadHeader,
     /// A payload is shorter than the headers its type needs.
@@ -686,15 +686,22 @@ fn h264_header(nal: &[u8]) -> Result<u8, Reason> {
     }
 }
 
+/// The type of a NAL unit inside an aggregation packet: not itself an
+/// aggregation or fragmentation type (RFC 6184 section 5.7.1: types 1-23).
+fn h264_unit(nal: &[u8]) -> Result<u8, Reason> {
+    match h264_header(nal)? {
+        0 | 24..=31 => Err(Reason::BadHeader),
+        typ => Ok(typ),
+    }
+}
+
 impl Codec for H264 {
     type Params = ParameterSets;
 
     fn parse<'a>(&self, payload: &'a [u8]) -> Result<Payload<'a>, Reason> {
         match h264_header(payload)? {
             1..=23 => Ok(Payload::Single(payload)),
-            STAP_A => {
-                aggregate(&payload[1..], payload.len(), 0, h264_header).map(Payload::Aggregate)
-            }
+            STAP_A => aggregate(&payload[1..], payload.len(), 0, h264_unit).map(Payload::Aggregate),
             FU_A => {
                 let &[indicator, fu, ref data @ ..] = payload else {
                     return Err(Reason::Short {
@@ -1477,7 +1484,8 @@ mod tests {
 
     #[test]
     fn payloads_that_make_no_sense_are_reported_and_end_nothing() {
-        let cases: [(&[u8], Reason); 8] = [
+        let cases: [(&[u8], Reason); 9] = [
+            (&[0x78, 0x00, 0x01, 0x7C], Reason::BadHeader),
             (&[], Reason::Empty),
             (&[0x80 | 0x41, 0x9A], Reason::ForbiddenBit),
             (&[0x7C], Reason::Short { len: 1, need: 2 }),

@@ -56,6 +56,15 @@ fn header(nal: &[u8]) -> Result<u8, Reason> {
     }
 }
 
+/// The type of a NAL unit inside an aggregation packet: not itself an
+/// aggregation, fragmentation or PACI type (RFC 7798 section 4.4.2).
+fn unit(nal: &[u8]) -> Result<u8, Reason> {
+    match header(nal)? {
+        48..=63 => Err(Reason::BadHeader),
+        typ => Ok(typ),
+    }
+}
+
 /// The RFC 7798 payload format.
 #[derive(Debug)]
 struct H265 {
@@ -90,7 +99,7 @@ impl Codec for H265 {
                     data,
                 })
             }
-            AP => aggregate(&payload[2..], payload.len(), don, header).map(Payload::Aggregate),
+            AP => aggregate(&payload[2..], payload.len(), don, unit).map(Payload::Aggregate),
             FU => {
                 let &[h0, h1, fu, ref data @ ..] = payload else {
                     return Err(short(3));
@@ -385,7 +394,11 @@ mod tests {
 
     #[test]
     fn payloads_that_make_no_sense_are_reported_and_end_nothing() {
-        let cases: [(&[u8], Reason); 7] = [
+        let cases: [(&[u8], Reason); 8] = [
+            (
+                &[AP << 1, 0x01, 0x00, 0x02, AP << 1, 0x01],
+                Reason::BadHeader,
+            ),
             (&[], Reason::Empty),
             (&[0x02], Reason::Short { len: 1, need: 2 }),
             (&[0x82, 0x01, 0xAF], Reason::ForbiddenBit),
