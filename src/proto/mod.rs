@@ -9,4 +9,6 @@ pub mod h264;
 pub mod hevc;
 pub mod jpeg;
 pub mod multipart;
+pub mod rtp_h264;
+pub mod rtp_h265;
 pub mod rtp_jpeg;
