@@ -16,6 +16,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::camera::{CameraFault, CameraProtocol};
 use crate::pipeline::decode::JpegDecoder;
 use crate::pipeline::mux::Container;
+use crate::proto::rtp_h264::OnLoss;
 use crate::source::{SourceConfig, SourceOptions, WsFraming};
 
 #[derive(Debug, Parser)]
@@ -127,6 +128,13 @@ pub struct SourceArgs {
     #[arg(long = "rtsp-transport", value_name = "auto|tcp|udp", default_value_t = crate::source::rtsp::RtspTransport::Auto)]
     pub rtsp_transport: crate::source::rtsp::RtspTransport,
 
+    /// rtsp:// H.264 and H.265, after a lost packet: `skip-to-keyframe`
+    /// drops the damaged picture and every picture until the next keyframe
+    /// (nothing smeared is decoded or recorded), `conceal` hands on what
+    /// arrived and lets the decoder conceal the rest, as ffmpeg does.
+    #[arg(long = "on-loss", value_name = "skip-to-keyframe|conceal", default_value_t = OnLoss::SkipToKeyframe)]
+    pub on_loss: OnLoss,
+
     /// Largest picture accepted, in bytes: a JPEG from tcp://, vbc://,
     /// http:// or rtsp://, or an H.264 picture from rtsp://. A larger one
     /// is dropped and counted, and the stream goes on (H.264: from the next
@@ -171,6 +179,7 @@ impl SourceArgs {
             user: self.user.clone(),
             password: self.password.clone(),
             rtsp_transport: self.rtsp_transport,
+            on_loss: self.on_loss,
             max_frame_bytes: self.max_frame_bytes,
             insecure: self.insecure,
             ca_cert: self.ca_cert.clone(),

@@ -518,3 +518,99 @@ fn h264_pictures_over_max_frame_bytes_are_dropped_with_a_warning() {
         .unwrap_or(0);
     assert_eq!(npy, 0, "{stderr}");
 }
+
+/// H.265 (RFC 7798) from gst-rtsp-server (x265enc ! rtph265pay): every
+/// output camflow makes of it, each refereed by ffprobe or ffmpeg.
+#[test]
+fn h265_decodes_records_serves_hls_and_becomes_h264_flv() {
+    let server = RtspServer::start(&RtspOpts::default().h265().size(320, 240).no_audio());
+    for transport in ["tcp", "udp"] {
+        let dir = decode_with(&server, transport, 30);
+        assert_eq!(assert_frames_complete(dir.path()), 30, "{transport}");
+        assert_eq!(check_bars(dir.path(), 320, 240), 30, "{transport}");
+        let rows = csv_rows(dir.path());
+        assert_eq!(
+            rows[0][6], "1",
+            "{transport}: the first frame is an IRAP picture"
+        );
+    }
+
+    let dir = tempdir();
+    let mp4 = dir.path().join("cam.mp4");
+    let run = camflow_run(&[
+        "record",
+        &server.url(),
+        "-o",
+        path_str(&mp4),
+        "--duration",
+        "2",
+    ]);
+    assert_ok(&run);
+    let tags = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v", "-show_entries"])
+        .args([
+            "stream=codec_name,codec_tag_string,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&mp4)
+        .output()
+        .expect("ffprobe");
+    assert_eq!(
+        String::from_utf8_lossy(&tags.stdout).trim(),
+        "hevc,hvc1,320,240"
+    );
+    ffmpeg_decodes_cleanly(&mp4);
+    assert!(ffprobe_frames(&mp4) >= 40, "{}", ffprobe_frames(&mp4));
+
+    let hls = dir.path().join("hls");
+    let run = camflow_run(&[
+        "hls",
+        &server.url(),
+        "--out",
+        path_str(&hls),
+        "--duration",
+        "3",
+    ]);
+    assert_ok(&run);
+    let playlist = hls.join("index.m3u8");
+    // One line per variant stream and per program: each is H.265.
+    let codecs = video_streams(&playlist, "codec_name");
+    assert!(
+        codecs
+            .lines()
+            .filter(|l| !l.is_empty())
+            .all(|l| l == "hevc")
+            && codecs.contains("hevc"),
+        "{codecs}"
+    );
+
+    let flv = dir.path().join("cam.flv");
+    let run = camflow_run(&[
+        "transcode",
+        &server.url(),
+        "--to",
+        "flv",
+        "-o",
+        path_str(&flv),
+        "--duration",
+        "2",
+    ]);
+    assert_ok(&run);
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert!(said.contains("FLV cannot carry H.265"), "{said}");
+    assert_eq!(video_streams(&flv, "codec_name").trim(), "h264");
+    ffmpeg_decodes_cleanly(&flv);
+}
+
+/// ffprobe's `entries` of each video stream in `path`, one CSV line each.
+fn video_streams(path: &std::path::Path, entries: &str) -> String {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v", "-show_entries"])
+        .arg(format!("stream={entries}"))
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -6,11 +6,11 @@ Run it with Debian's interpreter, /usr/bin/python3: the `python3` on PATH
 may be a build without the `gi` module. Debian packages:
 gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-{base,good,ugly,bad}.
 
-    /usr/bin/python3 tests/rtsp_server.py [--port N] [--codec mjpeg|h264]
+    /usr/bin/python3 tests/rtsp_server.py [--port N] [--codec mjpeg|h264|h265]
         [--width W] [--height H] [--fps F] [--audio | --no-audio]
         [--user U --password P [--auth basic|digest]] [--frames N]
     /usr/bin/python3 tests/rtsp_server.py --input FILE [--port N]
-        [--codec mjpeg|h264] [--user U --password P [--auth basic|digest]]
+        [--codec mjpeg|h264|h265] [--user U --password P [--auth basic|digest]]
 
 What it serves
 --------------
@@ -166,7 +166,7 @@ def parse_args(argv):
     p.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one (default)")
     # The defaults of --codec, --width, --height, --fps and --audio are
     # filled in below (they depend on --input).
-    p.add_argument("--codec", choices=["mjpeg", "h264"], default=None,
+    p.add_argument("--codec", choices=["mjpeg", "h264", "h265"], default=None,
                    help="default mjpeg; with --input, read from the file")
     p.add_argument("--width", type=int, default=None, help="default 320")
     p.add_argument("--height", type=int, default=None, help="default 240")
@@ -294,6 +294,14 @@ def launch_line(a):
             f"! video/x-raw,format=RGB,{raw} ! videoconvert "
             "! video/x-raw,format=I420,colorimetry=1:4:0:0 "
             "! jpegenc quality=85 ! rtpjpegpay name=pay0 pt=26"
+        )
+    elif a.codec == "h265":
+        # x265 (Main profile), parameter sets in band with every keyframe as
+        # well as in the SDP, as cameras send them.
+        video += (
+            f"! video/x-raw,format=I420,{raw} "
+            f"! x265enc tune=zerolatency speed-preset=ultrafast key-int-max={a.fps} "
+            "! video/x-h265,profile=main ! rtph265pay name=pay0 pt=96 config-interval=-1"
         )
     else:
         # Limited-range I420, which H.264 signals as such: decoders expand it.

@@ -218,3 +218,60 @@ fn auto_falls_back_to_udp_when_the_camera_closes_on_tcp_setup() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("transport:  RTP over udp"), "{text}");
 }
+
+/// VLC's server is UDP only and starts a session wherever its stream is,
+/// often in the middle of a fragmented NAL unit: `decode` with no
+/// transport flag works every time (camflow's own depacketizer drops the
+/// fragments before the first start and begins at the next IDR).
+#[test]
+fn decode_from_vlc_with_no_flag_works_ten_times_in_ten() {
+    let vlc = VlcServer::start(&VlcClip::default());
+    for run in 0..10 {
+        let dir = tempdir();
+        let out = camflow_run(&[
+            "decode",
+            &vlc.url(),
+            "--frames-dir",
+            path_str(dir.path()),
+            "--max-frames",
+            "40",
+            "-q",
+        ]);
+        assert_ok(&out);
+        assert_eq!(assert_frames_complete(dir.path()), 40, "run {run}");
+        let rows = csv_rows(dir.path());
+        assert_eq!(
+            (rows[0][4].as_str(), rows[0][5].as_str()),
+            ("320", "240"),
+            "run {run}"
+        );
+        assert_eq!(rows[0][6], "1", "run {run}: the first frame is an IDR");
+    }
+}
+
+/// `record` from VLC plays in ffprobe, and `probe` says UDP.
+#[test]
+fn record_from_vlc_plays_and_probe_says_udp() {
+    let vlc = VlcServer::start(&VlcClip::default());
+    let dir = tempdir();
+    let mp4 = dir.path().join("vlc.mp4");
+    let out = camflow_run(&[
+        "record",
+        &vlc.url(),
+        "-o",
+        path_str(&mp4),
+        "--duration",
+        "3",
+    ]);
+    assert_ok(&out);
+    ffmpeg_decodes_cleanly(&mp4);
+    assert!(ffprobe_frames(&mp4) >= 50, "{}", ffprobe_frames(&mp4));
+    let probe = camflow_run(&["probe", &vlc.url(), "--json"]);
+    assert_ok(&probe);
+    let json = String::from_utf8_lossy(&probe.stdout).to_string();
+    let check = python(
+        "import sys, json\nr = json.loads(sys.argv[1])\nprint(r['rtsp']['transport'])",
+        &[&json],
+    );
+    assert_eq!(check.trim(), "udp", "{json}");
+}

@@ -1207,6 +1207,72 @@ fn check_avcc_nal(nal: &[u8], index: usize, want: u8, expected: &'static str) ->
     }
 }
 
+/// A decoder configuration built from an H.264 stream's parameter sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvcConfig {
+    /// The AVCDecoderConfigurationRecord (`avcC` box payload), with
+    /// 4-byte NAL unit lengths (`lengthSizeMinusOne` 3).
+    pub avcc: Vec<u8>,
+    /// RFC 6381 codec string, e.g. `avc1.64001F`.
+    pub rfc6381: String,
+    /// Picture size in pixels, cropping applied.
+    pub width: u32,
+    /// Picture height in pixels, cropping applied.
+    pub height: u32,
+}
+
+/// Builds the `avcC` record (ISO/IEC 14496-15 §5.3.3.1) from parameter
+/// sets (NAL units with their header byte, no start code); the first SPS
+/// describes the stream. What an RTSP camera gives in its SDP or in band
+/// becomes what libavcodec and the MP4 muxer take.
+pub fn avc_configuration(sps: &[&[u8]], pps: &[&[u8]]) -> Result<AvcConfig, Error> {
+    let first = sps.first().ok_or(Error::EmptyNal)?;
+    let info = Sps::parse(first)?;
+    if pps.is_empty() || sps.len() > 31 || pps.len() > 255 {
+        return Err(Error::OutOfRange {
+            what: "parameter set count",
+            value: pps.len().max(sps.len()) as i64,
+            bit: 0,
+            allowed: "1..=31 SPS and 1..=255 PPS",
+        });
+    }
+    let mut avcc = vec![
+        1,
+        info.profile_idc,
+        info.constraint_flags,
+        info.level_idc,
+        0xFC | 3,
+        0xE0 | sps.len() as u8,
+    ];
+    let put = |out: &mut Vec<u8>, nal: &[u8]| -> Result<(), Error> {
+        let len = u16::try_from(nal.len()).map_err(|_| Error::OutOfRange {
+            what: "parameter set length",
+            value: nal.len() as i64,
+            bit: 0,
+            allowed: "at most 65535 bytes",
+        })?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(nal);
+        Ok(())
+    };
+    for s in sps {
+        put(&mut avcc, s)?;
+    }
+    avcc.push(pps.len() as u8);
+    for p in pps {
+        put(&mut avcc, p)?;
+    }
+    Ok(AvcConfig {
+        avcc,
+        rfc6381: format!(
+            "avc1.{:02X}{:02X}{:02X}",
+            info.profile_idc, info.constraint_flags, info.level_idc
+        ),
+        width: info.width,
+        height: info.height,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,3 +12,4 @@ pub mod multipart;
 pub mod rtp_h264;
 pub mod rtp_h265;
 pub mod rtp_jpeg;
+pub mod sdp;

@@ -57,6 +57,28 @@ pub enum OnLoss {
     Conceal,
 }
 
+impl std::fmt::Display for OnLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OnLoss::SkipToKeyframe => "skip-to-keyframe",
+            OnLoss::Conceal => "conceal",
+        })
+    }
+}
+
+impl std::str::FromStr for OnLoss {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "skip-to-keyframe" => Ok(OnLoss::SkipToKeyframe),
+            "conceal" => Ok(OnLoss::Conceal),
+            _ => Err(format!(
+                "unknown loss policy {s:?} (expected skip-to-keyframe or conceal)"
+            )),
+        }
+    }
+}
+
 /// One access unit: every NAL unit with one RTP timestamp.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessUnit<P> {

@@ -23,6 +23,7 @@ pub mod open;
 pub mod options;
 pub mod reconnect;
 pub mod rtsp;
+mod rtsp_coded;
 pub mod tcp;
 pub mod tls;
 pub mod ws;

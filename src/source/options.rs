@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{reconnect::ReconnectPolicy, rtsp::RtspTransport, tls, SourceSpec, WsFraming};
+use crate::proto::rtp_h264::OnLoss;
 use crate::redact::redact_arg;
 
 /// Default bound on one network message or fragment. A 1080p H.264 keyframe
@@ -50,6 +51,9 @@ pub struct SourceOptions {
     pub reconnect: ReconnectPolicy,
     /// `rtsp://`: how RTP travels.
     pub rtsp_transport: RtspTransport,
+    /// `rtsp://` H.264 and H.265: what happens to a picture a lost packet
+    /// damaged.
+    pub on_loss: OnLoss,
     /// Which certificates https:// and wss:// sources accept.
     pub tls: tls::TlsSettings,
     /// HTTP cameras that serve one JPEG per request: pictures asked for per
@@ -74,6 +78,7 @@ impl SourceOptions {
             password: None,
             reconnect: ReconnectPolicy::default(),
             rtsp_transport: RtspTransport::default(),
+            on_loss: OnLoss::default(),
             tls: tls::TlsSettings::default(),
             poll_fps: None,
         }
@@ -132,6 +137,9 @@ pub struct SourceConfig {
     /// `auto`, `tcp` or `udp`.
     #[serde(deserialize_with = "from_text")]
     pub rtsp_transport: RtspTransport,
+    /// `skip-to-keyframe` or `conceal`.
+    #[serde(deserialize_with = "from_text")]
+    pub on_loss: OnLoss,
     /// Bytes.
     pub max_frame_bytes: usize,
     /// Accept any TLS certificate.
@@ -154,6 +162,7 @@ impl Default for SourceConfig {
             user: None,
             password: None,
             rtsp_transport: RtspTransport::default(),
+            on_loss: OnLoss::default(),
             max_frame_bytes: crate::proto::jpeg::DEFAULT_MAX_FRAME,
             insecure: false,
             ca_cert: None,
@@ -233,6 +242,7 @@ impl TryFrom<SourceConfig> for SourceOptions {
             password: c.password,
             reconnect: c.reconnect,
             rtsp_transport: c.rtsp_transport,
+            on_loss: c.on_loss,
             tls: tls::TlsSettings {
                 insecure: c.insecure,
                 ca_cert: c.ca_cert,

@@ -10,8 +10,12 @@
 //!   (a frame with Q ≥ 128 and no tables must reuse the last ones sent for
 //!   that Q) and does not check fragment offsets (a lost packet must drop the
 //!   frame, not yield a corrupt JPEG).
-//! - H.264 cameras (RFC 6184): access units as 4-byte-length NAL units with
-//!   their `avcC` ([`PacketStream`]), depacketized by retina.
+//! - H.264 (RFC 6184) and H.265 (RFC 7798) cameras: access units as
+//!   4-byte-length NAL units with their `avcC`/`hvcC` ([`PacketStream`]),
+//!   depacketized by camflow ([`rtp_h264`](crate::proto::rtp_h264),
+//!   [`rtp_h265`](crate::proto::rtp_h265)) from the raw RTP packets, the
+//!   decoder configuration made from the SDP's parameter sets and those the
+//!   camera sends in band (`rtsp_coded`).
 //!
 //! retina does the RTSP control (OPTIONS, DESCRIBE, SETUP, PLAY, keepalives
 //! while playing, TEARDOWN when a session is dropped), Basic and Digest auth,
@@ -33,19 +37,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use retina::client::{
     Credentials, Described, InitialTimestampPolicy, PacketItem, PlayOptions, Playing, Session,
     SessionGroup, SessionOptions, SetupOptions, Transport,
 };
-use retina::codec::{CodecItem, FrameFormat, ParameterSetInsertion, ParametersRef};
+use retina::codec::{FrameFormat, ParameterSetInsertion, ParametersRef};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 use url::Url;
 
 use super::deadline::{within, ItemDeadline};
+use super::rtsp_coded::{Depack, Sets};
 use super::{JpegFrame, JpegStream, PacketStream, SourceError, SourceOptions, SourceStats};
 use crate::packet::{unix_now, VideoCodec, VideoPacket, VideoParams};
 use crate::proto::rtp_jpeg;
@@ -159,6 +163,7 @@ impl From<RtspTransportName> for String {
 enum Codec {
     Jpeg,
     H264,
+    H265,
 }
 
 impl Codec {
@@ -166,6 +171,7 @@ impl Codec {
         match self {
             Codec::Jpeg => "MJPEG",
             Codec::H264 => "H.264",
+            Codec::H265 => "H.265",
         }
     }
 }
@@ -302,7 +308,7 @@ pub async fn open(
                 Tx::Jpeg(tx),
             )
         }
-        Codec::H264 => {
+        Codec::H264 | Codec::H265 => {
             let (tx, rx) = mpsc::channel(PACKET_QUEUE);
             (
                 Opened::Packets(PacketStream {
@@ -448,6 +454,7 @@ fn pick_video(streams: &[retina::client::Stream]) -> Result<(usize, Codec), Sour
         match (s.media(), s.encoding_name()) {
             ("video" | "image", "jpeg") => return Ok((i, Codec::Jpeg)),
             ("video", "h264") => return Ok((i, Codec::H264)),
+            ("video", "h265") => return Ok((i, Codec::H265)),
             _ => {}
         }
     }
@@ -456,7 +463,7 @@ fn pick_video(streams: &[retina::client::Stream]) -> Result<(usize, Codec), Sour
         .map(|s| format!("{} {}", s.media(), s.encoding_name()))
         .collect();
     Err(SourceError::NotVideo(format!(
-        "the camera offers no MJPEG or H.264 video (its SDP has: {})",
+        "the camera offers no MJPEG, H.264 or H.265 video (its SDP has: {})",
         if offered.is_empty() {
             "nothing".to_string()
         } else {
@@ -581,26 +588,20 @@ async fn session(
     shutdown: watch::Receiver<bool>,
     streamed: Arc<AtomicBool>,
 ) -> Result<(), SourceError> {
-    let (playing, video) = start(ctx, described).await?;
+    let (playing, video, fmtp) = start(ctx, described).await?;
     if let Ok(mut t) = ctx.timeline.lock() {
         t.new_session();
     }
     match tx {
         Tx::Jpeg(tx) => jpegs(ctx, playing, video, tx, shutdown, streamed).await,
-        Tx::Packets(tx) => {
-            let demuxed = playing.demuxed().map_err(|e| failure(ctx, &e))?;
-            h264(ctx, demuxed, video, tx, shutdown, streamed).await
-        }
+        Tx::Packets(tx) => coded(ctx, playing, video, &fmtp, tx, shutdown, streamed).await,
     }
 }
 
 /// SETUP and PLAY over the source's transport. With `auto` not yet
 /// settled, TCP is tried first; a camera that refuses it gets a new
 /// session over UDP, and the reason is said once.
-async fn start(
-    ctx: &Ctx,
-    described: Option<Session<Described>>,
-) -> Result<(Session<Playing>, usize), SourceError> {
+async fn start(ctx: &Ctx, described: Option<Session<Described>>) -> Result<Started, SourceError> {
     let transport = ctx.transport();
     if transport != RtspTransport::Auto {
         return start_over(ctx, described, transport)
@@ -624,6 +625,10 @@ async fn start(
     }
 }
 
+/// A playing session: the session, its video track's index, and that
+/// track's SDP `fmtp` parameters (retina drops the SDP at PLAY).
+type Started = (Session<Playing>, usize, Vec<(String, String)>);
+
 /// Why SETUP over TCP failed, when it was the transport the camera refused:
 /// the words for the line that says UDP is used instead.
 type Refused = Option<&'static str>;
@@ -634,7 +639,7 @@ async fn start_over(
     ctx: &Ctx,
     described: Option<Session<Described>>,
     transport: RtspTransport,
-) -> Result<(Session<Playing>, usize), (SourceError, Refused)> {
+) -> Result<Started, (SourceError, Refused)> {
     let session = match described {
         Some(s) => s,
         None => describe(ctx).await.map_err(|e| (e, None))?,
@@ -674,8 +679,9 @@ async fn play(
     mut session: Session<Described>,
     all_tracks: bool,
     transport: RtspTransport,
-) -> Result<(Session<Playing>, usize), Failed> {
+) -> Result<Started, Failed> {
     let (video, codec) = pick_video(session.streams()).map_err(Failed::Other)?;
+    let fmtp = crate::proto::sdp::fmtp(session.sdp(), video);
     if codec != ctx.codec {
         return Err(Failed::Other(SourceError::NotVideo(format!(
             "the camera now sends {} instead of {}",
@@ -731,7 +737,7 @@ async fn play(
         Some(_) => Failed::PlayStatus(failure(ctx, &e)),
         None => Failed::Other(failure(ctx, &e)),
     })?;
-    Ok((playing, video))
+    Ok((playing, video, fmtp))
 }
 
 /// Whether a failed SETUP over TCP means the camera has no RTP over TCP:
@@ -852,154 +858,162 @@ async fn jpegs(
     }
 }
 
-/// H.264: access units from retina's depacketizer. After a loss, frames up
-/// to the next IDR would decode to smeared pictures: they are dropped.
-async fn h264(
+/// H.264 and H.265: raw RTP packets of the video track through camflow's
+/// depacketizer. Access units are handed on from the first keyframe, with
+/// the decoder configuration made from the parameter sets (the SDP's, then
+/// the camera's in band); a lost packet costs what `--on-loss` says.
+async fn coded(
     ctx: &Ctx,
-    mut demuxed: retina::client::Demuxed,
+    mut playing: Session<Playing>,
     video: usize,
+    fmtp: &[(String, String)],
     tx: &PacketTx,
     mut shutdown: watch::Receiver<bool>,
     streamed: Arc<AtomicBool>,
 ) -> Result<(), SourceError> {
-    let mut deadline = ItemDeadline::new(ctx.opts.timeout);
-    // Nothing decodes before the first IDR of a session.
-    let mut need_key = true;
-    let mut after_loss = false;
+    let codec = match ctx.codec {
+        Codec::H265 => VideoCodec::H265,
+        _ => VideoCodec::H264,
+    };
+    let mut depack = Depack::new(codec, ctx.opts.max_frame, ctx.opts.on_loss, fmtp);
+    let mut sets = Sets::from_sdp(codec, fmtp);
+    let mut sdp_problem_said = false;
+    // Whether a picture was handed on this session; the skips before it,
+    // and the pictures given up for want of parameter sets.
+    let mut started = false;
+    let mut skipped_at_start = 0;
+    let mut loss_seen = false;
+    let mut given_up = 0;
+    // Since the last picture handed on (or the start), packets did come:
+    // a timeout then says that no picture could be made of them.
+    let mut packets_came = false;
+    // The depacketizer counts per session; the source's counts run on.
+    let dropped_before = ctx.stats.dropped_frames.load(Ordering::Relaxed);
+    let mut last_drop: Option<crate::proto::rtp_h264::Dropped> = None;
     let mut oversize_said = false;
-    // Since the last picture handed on (or the start), pictures did come,
-    // none of them usable: a timeout then says what was missing.
-    let mut pictures_came = false;
-    // RTP time of the last picture retina handed on, and the smallest
-    // step between two: for counting the pictures a loss took.
-    let mut last_seen: Option<i64> = None;
-    let mut step: Option<i64> = None;
+    // RTP time → stream time of the last few packets: an access unit ends
+    // with its own packet or the next one's.
+    let mut times: std::collections::VecDeque<(u32, f64)> = std::collections::VecDeque::new();
+    // Only a picture handed on moves the deadline: a camera that sends
+    // packets but never a whole keyframe must still time out.
+    let mut deadline = ItemDeadline::new(ctx.opts.timeout);
     loop {
-        let item = next(ctx, &mut demuxed, &deadline, tx.closed(), &mut shutdown)
+        let item = next(ctx, &mut playing, &deadline, tx.closed(), &mut shutdown)
             .await
-            .map_err(|e| match e {
-                SourceError::Timeout(_) if need_key && pictures_came => {
-                    SourceError::Timeout(format!(
-                        "no decodable picture (waiting for an IDR) for {} s",
-                        deadline.secs()
-                    ))
+            .map_err(|e| match (&e, &sets.problem) {
+                (SourceError::Timeout(_), Some(p)) => {
+                    e.with_suffix(&format!("; no usable parameter sets ({p})"))
                 }
-                e => e,
+                // Packets came, pictures did not.
+                (SourceError::Timeout(_), None) if packets_came => {
+                    let key = match codec {
+                        VideoCodec::H264 => "an IDR",
+                        VideoCodec::H265 => "an IRAP picture",
+                    };
+                    let e = SourceError::Timeout(format!(
+                        "no decodable picture (waiting for {key}) for {} s",
+                        deadline.secs()
+                    ));
+                    match &last_drop {
+                        Some(d) => e.with_suffix(&format!("; the last dropped picture: {d}")),
+                        None => e,
+                    }
+                }
+                _ => e,
             })?;
-        let frame = match item {
+        let pkt = match item {
             Next::Stop => return Ok(()),
-            Next::Item(CodecItem::VideoFrame(f)) if f.stream_id() == video => f,
-            Next::Item(CodecItem::Rtcp(c)) if c.stream_id() == video && is_bye(&c) => {
+            Next::Item(PacketItem::Rtp(p)) if p.stream_id() == video => p,
+            Next::Item(PacketItem::Rtcp(c)) if c.stream_id() == video && is_bye(&c) => {
                 say_bye(ctx);
                 return Ok(());
             }
             Next::Item(_) => continue,
         };
-        ctx.stats.add_bytes(frame.data().len());
-        pictures_came = true;
-        let key = frame.is_random_access_point();
-        let ts = frame.timestamp().timestamp();
-        let gap = last_seen.map(|l| ts - l);
-        last_seen = Some(ts);
-        if frame.data().len() > ctx.opts.max_frame {
-            // A picture past --max-frame-bytes is not handed on: dropped,
-            // as a lost one is, up to the next IDR. (retina holds a picture
-            // until it ends and has no limit of its own; --timeout ends a
-            // session that brings no picture at all.)
-            ctx.stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
-            if !oversize_said {
+        ctx.stats.add_bytes(pkt.raw().len());
+        packets_came = true;
+        ctx.stats
+            .lost_packets
+            .fetch_add(u64::from(pkt.loss()), Ordering::Relaxed);
+        let rtp_time = pkt.header().timestamp();
+        if times.back().is_none_or(|(t, _)| *t != rtp_time) {
+            times.push_back((rtp_time, pkt.timestamp().elapsed_secs()));
+            if times.len() > 8 {
+                times.pop_front();
+            }
+        }
+        let pushed = depack.push(pkt.sequence_number(), rtp_time, pkt.mark(), pkt.payload());
+        if let Err(d) = pushed {
+            if matches!(d.what, crate::proto::rtp_h264::Reason::TooLarge { .. }) && !oversize_said {
                 ctx.opts.say(&format!(
-                    "a picture of {} bytes, over --max-frame-bytes ({}), is dropped",
-                    frame.data().len(),
+                    "a picture too large to keep, over --max-frame-bytes ({}), is dropped",
                     ctx.opts.max_frame
                 ));
+                oversize_said = true;
             }
-            oversize_said = true;
-            need_key = true;
-            after_loss = true;
-            continue;
+            last_drop = Some(d);
         }
-        if frame.loss() > 0 {
-            ctx.stats
-                .lost_packets
-                .fetch_add(u64::from(frame.loss()), Ordering::Relaxed);
-            // retina discards the pictures the loss fell into and hands on
-            // the next one, whose start may be lost too ("try parsing"):
-            // that one is dropped as well, even an IDR, and the wait is for
-            // the next whole IDR. The discarded ones are counted from the
-            // RTP time that passed (one if that says nothing).
-            let discarded = match (gap, step) {
-                (Some(g), Some(s)) if g > 0 => ((g + s / 2) / s - 1).max(0),
-                _ => 1,
-            };
-            ctx.stats
-                .dropped_frames
-                .fetch_add(1 + discarded as u64, Ordering::Relaxed);
-            need_key = true;
-            after_loss = true;
-            continue;
+        // Pictures skipped before this session's first keyframe were never
+        // wanted (a session joins mid-GOP), unless a loss came first: then
+        // they wait for a keyframe because of it (the first keyframe lost
+        // its head), and count as dropped, as every skip after the start.
+        let st = depack.stats();
+        loss_seen |= pkt.loss() > 0 || st.lost_packets > 0;
+        if !started && !loss_seen {
+            skipped_at_start = st.skipped_units;
         }
-        if let Some(g) = gap.filter(|g| *g > 0) {
-            step = Some(step.map_or(g, |s: i64| s.min(g)));
-        }
-        if need_key && !key {
-            if after_loss {
-                ctx.stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
-            }
-            continue;
-        }
-        need_key = false;
-        after_loss = false;
-        let params = match demuxed.streams().get(video).and_then(|s| s.parameters()) {
-            Some(ParametersRef::Video(v)) => {
-                let (width, height) = v.pixel_dimensions();
-                VideoParams {
-                    codec: VideoCodec::H264,
-                    width,
-                    height,
-                    extradata: v.extra_data().to_vec(),
-                    rfc6381: v.rfc6381_codec().to_string(),
+        ctx.stats.dropped_frames.store(
+            dropped_before + given_up + st.dropped_units + st.skipped_units - skipped_at_start,
+            Ordering::Relaxed,
+        );
+        while let Some(unit) = depack.pull(&mut sets) {
+            let Some(params) = sets.params().cloned() else {
+                if let (Some(p), false) = (&sets.problem, sdp_problem_said) {
+                    ctx.opts
+                        .say(&format!("{p}; waiting for parameter sets in band"));
+                    sdp_problem_said = true;
                 }
-            }
-            // retina has parameters from the SDP or from the first frame's
-            // in-band SPS/PPS; a frame before them cannot be decoded.
-            _ => continue,
-        };
-        let changed = {
-            let mut last = ctx
-                .last_params
+                given_up += 1;
+                ctx.stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            started = true;
+            let changed = {
+                let mut last = ctx
+                    .last_params
+                    .lock()
+                    .map_err(|_| SourceError::Local("internal error: poisoned lock".into()))?;
+                if last.as_ref() != Some(&params) {
+                    *last = Some(params.clone());
+                    Some(params)
+                } else {
+                    None
+                }
+            };
+            let elapsed = times
+                .iter()
+                .rev()
+                .find(|(t, _)| *t == unit.timestamp)
+                .map_or(0.0, |(_, e)| *e);
+            let pts = ctx
+                .timeline
                 .lock()
-                .map_err(|_| SourceError::Local("internal error: poisoned lock".into()))?;
-            if last.as_deref() != Some(&params) {
-                let p = Arc::new(params);
-                *last = Some(p.clone());
-                Some(p)
-            } else {
-                None
+                .map(|mut t| t.time(elapsed))
+                .unwrap_or_default();
+            let packet = VideoPacket {
+                data: unit.data,
+                pts,
+                key: unit.key,
+                at_unix: unix_now(),
+                params: changed,
+            };
+            if tx.send(Ok(packet)).await.is_err() {
+                return Ok(());
             }
-        };
-        let elapsed = frame.timestamp().elapsed_secs();
-        let pts = ctx
-            .timeline
-            .lock()
-            .map(|mut t| t.time(elapsed))
-            .unwrap_or_default();
-        let packet = VideoPacket {
-            data: Bytes::from(frame.into_data()),
-            pts,
-            key,
-            at_unix: unix_now(),
-            params: changed,
-        };
-        if tx.send(Ok(packet)).await.is_err() {
-            return Ok(());
+            streamed.store(true, Ordering::Relaxed);
+            packets_came = false;
+            deadline.reset();
         }
-        streamed.store(true, Ordering::Relaxed);
-        pictures_came = false;
-        // Only a picture handed on moves the deadline: a stream that never
-        // brings an IDR again times out and is reconnected (a new session
-        // starts with one).
-        deadline.reset();
     }
 }
 

@@ -23,6 +23,9 @@ pub enum RtspCodec {
     /// H.264, payload type 96, a key frame every `fps` frames, SPS/PPS in
     /// band and in the SDP.
     H264,
+    /// H.265 (x265, Main), payload type 96, a key frame every `fps`
+    /// frames, VPS/SPS/PPS in band and in the SDP.
+    H265,
 }
 
 impl RtspCodec {
@@ -30,6 +33,7 @@ impl RtspCodec {
         match self {
             RtspCodec::Mjpeg => "mjpeg",
             RtspCodec::H264 => "h264",
+            RtspCodec::H265 => "h265",
         }
     }
 }
@@ -78,6 +82,10 @@ impl RtspOpts {
     }
     pub fn h264(mut self) -> Self {
         self.codec = RtspCodec::H264;
+        self
+    }
+    pub fn h265(mut self) -> Self {
+        self.codec = RtspCodec::H265;
         self
     }
     pub fn size(mut self, width: u32, height: u32) -> Self {
