@@ -12,4 +12,5 @@ pub mod multipart;
 pub mod rtp_h264;
 pub mod rtp_h265;
 pub mod rtp_jpeg;
+pub mod rtp_seq;
 pub mod sdp;

@@ -23,6 +23,7 @@
 //! [`OnLoss`]. Payloads that make no sense are reported, counted and
 //! skipped; nothing a packet holds ends the session.
 
+use super::rtp_seq::{Seq, SeqTracker};
 use std::collections::VecDeque;
 
 use bytes::Bytes;
@@ -31,14 +32,6 @@ use bytes::Bytes;
 /// camera's bit rates is a few MiB) that still bounds the memory a bad stream
 /// can take.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
-
-/// A forward sequence jump of up to this many packets is loss; a larger one
-/// is a discontinuity (RFC 3550 appendix A.1, MAX_DROPOUT).
-const MAX_DROPOUT: u16 = 3000;
-
-/// A packet at most this many sequence numbers behind the newest is late:
-/// reordered or duplicated (RFC 3550 appendix A.1, MAX_MISORDER).
-const MAX_MISORDER: u16 = 100;
 
 /// Bytes of the length prefix before each NAL unit in an access unit.
 const PREFIX: usize = 4;
@@ -257,15 +250,6 @@ enum State<P> {
     Skipping(u32),
 }
 
-/// What the sequence number says about a packet.
-enum Seq {
-    Next,
-    /// A gap or a jump: the reason it damages an access unit.
-    Broken(Reason),
-    /// Duplicate, late, or stray.
-    Ignore,
-}
-
 /// The depacketizer, whichever the codec: see the module documentation.
 #[derive(Debug)]
 pub(crate) struct Core<C: Codec> {
@@ -279,11 +263,8 @@ pub(crate) struct Core<C: Codec> {
     started: bool,
     /// Access units done and not pulled yet.
     ready: VecDeque<AccessUnit<C::Params>>,
-    /// The newest sequence number accepted.
-    last_seq: Option<u16>,
-    /// After a lone packet far from the sequence: the number that, coming
-    /// next, confirms the jump.
-    probation: Option<u16>,
+    /// RTP sequence numbers: loss, late packets, restarts.
+    seq: SeqTracker,
     /// The size of the last access unit, to allocate the next one's buffer.
     size_hint: usize,
     stats: Stats,
@@ -301,8 +282,7 @@ impl<C: Codec> Core<C> {
             waiting: true,
             started: false,
             ready: VecDeque::new(),
-            last_seq: None,
-            probation: None,
+            seq: SeqTracker::default(),
             size_hint: 0,
             stats: Stats::default(),
             dropped: None,
@@ -318,13 +298,21 @@ impl<C: Codec> Core<C> {
     ) -> Result<(), Dropped> {
         self.dropped = None;
         let mut broken = None;
-        match self.sequence(seq) {
+        match self.seq.classify(seq) {
             Seq::Next => {}
+            Seq::Gap(count) => {
+                let count = u64::from(count);
+                self.stats.lost_packets += count;
+                broken = Some(Reason::Lost { count });
+            }
+            Seq::Resync(from) => {
+                self.stats.resyncs += 1;
+                broken = Some(Reason::SeqJump { from });
+            }
             Seq::Ignore => {
                 self.stats.ignored_packets += 1;
                 return Ok(());
             }
-            Seq::Broken(what) => broken = Some(what),
         }
         self.packet(seq, timestamp, marker, payload, broken);
         match self.dropped.take() {
@@ -339,40 +327,6 @@ impl<C: Codec> Core<C> {
 
     pub(crate) fn stats(&self) -> &Stats {
         &self.stats
-    }
-
-    /// Classifies `seq` against the newest accepted number, as RFC 3550
-    /// appendix A.1 does: small forward gaps are loss, small steps back are
-    /// late packets, and a large jump counts only once the packet after it
-    /// confirms it. Packets are never put back in order.
-    fn sequence(&mut self, seq: u16) -> Seq {
-        let Some(last) = self.last_seq else {
-            self.last_seq = Some(seq);
-            return Seq::Next;
-        };
-        let delta = seq.wrapping_sub(last);
-        let verdict = match delta {
-            1 => Seq::Next,
-            2..=MAX_DROPOUT => {
-                let count = u64::from(delta - 1);
-                self.stats.lost_packets += count;
-                Seq::Broken(Reason::Lost { count })
-            }
-            _ if delta == 0 || delta > u16::MAX - MAX_MISORDER => return Seq::Ignore,
-            _ if self.probation == Some(seq) => {
-                self.stats.resyncs += 1;
-                Seq::Broken(Reason::SeqJump { from: last })
-            }
-            _ => {
-                // One packet far away is a stray; the next one right after
-                // it would show the sender restarted.
-                self.probation = Some(seq.wrapping_add(1));
-                return Seq::Ignore;
-            }
-        };
-        self.probation = None;
-        self.last_seq = Some(seq);
-        verdict
     }
 
     fn report(&mut self, timestamp: u32, seq: u16, what: Reason) {

@@ -26,20 +26,13 @@
 //! No partial frame is ever returned, even where restart markers would let
 //! a decoder conceal the missing part.
 
+use super::rtp_seq::{Seq, SeqTracker};
 use bytes::{Bytes, BytesMut};
 
 /// A limit well above any camera's JPEG (the largest RFC 2435 image is
 /// 2040x2040; a fragment offset cannot pass 16 MiB either) that still bounds
 /// the memory a bad stream can take.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
-
-/// A forward sequence jump of up to this many packets is loss; a larger one
-/// is a discontinuity (RFC 3550 appendix A.1, MAX_DROPOUT).
-const MAX_DROPOUT: u16 = 3000;
-
-/// A packet at most this many sequence numbers behind the newest is late:
-/// reordered or duplicated (RFC 3550 appendix A.1, MAX_MISORDER).
-const MAX_MISORDER: u16 = 100;
 
 /// Bytes of the main JPEG header (RFC 2435 section 3.1).
 const MAIN_HEADER: usize = 8;
@@ -255,17 +248,6 @@ enum State {
     Skipping(u32),
 }
 
-/// What the sequence number says about a packet.
-enum Seq {
-    Next,
-    /// That many packets are missing before it.
-    Gap(u16),
-    /// The sender restarted its sequence; the last number was this.
-    Resync(u16),
-    /// Duplicate, late, or stray.
-    Ignore,
-}
-
 /// What one push found: at most a frame and the first drop.
 #[derive(Default)]
 struct Outcome {
@@ -284,11 +266,8 @@ struct Outcome {
 pub struct Depacketizer {
     max_frame: usize,
     state: State,
-    /// The newest sequence number accepted.
-    last_seq: Option<u16>,
-    /// After a lone packet far from the sequence: the number that, coming
-    /// next, confirms the jump.
-    probation: Option<u16>,
+    /// RTP sequence numbers: loss, late packets, restarts.
+    seq: SeqTracker,
     /// The quantization tables last sent in band for Q 128-254 (index Q -
     /// 128). Q 255 tables are never kept: they may change every frame.
     cache: Vec<Option<Tables>>,
@@ -309,8 +288,7 @@ impl Depacketizer {
         Self {
             max_frame,
             state: State::Idle,
-            last_seq: None,
-            probation: None,
+            seq: SeqTracker::default(),
             cache: vec![None; 127],
             size_hint: 0,
             stats: Stats::default(),
@@ -335,7 +313,7 @@ impl Depacketizer {
         payload: &[u8],
     ) -> Result<Option<Frame>, Dropped> {
         let mut out = Outcome::default();
-        match self.sequence(seq) {
+        match self.seq.classify(seq) {
             Seq::Next => {}
             Seq::Ignore => {
                 self.stats.ignored_packets += 1;
@@ -365,33 +343,6 @@ impl Depacketizer {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
-    }
-
-    /// Classifies `seq` against the newest accepted number, as RFC 3550
-    /// appendix A.1 does: small forward gaps are loss, small steps back are
-    /// late packets, and a large jump counts only once the packet after it
-    /// confirms it. Packets are never put back in order.
-    fn sequence(&mut self, seq: u16) -> Seq {
-        let Some(last) = self.last_seq else {
-            self.last_seq = Some(seq);
-            return Seq::Next;
-        };
-        let delta = seq.wrapping_sub(last);
-        let verdict = match delta {
-            1 => Seq::Next,
-            2..=MAX_DROPOUT => Seq::Gap(delta - 1),
-            _ if delta == 0 || delta > u16::MAX - MAX_MISORDER => return Seq::Ignore,
-            _ if self.probation == Some(seq) => Seq::Resync(last),
-            _ => {
-                // One packet far away is a stray; the next one right after
-                // it would show the sender restarted.
-                self.probation = Some(seq.wrapping_add(1));
-                return Seq::Ignore;
-            }
-        };
-        self.probation = None;
-        self.last_seq = Some(seq);
-        verdict
     }
 
     /// Drops the frame in progress, if any.
