@@ -962,10 +962,14 @@ async fn coded(
         if !started && !loss_seen {
             skipped_at_start = st.skipped_units;
         }
-        ctx.stats.dropped_frames.store(
-            dropped_before + given_up + st.dropped_units + st.skipped_units - skipped_at_start,
-            Ordering::Relaxed,
-        );
+        let depacketizer_dropped = st.dropped_units + st.skipped_units - skipped_at_start;
+        let count_dropped = |given_up: u64| {
+            ctx.stats.dropped_frames.store(
+                dropped_before + given_up + depacketizer_dropped,
+                Ordering::Relaxed,
+            );
+        };
+        count_dropped(given_up);
         while let Some(unit) = depack.pull(&mut sets) {
             let Some(params) = sets.params().cloned() else {
                 if let (Some(p), false) = (&sets.problem, sdp_problem_said) {
@@ -974,7 +978,7 @@ async fn coded(
                     sdp_problem_said = true;
                 }
                 given_up += 1;
-                ctx.stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                count_dropped(given_up);
                 continue;
             };
             started = true;

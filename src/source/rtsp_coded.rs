@@ -161,12 +161,16 @@ impl Sets {
             (&mut self.sps, sps),
             (&mut self.pps, pps),
         ] {
-            if !new.is_empty() {
-                let fresh: Vec<Vec<u8>> = new.iter().map(|b| b.to_vec()).collect();
-                if *list != fresh {
-                    *list = fresh;
-                    changed = true;
-                }
+            // Cameras repeat their sets with every keyframe: copied only
+            // when they differ.
+            if !new.is_empty()
+                && !list
+                    .iter()
+                    .map(Vec::as_slice)
+                    .eq(new.iter().map(|b| &b[..]))
+            {
+                *list = new.iter().map(|b| b.to_vec()).collect();
+                changed = true;
             }
         }
         if changed {
