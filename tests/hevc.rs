@@ -41,26 +41,6 @@ fn make_h265(dir: &Path, name: &str, x265: &str) -> PathBuf {
     path
 }
 
-/// ffprobe's `KEY=VALUE` lines for the first video stream of `path`.
-fn ffprobe_stream(path: &Path, entries: &str) -> String {
-    let out = run_limited(
-        Command::new("ffprobe").args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            &format!("stream={entries}"),
-            "-of",
-            "default=nw=1",
-            path_str(path),
-        ]),
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "ffprobe failed on {}", path.display());
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// `ffmpeg -xerror` decodes `path` to the end with nothing on stderr.
 fn decodes_strictly(path: &Path) {
     let out = run_limited(

@@ -546,19 +546,9 @@ fn h265_decodes_records_serves_hls_and_becomes_h264_flv() {
         "2",
     ]);
     assert_ok(&run);
-    let tags = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v", "-show_entries"])
-        .args([
-            "stream=codec_name,codec_tag_string,width,height",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&mp4)
-        .output()
-        .expect("ffprobe");
     assert_eq!(
-        String::from_utf8_lossy(&tags.stdout).trim(),
-        "hevc,hvc1,320,240"
+        ffprobe_stream(&mp4, "codec_name,codec_tag_string,width,height"),
+        "codec_name=hevc\ncodec_tag_string=hvc1\nwidth=320\nheight=240\n"
     );
     ffmpeg_decodes_cleanly(&mp4);
     assert!(ffprobe_frames(&mp4) >= 40, "{}", ffprobe_frames(&mp4));
@@ -574,16 +564,9 @@ fn h265_decodes_records_serves_hls_and_becomes_h264_flv() {
     ]);
     assert_ok(&run);
     let playlist = hls.join("index.m3u8");
-    // One line per variant stream and per program: each is H.265.
-    let codecs = video_streams(&playlist, "codec_name");
-    assert!(
-        codecs
-            .lines()
-            .filter(|l| !l.is_empty())
-            .all(|l| l == "hevc")
-            && codecs.contains("hevc"),
-        "{codecs}"
-    );
+    // A line for the stream and one for its program: both H.265.
+    let codecs = ffprobe_stream(&playlist, "codec_name");
+    assert!(codecs.lines().all(|l| l == "codec_name=hevc"), "{codecs}");
 
     let flv = dir.path().join("cam.flv");
     let run = camflow_run(&[
@@ -599,18 +582,6 @@ fn h265_decodes_records_serves_hls_and_becomes_h264_flv() {
     assert_ok(&run);
     let said = String::from_utf8_lossy(&run.stderr);
     assert!(said.contains("FLV cannot carry H.265"), "{said}");
-    assert_eq!(video_streams(&flv, "codec_name").trim(), "h264");
+    assert_eq!(ffprobe_stream(&flv, "codec_name"), "codec_name=h264\n");
     ffmpeg_decodes_cleanly(&flv);
-}
-
-/// ffprobe's `entries` of each video stream in `path`, one CSV line each.
-fn video_streams(path: &std::path::Path, entries: &str) -> String {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v", "-show_entries"])
-        .arg(format!("stream={entries}"))
-        .args(["-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .expect("ffprobe");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }

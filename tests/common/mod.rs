@@ -445,3 +445,23 @@ pub fn ctrl_c_and_wait(child: &mut std::process::Child) -> std::process::ExitSta
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// ffprobe's `KEY=VALUE` lines for the first video stream of `path`.
+pub fn ffprobe_stream(path: &Path, entries: &str) -> String {
+    let out = run_limited(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            &format!("stream={entries}"),
+            "-of",
+            "default=nw=1",
+            path_str(path),
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "ffprobe failed on {}", path.display());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
